@@ -1,0 +1,124 @@
+//! Effects of a session call: stanzas to transmit and events for the application.
+
+use minidom::Element;
+use std::collections::VecDeque;
+
+/// Who the peer turned out to be once a session is established.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerIdentity {
+    /// The peer's JID as authenticated (bare or full, as the protocol binds it).
+    pub jid: String,
+    /// Fingerprint of the long-term key that authenticated the peer, if any
+    /// (hex, protocol-defined hash). `None` for unauthenticated protocols.
+    pub fingerprint: Option<String>,
+    /// A short authentication string for the users to compare, if the protocol has one.
+    pub sas: Option<String>,
+    /// How the peer was authenticated, in a few words ("rsa signature",
+    /// "retained secret", "none", ...).
+    pub method: String,
+}
+
+/// Non-fatal conditions the user should see.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub enum Warning {
+    /// The peer's long-term key differs from the one remembered for its JID.
+    KeyChanged {
+        /// The peer's JID.
+        jid: String,
+        /// Fingerprint remembered earlier.
+        old: String,
+        /// Fingerprint presented now.
+        new: String,
+    },
+    /// The peer is not authenticated by a key; the user should compare the SAS.
+    Unauthenticated {
+        /// Why.
+        reason: String,
+    },
+    /// A message was accepted but the protocol flags it (e.g. an RFC 3923
+    /// timestamp not greater than an earlier one).
+    Suspicious {
+        /// What was noticed.
+        reason: String,
+    },
+    /// Anything else worth telling the user.
+    Other(String),
+}
+
+/// Something the application learns from a session call.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The handshake finished; protected stanzas now flow.
+    Established(PeerIdentity),
+    /// A protected stanza from the peer, recovered into the original application stanza.
+    Delivered(Element),
+    /// A stanza that arrived *without* the protection the session gives (e.g.
+    /// OTR's "received unencrypted message"), handed over so the application
+    /// can show it as such. Never used for content that failed a check.
+    DeliveredUnprotected(Element),
+    /// The peer ended the session.
+    PeerClosed,
+    /// This side ended the session.
+    Closed,
+    /// A warning for the user.
+    Warning(Warning),
+}
+
+/// The two queues a session call writes into. The caller drains them.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    transmit: VecDeque<Element>,
+    events: VecDeque<Event>,
+}
+
+impl Outbox {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queue a stanza for the peer (session side).
+    pub fn send(&mut self, stanza: Element) {
+        self.transmit.push_back(stanza);
+    }
+
+    /// Queue an event for the application (session side).
+    pub fn event(&mut self, ev: Event) {
+        self.events.push_back(ev);
+    }
+
+    /// Next stanza to put on the wire.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Element> {
+        self.transmit.pop_front()
+    }
+
+    /// Next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Stanzas waiting.
+    pub fn pending_transmits(&self) -> usize {
+        self.transmit.len()
+    }
+
+    /// Events waiting.
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// A checkpoint of the queue lengths, for restoring after a failed call.
+    pub fn checkpoint(&self) -> (usize, usize) {
+        (self.transmit.len(), self.events.len())
+    }
+
+    /// Drop everything queued since `cp` (a failed call must emit nothing).
+    pub fn restore(&mut self, cp: (usize, usize)) {
+        self.transmit.truncate(cp.0);
+        self.events.truncate(cp.1);
+    }
+}

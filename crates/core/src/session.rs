@@ -1,0 +1,270 @@
+//! The one driving shape every protocol implements.
+
+use crate::claims::ProtocolInfo;
+use crate::env::{Env, Timestamp};
+use crate::error::{ApiMisuse, Result};
+use crate::identity::{Identity, PublicIdentity};
+use crate::outbox::Outbox;
+use minidom::Element;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Which side of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Starts the handshake (Alice).
+    Initiator,
+    /// Answers it (Bob).
+    Responder,
+}
+
+impl Role {
+    /// The other side.
+    pub fn peer(self) -> Role {
+        match self {
+            Role::Initiator => Role::Responder,
+            Role::Responder => Role::Initiator,
+        }
+    }
+
+    /// `initiator` / `responder`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Initiator => "initiator",
+            Role::Responder => "responder",
+        }
+    }
+}
+
+/// Where a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Created; no handshake message sent or received yet.
+    Idle,
+    /// A handshake is under way.
+    Handshaking,
+    /// Protected stanzas flow.
+    Established,
+    /// Ended (by either side, or terminated after bad input where the spec demands it).
+    Closed,
+}
+
+/// Whether a count of public-key operations was taken from our own backend
+/// calls or derived from the spec (for backends we cannot instrument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountSource {
+    /// Counted at each backend call.
+    #[default]
+    Counted,
+    /// Derived from the spec (e.g. libotr's internals).
+    Derived,
+}
+
+/// Public-key operations a session performed so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct OpCounts {
+    /// Modular exponentiations / DH agreements (key generation included).
+    pub modexp: u64,
+    /// Signatures made.
+    pub sign: u64,
+    /// Signatures verified.
+    pub verify: u64,
+    /// Public-key encryptions (key transport).
+    pub pk_encrypt: u64,
+    /// Public-key decryptions.
+    pub pk_decrypt: u64,
+    /// Counted or derived.
+    pub source: CountSource,
+}
+
+impl OpCounts {
+    /// All public-key operations together.
+    pub fn total(&self) -> u64 {
+        self.modexp + self.sign + self.verify + self.pk_encrypt + self.pk_decrypt
+    }
+
+    /// `self - earlier`, field by field (for per-phase counts).
+    pub fn since(&self, earlier: &OpCounts) -> OpCounts {
+        OpCounts {
+            modexp: self.modexp.saturating_sub(earlier.modexp),
+            sign: self.sign.saturating_sub(earlier.sign),
+            verify: self.verify.saturating_sub(earlier.verify),
+            pk_encrypt: self.pk_encrypt.saturating_sub(earlier.pk_encrypt),
+            pk_decrypt: self.pk_decrypt.saturating_sub(earlier.pk_decrypt),
+            source: self.source,
+        }
+    }
+}
+
+/// Profile-specific settings, as `key=value` strings so the generic harness and
+/// CLI can pass them; each protocol documents and checks its own keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Options(BTreeMap<String, String>);
+
+impl Options {
+    /// No options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Set one.
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.0.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Parse `key=value` items.
+    pub fn parse<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Self> {
+        let mut o = Options::new();
+        for it in items {
+            let (k, v) = it.split_once('=').ok_or_else(|| ApiMisuse::BadOption {
+                key: it.to_string(),
+                reason: "expected key=value".into(),
+            })?;
+            o.0.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Ok(o)
+    }
+
+    /// The raw value.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// A boolean (`true`/`false`/`1`/`0`/`yes`/`no`), or `default`.
+    pub fn get_bool(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(v) => Err(bad(key, &format!("not a boolean: {v}"))),
+        }
+    }
+
+    /// An unsigned number, or `default`.
+    pub fn get_u64(&self, key: &str, default: u64) -> Result<u64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| bad(key, &format!("not a number: {v}"))),
+        }
+    }
+
+    /// Fail on any key not in `known`.
+    pub fn check_known(&self, known: &[&str]) -> Result<()> {
+        for k in self.0.keys() {
+            if !known.contains(&k.as_str()) {
+                return Err(bad(
+                    k,
+                    &format!("unknown option; known: {}", known.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Iterate.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+fn bad(key: &str, reason: &str) -> crate::Error {
+    ApiMisuse::BadOption {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    }
+    .into()
+}
+
+/// Everything needed to create one session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Initiator or responder.
+    pub role: Role,
+    /// Our full JID (`user@domain/resource`).
+    pub local_jid: String,
+    /// The peer's full JID.
+    pub peer_jid: String,
+    /// Our long-term identity.
+    pub identity: Arc<Identity>,
+    /// The peer's public identity, where the protocol needs it in advance
+    /// (OpenPGP, S/MIME) or where it is pinned (ESessions' key memory).
+    pub peer_public: Option<PublicIdentity>,
+    /// Profile settings.
+    pub options: Options,
+}
+
+/// One end of an end-to-end session. Sans-IO: every input is pushed in, every
+/// effect is drained from the [`Outbox`]; time and randomness come only from
+/// the [`Env`].
+///
+/// Contract for implementers:
+/// - `send` takes an *application* stanza (message; presence and iq where the
+///   protocol protects them) and queues protected stanza(s). Before the session
+///   is established it may start the handshake (initiator) and hold the stanza
+///   until it can protect it; it never sends it unprotected unless the profile
+///   offers no protection at all.
+/// - `handle_inbound` takes a stanza from the peer. A protected stanza that
+///   checks out yields [`crate::Event::Delivered`] with the original
+///   application stanza. Bad input returns an `Err` and leaves the session as
+///   [`ProtocolInfo::after_bad_input`] says: unchanged (nothing queued, state as
+///   before) or closed. It never panics and never delivers modified content
+///   the protocol claims to protect.
+pub trait Session: Send {
+    /// The profile's static description.
+    fn info(&self) -> &ProtocolInfo;
+
+    /// Which side this is.
+    fn role(&self) -> Role;
+
+    /// Where the session is.
+    fn state(&self) -> SessionState;
+
+    /// Begin the handshake (initiator). Handshake-less protocols do nothing.
+    fn start(&mut self, env: &mut Env, out: &mut Outbox) -> Result<()>;
+
+    /// Protect and queue an application stanza.
+    fn send(&mut self, env: &mut Env, stanza: Element, out: &mut Outbox) -> Result<()>;
+
+    /// Process a stanza that arrived from the peer.
+    fn handle_inbound(&mut self, env: &mut Env, stanza: Element, out: &mut Outbox) -> Result<()>;
+
+    /// When the session next wants [`Session::handle_timeout`] (e.g. a rekey grace period).
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        None
+    }
+
+    /// The virtual clock reached [`Session::poll_timeout`].
+    fn handle_timeout(&mut self, _env: &mut Env, _out: &mut Outbox) -> Result<()> {
+        Ok(())
+    }
+
+    /// End the session (sending whatever the protocol sends to terminate) and destroy keys.
+    fn close(&mut self, env: &mut Env, out: &mut Outbox) -> Result<()>;
+
+    /// Public-key operations so far.
+    fn op_counts(&self) -> OpCounts;
+}
+
+/// A protocol profile: its description, identity provisioning and a session factory.
+pub trait Protocol: Send + Sync {
+    /// The profile's static description.
+    fn info(&self) -> &ProtocolInfo;
+
+    /// Option keys this profile accepts, each with a one-line description.
+    fn options(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// Make a new long-term identity for a bare JID.
+    fn generate_identity(&self, env: &mut Env, jid: &str) -> Result<Identity>;
+
+    /// Create a session.
+    fn new_session(&self, env: &mut Env, config: SessionConfig) -> Result<Box<dyn Session>>;
+}

@@ -1,0 +1,297 @@
+//! Drivers: set up two parties for a protocol and run a workload through a [`Link`].
+
+use crate::cpu;
+use crate::link::{Dir, Link, Phase};
+use e2elab_core::{
+    stanza, Element, Env, Identity, OpCounts, Options, Protocol, Role, SessionConfig,
+};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The initiator's bare JID in every run.
+pub const ALICE: &str = "alice@example.org";
+/// The responder's bare JID in every run.
+pub const BOB: &str = "bob@example.net";
+/// The resource both use.
+pub const RESOURCE: &str = "lab";
+
+/// Full JID of party `idx`.
+pub fn full_jid(idx: usize) -> String {
+    format!("{}/{RESOURCE}", if idx == 0 { ALICE } else { BOB })
+}
+
+/// Long-term identities for both parties, with the CPU each took to make.
+pub struct Identities {
+    /// Initiator's and responder's identities.
+    pub ids: [Arc<Identity>; 2],
+    /// CPU spent generating each.
+    pub keygen_cpu: [Duration; 2],
+}
+
+/// Generate both parties' identities from the run seed.
+pub fn provision(proto: &dyn Protocol, seed: u64) -> Result<Identities, String> {
+    let mut ids = Vec::new();
+    let mut cpus = [Duration::ZERO; 2];
+    for (i, jid) in [ALICE, BOB].iter().enumerate() {
+        let mut env = Env::for_party(seed, &format!("identity:{jid}"));
+        let (r, c, _) = cpu::measure(|| proto.generate_identity(&mut env, jid));
+        cpus[i] = c;
+        ids.push(Arc::new(r.map_err(|e| {
+            format!("{}: identity for {jid}: {e}", proto.info().id)
+        })?));
+    }
+    let b = ids.pop().ok_or("identity missing")?;
+    let a = ids.pop().ok_or("identity missing")?;
+    Ok(Identities {
+        ids: [a, b],
+        keygen_cpu: cpus,
+    })
+}
+
+/// Create both sessions and a link between them (passive adversary, no delay).
+pub fn link_for(
+    proto: &dyn Protocol,
+    ids: &Identities,
+    seed: u64,
+    options: &Options,
+) -> Result<Link, String> {
+    let mut parties = Vec::new();
+    for idx in 0..2 {
+        let role = if idx == 0 {
+            Role::Initiator
+        } else {
+            Role::Responder
+        };
+        let mut env = Env::for_party(seed, role.name());
+        let cfg = SessionConfig {
+            role,
+            local_jid: full_jid(idx),
+            peer_jid: full_jid(1 - idx),
+            identity: ids.ids[idx].clone(),
+            peer_public: Some(ids.ids[1 - idx].public.clone()),
+            options: options.clone(),
+        };
+        let s = proto
+            .new_session(&mut env, cfg)
+            .map_err(|e| format!("{}: new session ({}): {e}", proto.info().id, role.name()))?;
+        parties.push((s, env));
+    }
+    let b = parties.pop().ok_or("session missing")?;
+    let a = parties.pop().ok_or("session missing")?;
+    Ok(Link::new(a, b))
+}
+
+/// Deterministic printable text of exactly `len` bytes (ASCII), from a seed.
+pub fn body_text(seed: u64, n: u64, len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789.,";
+    let mut x = seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x2545_f491_4f6c_dd1d;
+    (0..len)
+        .map(|_| {
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            ALPHABET[(v >> 58) as usize % ALPHABET.len()] as char
+        })
+        .collect()
+}
+
+/// The workload's application stanza number `n` from party `from`.
+pub fn workload_stanza(seed: u64, from: usize, n: u64, size: usize) -> Result<Element, String> {
+    stanza::chat_message(
+        &full_jid(from),
+        &full_jid(1 - from),
+        &format!("m{from}-{n}"),
+        &body_text(seed.wrapping_add(from as u64), n, size),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// What one protocol cost on one workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Protocol id.
+    pub protocol: String,
+    /// Protocol family.
+    pub family: String,
+    /// The seed.
+    pub seed: u64,
+    /// Handshake figures.
+    pub handshake: HandshakeReport,
+    /// Data-phase figures.
+    pub messages: MessageReport,
+    /// One-time costs, reported apart.
+    pub one_time: OneTimeReport,
+}
+
+/// Handshake figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandshakeReport {
+    /// Stanzas both ways.
+    pub messages: u64,
+    /// Maximal runs of stanzas in one direction.
+    pub flights: u64,
+    /// Flights / 2: round trips until both sides are done (1.5 for a 3-flight handshake).
+    pub round_trips: f64,
+    /// Bytes the initiator sent.
+    pub bytes_initiator: u64,
+    /// Bytes the responder sent.
+    pub bytes_responder: u64,
+    /// Initiator CPU in its handshake calls, microseconds.
+    pub cpu_us_initiator: f64,
+    /// Responder CPU, microseconds.
+    pub cpu_us_responder: f64,
+    /// Initiator's public-key operations.
+    pub ops_initiator: OpCounts,
+    /// Responder's public-key operations.
+    pub ops_responder: OpCounts,
+}
+
+/// Data-phase figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageReport {
+    /// Application stanzas sent (both directions together).
+    pub count: u64,
+    /// Body bytes per message (the `--size`).
+    pub body_size: usize,
+    /// Serialized bytes of the application stanzas (what the control row puts on the wire).
+    pub plaintext_bytes: u64,
+    /// Serialized bytes of the stanzas on the wire.
+    pub wire_bytes: u64,
+    /// Stanzas on the wire (fragmentation or acknowledgements make it differ from `count`).
+    pub wire_stanzas: u64,
+    /// CPU of all `send` calls, microseconds.
+    pub cpu_us_send: f64,
+    /// CPU of all receiving calls, microseconds.
+    pub cpu_us_receive: f64,
+    /// Public-key operations in the data phase, both sides.
+    pub ops: OpCounts,
+}
+
+/// One-time costs.
+#[derive(Debug, Clone, Serialize)]
+pub struct OneTimeReport {
+    /// CPU to generate the initiator's long-term identity, microseconds.
+    pub keygen_cpu_us_initiator: f64,
+    /// CPU to generate the responder's long-term identity, microseconds.
+    pub keygen_cpu_us_responder: f64,
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1000.0
+}
+
+/// The virtual time between two application stanzas of the workload (a
+/// conversation's pace; it matters to protocols with time rules, e.g. RFC 3923's
+/// certificate attachment every 5 minutes and its replay window).
+pub const MESSAGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Run the handshake and `messages` stanzas each way (alternating, one
+/// [`MESSAGE_INTERVAL`] apart on the virtual clock), checking that every
+/// delivered stanza equals the original.
+pub fn run_workload(
+    proto: &dyn Protocol,
+    seed: u64,
+    messages: u64,
+    size: usize,
+    options: &Options,
+    mut progress: impl FnMut(u64),
+) -> Result<(RunReport, Link), String> {
+    let id = proto.info().id;
+    let ids = provision(proto, seed)?;
+    let mut link = link_for(proto, &ids, seed, options)?;
+    link.handshake().map_err(|e| format!("{id}: {e}"))?;
+    link.set_phase(Phase::Data);
+    let mut plaintext_bytes = 0u64;
+    for n in 0..messages {
+        for from in 0..2 {
+            let el = workload_stanza(seed, from, n, size)?;
+            plaintext_bytes += stanza::wire_size(&el) as u64;
+            link.advance(MESSAGE_INTERVAL);
+            let before = link.party(1 - from).delivered.len();
+            link.send(from, el.clone())
+                .map_err(|e| format!("{id}: send #{n} from {}: {e}", full_jid(from)))?;
+            link.pump().map_err(|e| format!("{id}: {e}"))?;
+            let got = &link.party(1 - from).delivered[before..];
+            if got != [el] {
+                return Err(format!(
+                    "{id}: message #{n} from {} was not delivered intact ({} delivered; errors: {:?})",
+                    full_jid(from),
+                    got.len(),
+                    link.party(1 - from).errors
+                ));
+            }
+        }
+        progress(n + 1);
+    }
+    link.finish();
+    let hs = Phase::Handshake;
+    let data = Phase::Data;
+    let (mut cpu_send, mut cpu_recv) = (0u64, 0u64);
+    for s in link.samples.iter().filter(|s| s.phase == data) {
+        match s.kind {
+            crate::link::CallKind::Send => cpu_send += s.cpu_ns,
+            crate::link::CallKind::Receive => cpu_recv += s.cpu_ns,
+            _ => {}
+        }
+    }
+    let d_ab = link.counters(data, Dir::AtoB);
+    let d_ba = link.counters(data, Dir::BtoA);
+    let ops0 = link.party(0).ops(data);
+    let ops1 = link.party(1).ops(data);
+    let h_ab = link.counters(hs, Dir::AtoB);
+    let h_ba = link.counters(hs, Dir::BtoA);
+    let report = RunReport {
+        protocol: id.to_string(),
+        family: proto.info().family.to_string(),
+        seed,
+        handshake: HandshakeReport {
+            messages: h_ab.messages + h_ba.messages,
+            flights: link.flights(hs),
+            round_trips: link.flights(hs) as f64 / 2.0,
+            bytes_initiator: h_ab.bytes,
+            bytes_responder: h_ba.bytes,
+            cpu_us_initiator: us(link.party(0).cpu(hs)),
+            cpu_us_responder: us(link.party(1).cpu(hs)),
+            ops_initiator: link.party(0).ops(hs),
+            ops_responder: link.party(1).ops(hs),
+        },
+        messages: MessageReport {
+            count: messages * 2,
+            body_size: size,
+            plaintext_bytes,
+            wire_bytes: d_ab.bytes + d_ba.bytes,
+            wire_stanzas: d_ab.messages + d_ba.messages,
+            cpu_us_send: us(Duration::from_nanos(cpu_send)),
+            cpu_us_receive: us(Duration::from_nanos(cpu_recv)),
+            ops: OpCounts {
+                modexp: ops0.modexp + ops1.modexp,
+                sign: ops0.sign + ops1.sign,
+                verify: ops0.verify + ops1.verify,
+                pk_encrypt: ops0.pk_encrypt + ops1.pk_encrypt,
+                pk_decrypt: ops0.pk_decrypt + ops1.pk_decrypt,
+                source: ops0.source,
+            },
+        },
+        one_time: OneTimeReport {
+            keygen_cpu_us_initiator: us(ids.keygen_cpu[0]),
+            keygen_cpu_us_responder: us(ids.keygen_cpu[1]),
+        },
+    };
+    Ok((report, link))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_text_is_deterministic_and_exact() {
+        assert_eq!(body_text(1, 2, 100), body_text(1, 2, 100));
+        assert_ne!(body_text(1, 2, 100), body_text(1, 3, 100));
+        assert_eq!(body_text(9, 0, 4096).len(), 4096);
+        assert!(body_text(0, 0, 0).is_empty());
+    }
+}

@@ -1,0 +1,520 @@
+//! The `e2elab` command line.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use e2elab::driver::{self, RunReport};
+use e2elab::link::Phase;
+use e2elab::output::{fixed, Table};
+use e2elab::{conformance, peer, registry, store};
+use e2elab_core::{stanza, Env, Options, Protocol, Role, SessionConfig, Timestamp};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "e2elab",
+    version,
+    about = "Compare XMPP end-to-end encryption protocols on equal terms"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum RoleArg {
+    Initiator,
+    Responder,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List every protocol profile with its family, spec and claims.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+    /// Run the handshake and N messages each way per protocol and print the costs.
+    Run {
+        /// Protocol id (repeatable; `all` or none for every profile).
+        #[arg(long = "protocol", short = 'p')]
+        protocols: Vec<String>,
+        /// Messages each way.
+        #[arg(long, default_value_t = 100)]
+        messages: u64,
+        /// Body size of each message in bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Seed of the run (identities, randomness, bodies).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Profile option `key=value` (repeatable).
+        #[arg(long = "opt")]
+        opts: Vec<String>,
+    },
+    /// Print the stanzas that crossed the link, in order, as annotated XML.
+    Transcript {
+        #[arg(long = "protocol", short = 'p')]
+        protocol: String,
+        #[arg(long, default_value_t = 2)]
+        messages: u64,
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long = "opt")]
+        opts: Vec<String>,
+    },
+    /// Generate a long-term identity for a JID into DIR (identity.json, public.json).
+    Keygen {
+        #[arg(long = "protocol", short = 'p')]
+        protocol: String,
+        #[arg(long)]
+        jid: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed (default: fresh randomness from the OS).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Run one live session over stdin/stdout (see `e2elab peer --help`).
+    ///
+    /// Input lines: `send <stanza>`, `recv <stanza>`, `close`. Output lines:
+    /// `wire <stanza>` (forward to the peer), `deliver <stanza>`. Events and
+    /// errors go to stderr.
+    Peer {
+        #[arg(long = "protocol", short = 'p')]
+        protocol: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Our full JID.
+        #[arg(long)]
+        jid: String,
+        /// The peer's full JID.
+        #[arg(long)]
+        peer: String,
+        /// Directory (or file) with our identity.json.
+        #[arg(long)]
+        identity: PathBuf,
+        /// Directory (or file) with the peer's public.json.
+        #[arg(long)]
+        peer_identity: Option<PathBuf>,
+        /// Seed of the session's randomness (default: fresh from the OS).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long = "opt")]
+        opts: Vec<String>,
+    },
+    /// Run the conformance suite for protocols and print pass/fail per check.
+    Conformance {
+        #[arg(long = "protocol", short = 'p')]
+        protocols: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn one(id: &str) -> Result<Box<dyn Protocol>, String> {
+    registry::resolve(&[id.to_string()])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no protocol".to_string())
+}
+
+fn options(opts: &[String]) -> Result<Options, String> {
+    Options::parse(opts.iter().map(String::as_str)).map_err(|e| e.to_string())
+}
+
+fn os_seed() -> u64 {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    u64::from_le_bytes(b)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+}
+
+fn wall_clock() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0),
+    )
+}
+
+fn progress(len: u64, msg: String) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{msg:>20} [{bar:30}] {pos}/{len} {elapsed}") {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(msg);
+    pb
+}
+
+fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
+    match cmd {
+        Cmd::List { format } => list(format),
+        Cmd::Run {
+            protocols,
+            messages,
+            size,
+            seed,
+            format,
+            opts,
+        } => run(&protocols, messages, size, seed, format, &options(&opts)?),
+        Cmd::Transcript {
+            protocol,
+            messages,
+            size,
+            seed,
+            out,
+            opts,
+        } => transcript(&protocol, messages, size, seed, out, &options(&opts)?),
+        Cmd::Keygen {
+            protocol,
+            jid,
+            out,
+            seed,
+        } => {
+            let proto = one(&protocol)?;
+            let bare = stanza::bare_jid(&jid).to_string();
+            let mut env = Env::for_party(seed.unwrap_or_else(os_seed), &format!("identity:{bare}"));
+            let id = proto
+                .generate_identity(&mut env, &bare)
+                .map_err(|e| format!("keygen: {e}"))?;
+            store::save(&out, &id)?;
+            println!(
+                "{} identity for {} in {} (fingerprint {})",
+                proto.info().id,
+                bare,
+                out.display(),
+                id.public.fingerprint.as_deref().unwrap_or("none")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Peer {
+            protocol,
+            role,
+            jid,
+            peer,
+            identity,
+            peer_identity,
+            seed,
+            opts,
+        } => {
+            let proto = one(&protocol)?;
+            let id = store::load(&identity)?;
+            if id.jid() != stanza::bare_jid(&jid) {
+                return Err(format!(
+                    "identity is for {}, not {}",
+                    id.jid(),
+                    stanza::bare_jid(&jid)
+                ));
+            }
+            let peer_public = peer_identity.map(|p| store::load_public(&p)).transpose()?;
+            let role = match role {
+                RoleArg::Initiator => Role::Initiator,
+                RoleArg::Responder => Role::Responder,
+            };
+            let mut env = Env::for_party(seed.unwrap_or_else(os_seed), role.name());
+            env.set_now(wall_clock());
+            let mut session = proto
+                .new_session(
+                    &mut env,
+                    SessionConfig {
+                        role,
+                        local_jid: jid,
+                        peer_jid: peer,
+                        identity: Arc::new(id),
+                        peer_public,
+                        options: options(&opts)?,
+                    },
+                )
+                .map_err(|e| format!("session: {e}"))?;
+            let stdin = std::io::stdin();
+            let errors = peer::run(
+                session.as_mut(),
+                &mut env,
+                stdin.lock(),
+                std::io::stdout(),
+                std::io::stderr(),
+                wall_clock,
+            )?;
+            Ok(if errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Conformance { protocols } => {
+            let protos = registry::resolve(&protocols)?;
+            let mut t = Table::new(&["protocol", "check", "result"]);
+            let mut failed = 0;
+            for p in &protos {
+                for (name, r) in conformance::run_all(p.as_ref()) {
+                    let res = match r {
+                        Ok(()) => "pass".to_string(),
+                        Err(e) => {
+                            failed += 1;
+                            format!("FAIL: {e}")
+                        }
+                    };
+                    t.row(vec![p.info().id.to_string(), name.to_string(), res]);
+                }
+            }
+            print!("{}", t.render());
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn list(format: ListFormat) -> Result<ExitCode, String> {
+    let all = registry::all();
+    match format {
+        ListFormat::Json => {
+            let infos: Vec<_> = all.iter().map(|p| p.info()).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&infos).map_err(|e| e.to_string())?
+            );
+        }
+        ListFormat::Table => {
+            let mut t = Table::new(&["protocol", "family", "spec", "claims (spec)", "summary"]);
+            for p in &all {
+                let i = p.info();
+                let claimed: Vec<&str> = i
+                    .claims
+                    .iter()
+                    .filter(|c| c.level == e2elab_core::ClaimLevel::Claimed)
+                    .map(|c| c.property.name())
+                    .collect();
+                t.row(vec![
+                    i.id.to_string(),
+                    i.family.to_string(),
+                    i.spec.to_string(),
+                    if claimed.is_empty() {
+                        "-".into()
+                    } else {
+                        claimed.join(",")
+                    },
+                    i.summary.to_string(),
+                ]);
+            }
+            print!("{}", t.render());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(
+    protocols: &[String],
+    messages: u64,
+    size: usize,
+    seed: u64,
+    format: Format,
+    opts: &Options,
+) -> Result<ExitCode, String> {
+    let protos = registry::resolve(protocols)?;
+    let mut reports: Vec<RunReport> = Vec::new();
+    for p in &protos {
+        let pb = progress(messages, p.info().id.to_string());
+        let (r, _) = driver::run_workload(p.as_ref(), seed, messages, size, opts, |n| {
+            pb.set_position(n)
+        })?;
+        pb.finish_and_clear();
+        reports.push(r);
+    }
+    let mut stdout = std::io::stdout();
+    match format {
+        Format::Json => {
+            let s = if reports.len() == 1 {
+                serde_json::to_string_pretty(&reports[0])
+            } else {
+                serde_json::to_string_pretty(&reports)
+            }
+            .map_err(|e| e.to_string())?;
+            writeln!(stdout, "{s}").map_err(|e| e.to_string())?;
+        }
+        Format::Table | Format::Csv => {
+            let t = run_table(&reports, format == Format::Table);
+            let s = if format == Format::Table {
+                t.render()
+            } else {
+                t.csv()
+            };
+            write!(stdout, "{s}").map_err(|e| e.to_string())?;
+            if format == Format::Table {
+                writeln!(
+                    stdout,
+                    "\n{} messages each way, {size}-byte bodies, seed {seed}. hs = handshake; I/R = initiator/responder; \
+                     pk ops = modexp+sign+verify+pk-enc+pk-dec; overhead = wire/plaintext serialized stanza bytes.",
+                    messages
+                )
+                .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_table(reports: &[RunReport], human: bool) -> Table {
+    let cols: &[&str] = if human {
+        &[
+            "protocol",
+            ">hs msgs",
+            ">hs RTT",
+            ">hs bytes I",
+            ">hs bytes R",
+            ">hs CPU I (us)",
+            ">hs CPU R (us)",
+            ">hs pk ops I",
+            ">hs pk ops R",
+            ">msgs",
+            ">plaintext B",
+            ">wire B",
+            ">overhead",
+            ">send CPU/msg (us)",
+            ">recv CPU/msg (us)",
+        ]
+    } else {
+        &[
+            "protocol",
+            "hs_messages",
+            "hs_round_trips",
+            "hs_bytes_initiator",
+            "hs_bytes_responder",
+            "hs_cpu_us_initiator",
+            "hs_cpu_us_responder",
+            "hs_pk_ops_initiator",
+            "hs_pk_ops_responder",
+            "msg_count",
+            "msg_plaintext_bytes",
+            "msg_wire_bytes",
+            "msg_overhead",
+            "msg_cpu_us_send_per_msg",
+            "msg_cpu_us_receive_per_msg",
+        ]
+    };
+    let mut t = Table::new(cols);
+    for r in reports {
+        let h = &r.handshake;
+        let m = &r.messages;
+        let per = |x: f64| {
+            if m.count == 0 {
+                0.0
+            } else {
+                x / m.count as f64
+            }
+        };
+        let overhead = if m.plaintext_bytes == 0 {
+            0.0
+        } else {
+            m.wire_bytes as f64 / m.plaintext_bytes as f64
+        };
+        t.row(vec![
+            r.protocol.clone(),
+            h.messages.to_string(),
+            fixed(h.round_trips, 1),
+            h.bytes_initiator.to_string(),
+            h.bytes_responder.to_string(),
+            fixed(h.cpu_us_initiator, 1),
+            fixed(h.cpu_us_responder, 1),
+            h.ops_initiator.total().to_string(),
+            h.ops_responder.total().to_string(),
+            m.count.to_string(),
+            m.plaintext_bytes.to_string(),
+            m.wire_bytes.to_string(),
+            fixed(overhead, 3),
+            fixed(per(m.cpu_us_send), 2),
+            fixed(per(m.cpu_us_receive), 2),
+        ]);
+    }
+    t
+}
+
+fn transcript(
+    id: &str,
+    messages: u64,
+    size: usize,
+    seed: u64,
+    out: Option<PathBuf>,
+    opts: &Options,
+) -> Result<ExitCode, String> {
+    let proto = one(id)?;
+    let (report, link) = driver::run_workload(proto.as_ref(), seed, messages, size, opts, |_| {})?;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "<!-- e2elab transcript: protocol {id}, seed {seed}, {messages} message(s) each way, {size}-byte bodies -->\n"
+    ));
+    s.push_str(&format!(
+        "<!-- handshake: {} stanza(s), {} flight(s); data: {} stanza(s), {} wire bytes for {} plaintext bytes -->\n",
+        report.handshake.messages,
+        report.handshake.flights,
+        report.messages.wire_stanzas,
+        report.messages.wire_bytes,
+        report.messages.plaintext_bytes
+    ));
+    s.push_str(&format!("<transcript protocol='{id}' seed='{seed}'>\n"));
+    let mut last_phase: Option<Phase> = None;
+    for (i, e) in link.transcript.iter().enumerate() {
+        if last_phase != Some(e.phase) {
+            s.push_str(&format!("\n<!-- ===== {:?} ===== -->\n", e.phase));
+            last_phase = Some(e.phase);
+        }
+        s.push_str(&format!(
+            "<!-- #{} {} {} bytes at {} (+{} us) -->\n",
+            i + 1,
+            e.dir.label(),
+            e.bytes,
+            e.at.to_rfc3339(),
+            e.at.since(e2elab_core::Timestamp::DEFAULT_START)
+                .as_micros()
+        ));
+        s.push_str(&e.xml);
+        s.push('\n');
+    }
+    s.push_str("</transcript>\n");
+    match out {
+        Some(p) => std::fs::write(&p, s).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => print!("{s}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

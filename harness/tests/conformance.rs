@@ -1,0 +1,15 @@
+//! The conformance suite, once per registered protocol. A protocol joins with one line.
+
+e2elab::conformance_suite!(plaintext, "plaintext");
+
+/// Every registered protocol must be listed above: this test fails when one is not.
+#[test]
+fn every_registered_protocol_is_in_the_suite() {
+    let src = include_str!("conformance.rs");
+    for id in e2elab::registry::ids() {
+        assert!(
+            src.contains(&format!("\"{id}\")")),
+            "protocol {id} is registered but not in the conformance suite"
+        );
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install, idempotently, every system package the workspace needs on Debian 12.
+# Safe to run again: it only calls apt when something is missing.
+set -euo pipefail
+
+PACKAGES=(
+  # build: openssl-sys, bindgen (libotr-sys, Sequoia's ossl), pkg-config probes
+  pkg-config libssl-dev libclang-dev clang
+  # OTR through libotr 4.1.1 and its tools (otr_parse, otr_sesskeys, otr_readforge, otr_remac)
+  libotr5-dev libgcrypt20-dev libotr5-bin
+  # interop peers: GnuPG and the openssl CLI
+  gnupg openssl
+  # plots: plotters' bitmap backend and a font for chart text
+  libfontconfig1-dev libfreetype6-dev fonts-dejavu-core
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Rust toolchain's own checkers.
+for c in rustfmt clippy; do
+  if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$c"
+  fi
+done
+echo "setup: ok" >&2

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, formatting, lints, every test of every crate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
