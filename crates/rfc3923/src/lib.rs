@@ -1,0 +1,5 @@
+//! # `rfc3923`: S/MIME over CPIM, PIDF and xmpp+xml (skeleton)
+#![forbid(unsafe_code)]
+pub mod cert;
+pub mod cms;
+mod der;
