@@ -1,0 +1,555 @@
+//! The OpenPGP operations both profiles use, on Sequoia, with public-key
+//! operation counting at each backend call and typed errors.
+
+use e2elab_core::{DecodeError, Error, IdentityError, OpCounts, PeerMisbehaved, Timestamp};
+use openpgp::cert::prelude::*;
+use openpgp::crypto::KeyPair;
+use openpgp::packet::prelude::*;
+use openpgp::packet::{PKESK, SKESK};
+use openpgp::parse::stream::{
+    DecryptionHelper, DecryptorBuilder, DetachedVerifierBuilder, MessageLayer, MessageStructure,
+    VerificationError, VerificationHelper,
+};
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Signer};
+use openpgp::serialize::{Serialize, SerializeInto};
+use openpgp::types::{Features, KeyFlags, SignatureType, SymmetricAlgorithm};
+use openpgp::{Cert, KeyHandle, Profile};
+use sequoia_openpgp as openpgp;
+use std::io::{Read, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
+
+/// The key type of a generated identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgo {
+    /// RSA with this many modulus bits (1024, 2048, 3072 or 4096): an RSA
+    /// primary key for certification and signing and an RSA encryption subkey,
+    /// GnuPG's default layout.
+    Rsa(u32),
+    /// EdDSA (Ed25519) primary key and an ECDH (Curve25519) encryption subkey.
+    Cv25519,
+}
+
+impl KeyAlgo {
+    /// Parse `rsa1024`, `rsa2048`, `rsa3072`, `rsa4096` or `cv25519`.
+    pub fn parse(s: &str) -> Option<KeyAlgo> {
+        match s {
+            "rsa1024" => Some(KeyAlgo::Rsa(1024)),
+            "rsa2048" => Some(KeyAlgo::Rsa(2048)),
+            "rsa3072" => Some(KeyAlgo::Rsa(3072)),
+            "rsa4096" => Some(KeyAlgo::Rsa(4096)),
+            "cv25519" => Some(KeyAlgo::Cv25519),
+            _ => None,
+        }
+    }
+
+    /// The option value naming this key type.
+    pub fn name(self) -> String {
+        match self {
+            KeyAlgo::Rsa(b) => format!("rsa{b}"),
+            KeyAlgo::Cv25519 => "cv25519".into(),
+        }
+    }
+}
+
+/// A virtual-clock instant as a `SystemTime` (OpenPGP keeps whole seconds).
+pub fn system_time(t: Timestamp) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(t.secs())
+}
+
+fn be(e: impl std::fmt::Display) -> Error {
+    Error::Backend(e.to_string())
+}
+
+fn policy() -> StandardPolicy<'static> {
+    StandardPolicy::new()
+}
+
+/// The User ID both profiles put on their keys: `xmpp:` and the bare JID
+/// (XEP-0373 §9; JEP-0027 prescribes none).
+pub fn user_id(bare_jid: &str) -> String {
+    format!("xmpp:{bare_jid}")
+}
+
+/// Generate a certificate (with secret keys) for `bare_jid`, created at `ctime`.
+///
+/// Certificates are v4 (RFC 4880 profile) and advertise SEIPDv1 only, so
+/// GnuPG 2.2 can read what we encrypt to them. Key material comes from
+/// OpenSSL's RNG (Sequoia cannot take ours).
+pub fn generate(algo: KeyAlgo, bare_jid: &str, ctime: Timestamp) -> Result<Cert, Error> {
+    let t = system_time(ctime);
+    let uid = user_id(bare_jid);
+    let suite = match algo {
+        KeyAlgo::Cv25519 => CipherSuite::Cv25519,
+        KeyAlgo::Rsa(2048) => CipherSuite::RSA2k,
+        KeyAlgo::Rsa(3072) => CipherSuite::RSA3k,
+        KeyAlgo::Rsa(4096) => CipherSuite::RSA4k,
+        KeyAlgo::Rsa(1024) => return generate_rsa_by_hand(1024, &uid, t),
+        KeyAlgo::Rsa(b) => return Err(Error::Unsupported(format!("RSA-{b}"))),
+    };
+    let (cert, _rev) = CertBuilder::new()
+        .set_cipher_suite(suite)
+        .set_profile(Profile::RFC4880)
+        .map_err(be)?
+        .set_features(Features::empty().set_seipdv1())
+        .map_err(be)?
+        .set_creation_time(t)
+        .set_validity_period(None)
+        .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing())
+        .add_userid(uid)
+        .add_subkey(
+            KeyFlags::empty()
+                .set_transport_encryption()
+                .set_storage_encryption(),
+            None,
+            None,
+        )
+        .generate()
+        .map_err(be)?;
+    Ok(cert)
+}
+
+/// RSA-1024 is below every Sequoia cipher suite: assemble the same layout
+/// (primary: certify+sign; subkey: encrypt) from keys and binding signatures.
+fn generate_rsa_by_hand(bits: usize, uid: &str, t: SystemTime) -> Result<Cert, Error> {
+    use openpgp::packet::key::{Key4, PrimaryRole, SecretParts, SubordinateRole};
+    use openpgp::types::HashAlgorithm;
+    let mut primary: Key<SecretParts, PrimaryRole> = Key4::generate_rsa(bits).map_err(be)?.into();
+    primary.set_creation_time(t).map_err(be)?;
+    let mut sub: Key<SecretParts, SubordinateRole> = Key4::generate_rsa(bits).map_err(be)?.into();
+    sub.set_creation_time(t).map_err(be)?;
+    let mut signer = primary.clone().into_keypair().map_err(be)?;
+    let cert = Cert::try_from(vec![Packet::from(primary)]).map_err(be)?;
+    let template = |typ| -> Result<SignatureBuilder, Error> {
+        SignatureBuilder::new(typ)
+            .set_signature_creation_time(t)
+            .map_err(be)?
+            .set_hash_algo(HashAlgorithm::SHA256)
+            .set_features(Features::empty().set_seipdv1())
+            .map_err(be)?
+            .set_preferred_symmetric_algorithms(vec![
+                SymmetricAlgorithm::AES256,
+                SymmetricAlgorithm::AES128,
+            ])
+            .map_err(be)?
+            .set_preferred_hash_algorithms(vec![HashAlgorithm::SHA256, HashAlgorithm::SHA512])
+            .map_err(be)
+    };
+    let uid = UserID::from(uid);
+    let uid_sig = uid
+        .bind(
+            &mut signer,
+            &cert,
+            template(SignatureType::PositiveCertification)?
+                .set_primary_userid(true)
+                .map_err(be)?
+                .set_key_flags(KeyFlags::empty().set_certification().set_signing())
+                .map_err(be)?,
+        )
+        .map_err(be)?;
+    let sub_sig = sub
+        .bind(
+            &mut signer,
+            &cert,
+            template(SignatureType::SubkeyBinding)?
+                .set_key_flags(
+                    KeyFlags::empty()
+                        .set_transport_encryption()
+                        .set_storage_encryption(),
+                )
+                .map_err(be)?,
+        )
+        .map_err(be)?;
+    let (cert, _) = cert
+        .insert_packets(vec![
+            Packet::from(uid),
+            Packet::from(uid_sig),
+            Packet::from(sub),
+            Packet::from(sub_sig),
+        ])
+        .map_err(be)?;
+    Ok(cert)
+}
+
+/// The transferable public key, binary.
+pub fn public_bytes(cert: &Cert) -> Result<Vec<u8>, Error> {
+    cert.to_vec().map_err(be)
+}
+
+/// The transferable secret key, binary, in a zeroizing buffer.
+pub fn secret_bytes(cert: &Cert) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let mut v = Zeroizing::new(Vec::new());
+    cert.as_tsk().serialize(&mut *v).map_err(be)?;
+    Ok(v)
+}
+
+/// Parse a certificate, binary or ASCII-armored ("import").
+pub fn parse_cert(data: &[u8]) -> Result<Cert, Error> {
+    Cert::from_bytes(data)
+        .map_err(|e| IdentityError::Malformed(format!("OpenPGP certificate: {e}")).into())
+}
+
+/// Parse our own certificate and require its secret keys.
+pub fn parse_tsk(data: &[u8]) -> Result<Cert, Error> {
+    let c = parse_cert(data)?;
+    if !c.is_tsk() {
+        return Err(IdentityError::Malformed("no secret key material".into()).into());
+    }
+    Ok(c)
+}
+
+/// Whether `cert` carries the User ID `xmpp:<bare_jid>` (ASCII case-insensitive).
+pub fn has_xmpp_uid(cert: &Cert, bare_jid: &str) -> bool {
+    let want = user_id(bare_jid).to_ascii_lowercase();
+    cert.userids().any(|u| {
+        std::str::from_utf8(u.userid().value())
+            .map(|s| s.to_ascii_lowercase() == want)
+            .unwrap_or(false)
+    })
+}
+
+/// The certificate's first valid signing key as a signer, at `t`.
+fn signing_keypair(own: &Cert, t: SystemTime) -> Result<KeyPair, Error> {
+    let p = policy();
+    let ka = own
+        .keys()
+        .with_policy(&p, t)
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_signing()
+        .secret()
+        .next()
+        .ok_or_else(|| IdentityError::Malformed("no usable signing key".into()))?;
+    ka.key().clone().into_keypair().map_err(be)
+}
+
+/// A detached signature over `data`, of the given type, made at `t`.
+pub fn sign_detached(
+    own: &Cert,
+    data: &[u8],
+    typ: SignatureType,
+    t: Timestamp,
+    counts: &mut OpCounts,
+) -> Result<Vec<u8>, Error> {
+    let st = system_time(t);
+    let keypair = signing_keypair(own, st)?;
+    let mut sink = Vec::new();
+    {
+        let message = Message::new(&mut sink);
+        let mut signer = Signer::with_template(message, keypair, SignatureBuilder::new(typ))
+            .map_err(be)?
+            .detached()
+            .creation_time(st)
+            .build()
+            .map_err(be)?;
+        signer.write_all(data).map_err(be)?;
+        signer.finalize().map_err(be)?;
+    }
+    counts.sign += 1;
+    Ok(sink)
+}
+
+/// Encrypt `plain` to every valid encryption key of `recipients` (and sign it
+/// with `signer`'s key first when given), as a binary OpenPGP message.
+pub fn encrypt(
+    plain: &[u8],
+    recipients: &[&Cert],
+    signer: Option<&Cert>,
+    t: Timestamp,
+    counts: &mut OpCounts,
+) -> Result<Vec<u8>, Error> {
+    let st = system_time(t);
+    let p = policy();
+    let mut keys = Vec::new();
+    for c in recipients {
+        let before = keys.len();
+        keys.extend(
+            c.keys()
+                .with_policy(&p, st)
+                .supported()
+                .alive()
+                .revoked(false)
+                .for_transport_encryption()
+                .for_storage_encryption(),
+        );
+        if keys.len() == before {
+            return Err(IdentityError::UnknownKey(format!(
+                "{}: no valid encryption key",
+                c.fingerprint()
+            ))
+            .into());
+        }
+    }
+    let n_keys = keys.len() as u64;
+    let keypair = match signer {
+        Some(c) => Some(signing_keypair(c, st)?),
+        None => None,
+    };
+    let mut sink = Vec::new();
+    {
+        let message = Message::new(&mut sink);
+        let message = Encryptor::for_recipients(message, keys)
+            .build()
+            .map_err(be)?;
+        let message = match keypair {
+            Some(kp) => Signer::new(message, kp)
+                .map_err(be)?
+                .creation_time(st)
+                .build()
+                .map_err(be)?,
+            None => message,
+        };
+        let mut w = LiteralWriter::new(message)
+            .date(st)
+            .map_err(be)?
+            .build()
+            .map_err(be)?;
+        w.write_all(plain).map_err(be)?;
+        w.finalize().map_err(be)?;
+    }
+    counts.pk_encrypt += n_keys;
+    if signer.is_some() {
+        counts.sign += 1;
+    }
+    Ok(sink)
+}
+
+/// Why a verification or decryption failed, kept by the helper so the
+/// caller can turn it into a typed error after Sequoia gives up.
+#[derive(Debug, Clone)]
+enum Failure {
+    WrongRecipient(Vec<String>),
+    UnknownKey(String),
+    BadSignature,
+    Unsigned,
+}
+
+/// What a signature must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigRule {
+    /// No signature is expected; any present is ignored (JEP-0027 bodies).
+    Ignore,
+    /// At least one good signature by the peer's certificate is required.
+    RequirePeer,
+}
+
+struct Helper<'a> {
+    own: &'a Cert,
+    peer: &'a Cert,
+    rule: SigRule,
+    t: SystemTime,
+    counts: &'a mut OpCounts,
+    failure: &'a mut Option<Failure>,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        // The only certificate we know is the peer's.
+        Ok(vec![self.peer.clone()])
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        if self.rule == SigRule::Ignore {
+            return Ok(());
+        }
+        let mut good = false;
+        let mut failure = None;
+        for layer in structure.into_iter() {
+            if let MessageLayer::SignatureGroup { results } = layer {
+                for r in results {
+                    match r {
+                        Ok(_) => {
+                            self.counts.verify += 1;
+                            good = true;
+                        }
+                        Err(VerificationError::MissingKey { sig }) => {
+                            let issuer = sig
+                                .get_issuers()
+                                .first()
+                                .map(|h| h.to_hex())
+                                .unwrap_or_else(|| "(no issuer)".into());
+                            failure.get_or_insert(Failure::UnknownKey(issuer));
+                        }
+                        Err(VerificationError::BadSignature { .. }) => {
+                            self.counts.verify += 1;
+                            failure = Some(Failure::BadSignature);
+                        }
+                        Err(_) => {
+                            failure.get_or_insert(Failure::BadSignature);
+                        }
+                    }
+                }
+            }
+        }
+        if good {
+            Ok(())
+        } else {
+            *self.failure = Some(failure.unwrap_or(Failure::Unsigned));
+            Err(openpgp::Error::BadSignature("no good signature".into()).into())
+        }
+    }
+}
+
+impl DecryptionHelper for Helper<'_> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        _skesks: &[SKESK],
+        sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &openpgp::crypto::SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        let p = policy();
+        let mine: Vec<_> = self
+            .own
+            .keys()
+            .with_policy(&p, self.t)
+            .supported()
+            .for_transport_encryption()
+            .for_storage_encryption()
+            .secret()
+            .map(|ka| ka.key().clone())
+            .collect();
+        let mut seen = Vec::new();
+        for pkesk in pkesks {
+            let rcpt = pkesk.recipient();
+            seen.push(
+                rcpt.as_ref()
+                    .map(|h| h.to_hex())
+                    .unwrap_or_else(|| "wildcard".into()),
+            );
+            for key in &mine {
+                let matches = match &rcpt {
+                    None => true,
+                    Some(h) => h.aliases(key.key_handle()),
+                };
+                if !matches {
+                    continue;
+                }
+                let Ok(mut kp) = key.clone().into_keypair() else {
+                    continue;
+                };
+                self.counts.pk_decrypt += 1;
+                if let Some((algo, sk)) = pkesk.decrypt(&mut kp, sym_algo) {
+                    if decrypt(algo, &sk) {
+                        return Ok(None);
+                    }
+                }
+                // Our key, but the session key does not decrypt: a modified message.
+                *self.failure = None;
+                return Err(openpgp::Error::MissingSessionKey("no session key".into()).into());
+            }
+        }
+        *self.failure = Some(Failure::WrongRecipient(seen));
+        Err(openpgp::Error::MissingSessionKey("not encrypted to us".into()).into())
+    }
+}
+
+fn map_failure(f: Option<Failure>) -> Error {
+    match f {
+        Some(Failure::WrongRecipient(ids)) => PeerMisbehaved::WrongAddress(format!(
+            "encrypted to key(s) {}, not to ours",
+            ids.join(", ")
+        ))
+        .into(),
+        Some(Failure::UnknownKey(id)) => IdentityError::UnknownKey(id).into(),
+        Some(Failure::BadSignature) | Some(Failure::Unsigned) => {
+            PeerMisbehaved::BadSignature.into()
+        }
+        None => Error::DecryptFailed,
+    }
+}
+
+/// Check that `data` is one OpenPGP message (a PKESK/SEIPD sequence), before
+/// handing it to the decryptor, so that non-OpenPGP input is a decode error.
+fn looks_like_message(data: &[u8]) -> Result<(), Error> {
+    use openpgp::parse::{PacketParser, PacketParserResult};
+    let ppr = PacketParser::from_bytes(data)
+        .map_err(|_| DecodeError::invalid("OpenPGP message", "not OpenPGP packets"))?;
+    match ppr {
+        PacketParserResult::Some(pp) => match pp.packet {
+            Packet::PKESK(_) | Packet::SKESK(_) | Packet::Marker(_) => Ok(()),
+            _ => Err(DecodeError::invalid("OpenPGP message", "not an encrypted message").into()),
+        },
+        PacketParserResult::EOF(_) => Err(DecodeError::Truncated("OpenPGP message".into()).into()),
+    }
+}
+
+/// Decrypt a binary OpenPGP message with `own`'s secret keys; verify
+/// signatures against `peer` as `rule` says. Returns the literal data.
+pub fn decrypt(
+    data: &[u8],
+    own: &Cert,
+    peer: &Cert,
+    rule: SigRule,
+    t: Timestamp,
+    counts: &mut OpCounts,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    looks_like_message(data)?;
+    let st = system_time(t);
+    let p = policy();
+    let mut failure = None;
+    let mut out = Zeroizing::new(Vec::new());
+    let r = (|| -> openpgp::Result<()> {
+        let helper = Helper {
+            own,
+            peer,
+            rule,
+            t: st,
+            counts: &mut *counts,
+            failure: &mut failure,
+        };
+        let mut d = DecryptorBuilder::from_bytes(data)?.with_policy(&p, Some(st), helper)?;
+        d.read_to_end(&mut out)?;
+        if !d.message_processed() {
+            return Err(openpgp::Error::MalformedMessage("not fully processed".into()).into());
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Ok(out),
+        Err(_) => Err(map_failure(failure)),
+    }
+}
+
+/// Verify a detached signature by `peer` over `data` at `t`.
+pub fn verify_detached(
+    sig: &[u8],
+    data: &[u8],
+    peer: &Cert,
+    t: Timestamp,
+    counts: &mut OpCounts,
+) -> Result<(), Error> {
+    use openpgp::parse::{PacketParser, PacketParserResult};
+    match PacketParser::from_bytes(sig) {
+        Ok(PacketParserResult::Some(pp)) if matches!(pp.packet, Packet::Signature(_)) => {}
+        _ => return Err(DecodeError::invalid("signature", "not an OpenPGP signature").into()),
+    }
+    let st = system_time(t);
+    let p = policy();
+    let mut failure = None;
+    let r = (|| -> openpgp::Result<()> {
+        let helper = Helper {
+            own: peer,
+            peer,
+            rule: SigRule::RequirePeer,
+            t: st,
+            counts: &mut *counts,
+            failure: &mut failure,
+        };
+        let mut v = DetachedVerifierBuilder::from_bytes(sig)?.with_policy(&p, Some(st), helper)?;
+        v.verify_bytes(data)?;
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Ok(()),
+        Err(_) => Err(map_failure(failure.or(Some(Failure::BadSignature)))),
+    }
+}
+
+/// The hex fingerprint of a certificate's primary key.
+pub fn fingerprint(cert: &Cert) -> String {
+    cert.fingerprint().to_hex()
+}
