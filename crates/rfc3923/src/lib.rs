@@ -3,3 +3,5 @@
 pub mod cert;
 pub mod cms;
 mod der;
+pub mod mime;
+pub mod payload;
