@@ -1,0 +1,866 @@
+//! The safe wrapper over `libotr-sys`: every `unsafe` block of the workspace's
+//! OTR support lives in this module.
+//!
+//! - [`init`] runs `gcry_check_version` and `otrl_init` once per process.
+//! - [`cvt`] converts every libgcrypt/libotr return code, in one place.
+//! - [`UserState`] owns an `OtrlUserState` (RAII: `otrl_userstate_free` on
+//!   drop frees its private keys, instance tags, contexts and session keys).
+//! - [`OpData`] is what the `OtrlMessageAppOps` callbacks write into; a
+//!   session passes a pointer to its boxed `OpData` as libotr's `opdata` for
+//!   the duration of one libotr call, and drains it afterwards.
+//!
+//! Threading: libotr keeps no global mutable state after `otrl_init`, but a
+//! user state and everything reachable from it (contexts, keys) must never be
+//! touched by two threads at once. [`UserState`] is therefore `Send` (moving
+//! it to another thread is fine) and deliberately not `Sync`; each session
+//! owns its own user state, so the core `Session: Send` bound holds without
+//! any sharing.
+#![allow(unsafe_code)]
+
+use e2elab_core::Error;
+use libotr_sys as sys;
+use std::ffi::{c_char, c_int, c_uint, c_ushort, c_void, CStr, CString};
+use std::ptr::{self, NonNull};
+use std::sync::OnceLock;
+use zeroize::Zeroizing;
+
+/// The protocol name libotr files keys and contexts under.
+pub const PROTOCOL: &str = "xmpp";
+
+/// libotr's policy word.
+pub type Policy = sys::OtrlPolicy;
+
+/// libotr's instance tag.
+pub type InsTag = sys::otrl_instag_t;
+
+/// The smallest valid instance tag (`OTRL_MIN_VALID_INSTAG`).
+pub const MIN_VALID_INSTAG: InsTag = 0x100;
+
+/// Initialise libgcrypt and libotr once per process.
+pub fn init() -> Result<(), Error> {
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    INIT.get_or_init(|| {
+        // SAFETY: gcry_check_version(NULL) only initialises libgcrypt and
+        // returns a static string; otrl_init checks the header version against
+        // the library and initialises its own globals. Both run once, here,
+        // guarded by the OnceLock.
+        unsafe {
+            if sys::gcry_check_version(ptr::null()).is_null() {
+                return Err("gcry_check_version failed".to_string());
+            }
+            let e = sys::otrl_init(
+                sys::OTRL_VERSION_MAJOR,
+                sys::OTRL_VERSION_MINOR,
+                sys::OTRL_VERSION_SUB,
+            );
+            if e != 0 {
+                return Err(format!("otrl_init: {}", strerror(e)));
+            }
+        }
+        Ok(())
+    })
+    .clone()
+    .map_err(Error::Backend)
+}
+
+/// libgcrypt's description of an error code.
+fn strerror(e: sys::gcry_error_t) -> String {
+    // SAFETY: gcry_strerror returns a pointer to a static, NUL-terminated string.
+    unsafe {
+        let p = sys::gcry_strerror(e);
+        if p.is_null() {
+            format!("gcrypt error {e}")
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Convert a libgcrypt/libotr return code: the one place codes become `Error`s.
+pub fn cvt(e: sys::gcry_error_t, what: &str) -> Result<(), Error> {
+    if e == 0 {
+        Ok(())
+    } else {
+        Err(Error::Backend(format!("libotr {what}: {}", strerror(e))))
+    }
+}
+
+/// A C string from Rust text (no interior NUL).
+pub fn cstring(s: &str, what: &str) -> Result<CString, Error> {
+    CString::new(s).map_err(|_| Error::Backend(format!("{what} contains a NUL byte")))
+}
+
+/// Something a callback reported during one libotr call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CbEvent {
+    /// `handle_msg_event`.
+    Msg {
+        /// The `OtrlMessageEvent` value.
+        event: sys::OtrlMessageEvent,
+        /// The message text libotr attached (unencrypted text, error text).
+        message: Option<String>,
+    },
+    /// `handle_smp_event`.
+    Smp {
+        /// The `OtrlSMPEvent` value.
+        event: sys::OtrlSMPEvent,
+        /// Progress percent.
+        progress: u16,
+        /// The question, for `ASK_FOR_ANSWER`.
+        question: Option<String>,
+    },
+    /// `gone_secure`: the AKE finished on this context.
+    GoneSecure(SecureInfo),
+    /// `still_secure`: a new AKE finished on an already secure context.
+    StillSecure(SecureInfo),
+    /// `gone_insecure`.
+    GoneInsecure,
+    /// `create_instag`: libotr found no instance tag (should never happen: we load one).
+    InstagMissing,
+}
+
+/// What `gone_secure` tells about the secured context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecureInfo {
+    /// The peer's instance tag (0 for v2).
+    pub their_instance: InsTag,
+    /// Protocol version in use.
+    pub version: u32,
+    /// SHA-1 fingerprint of the peer's DSA key, lowercase hex.
+    pub fingerprint: Option<String>,
+    /// The secure session id, as libotr displays it (bold half in brackets).
+    pub ssid: String,
+}
+
+/// The Rust side of libotr's `opdata`. Boxed by its owner so its address is
+/// stable while libotr holds the pointer (only during one call).
+#[derive(Debug, Default)]
+pub struct OpData {
+    /// Policy returned by the `policy` callback.
+    pub policy: Policy,
+    /// Returned by `max_message_size` (0 = no fragmentation).
+    pub max_message_size: c_int,
+    /// OTR texts libotr asked us to put on the wire, in order.
+    pub injected: Vec<String>,
+    /// Callback events, in order.
+    pub events: Vec<CbEvent>,
+    /// Set by `convert_msg` on the receive path: a data message was decrypted
+    /// and authenticated in this call.
+    pub decrypted: bool,
+}
+
+impl OpData {
+    /// Empty the per-call outputs.
+    pub fn reset(&mut self) {
+        self.injected.clear();
+        self.events.clear();
+        self.decrypted = false;
+    }
+}
+
+/// Recover the `OpData` from libotr's `opdata` pointer.
+///
+/// # Safety
+/// `opdata` must be the pointer a session passed to the current libotr call:
+/// a live, exclusively borrowed `OpData`.
+unsafe fn opdata<'a>(opdata: *mut c_void) -> Option<&'a mut OpData> {
+    // SAFETY: per the contract above, the pointer is either null or a live
+    // `&mut OpData` that nobody else uses during the callback.
+    unsafe { opdata.cast::<OpData>().as_mut() }
+}
+
+unsafe fn opt_string(p: *const c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: libotr passes NUL-terminated strings that live for the callback.
+        Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+}
+
+unsafe extern "C" fn cb_policy(od: *mut c_void, _ctx: *mut sys::ConnContext) -> sys::OtrlPolicy {
+    // SAFETY: `od` is the session's OpData (see `opdata`).
+    unsafe { opdata(od) }.map_or(0, |d| d.policy)
+}
+
+unsafe extern "C" fn cb_is_logged_in(
+    _od: *mut c_void,
+    _a: *const c_char,
+    _p: *const c_char,
+    _r: *const c_char,
+) -> c_int {
+    1
+}
+
+unsafe extern "C" fn cb_inject(
+    od: *mut c_void,
+    _a: *const c_char,
+    _p: *const c_char,
+    _r: *const c_char,
+    message: *const c_char,
+) {
+    // SAFETY: `od` is the session's OpData; `message` is a C string valid for the call.
+    unsafe {
+        if let (Some(d), Some(m)) = (opdata(od), opt_string(message)) {
+            d.injected.push(m);
+        }
+    }
+}
+
+/// Read what `gone_secure`/`still_secure` report from a context.
+///
+/// # Safety
+/// `ctx` is null or a live context of the current call.
+unsafe fn secure_info(ctx: *mut sys::ConnContext) -> Option<SecureInfo> {
+    // SAFETY: libotr hands a live context; the fingerprint pointer, when set,
+    // points at 20 bytes owned by the context's fingerprint list.
+    unsafe {
+        let c = ctx.as_ref()?;
+        let fingerprint = c
+            .active_fingerprint
+            .as_ref()
+            .and_then(|f| (!f.fingerprint.is_null()).then_some(f.fingerprint))
+            .map(|p| hex(std::slice::from_raw_parts(p, 20)));
+        let len = c.sessionid_len.min(c.sessionid.len());
+        let id = &c.sessionid[..len];
+        let half = len / 2;
+        let (a, b) = id.split_at(half);
+        let ssid = if c.sessionid_half == sys::OtrlSessionIdHalf_OTRL_SESSIONID_FIRST_HALF_BOLD {
+            format!("[{}] {}", hex(a), hex(b))
+        } else {
+            format!("{} [{}]", hex(a), hex(b))
+        };
+        Some(SecureInfo {
+            their_instance: c.their_instance,
+            version: c.protocol_version,
+            fingerprint,
+            ssid,
+        })
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+unsafe extern "C" fn cb_gone_secure(od: *mut c_void, ctx: *mut sys::ConnContext) {
+    // SAFETY: see `opdata` and `secure_info`.
+    unsafe {
+        if let (Some(d), Some(i)) = (opdata(od), secure_info(ctx)) {
+            d.events.push(CbEvent::GoneSecure(i));
+        }
+    }
+}
+
+unsafe extern "C" fn cb_still_secure(od: *mut c_void, ctx: *mut sys::ConnContext, _r: c_int) {
+    // SAFETY: see `opdata` and `secure_info`.
+    unsafe {
+        if let (Some(d), Some(i)) = (opdata(od), secure_info(ctx)) {
+            d.events.push(CbEvent::StillSecure(i));
+        }
+    }
+}
+
+unsafe extern "C" fn cb_gone_insecure(od: *mut c_void, _ctx: *mut sys::ConnContext) {
+    // SAFETY: see `opdata`.
+    if let Some(d) = unsafe { opdata(od) } {
+        d.events.push(CbEvent::GoneInsecure);
+    }
+}
+
+unsafe extern "C" fn cb_max_message_size(od: *mut c_void, _ctx: *mut sys::ConnContext) -> c_int {
+    // SAFETY: see `opdata`.
+    unsafe { opdata(od) }.map_or(0, |d| d.max_message_size)
+}
+
+unsafe extern "C" fn cb_smp_event(
+    od: *mut c_void,
+    event: sys::OtrlSMPEvent,
+    _ctx: *mut sys::ConnContext,
+    progress: c_ushort,
+    question: *mut c_char,
+) {
+    // SAFETY: see `opdata`; `question` is null or a C string valid for the call.
+    unsafe {
+        if let Some(d) = opdata(od) {
+            let question = opt_string(question);
+            d.events.push(CbEvent::Smp {
+                event,
+                progress,
+                question,
+            });
+        }
+    }
+}
+
+unsafe extern "C" fn cb_msg_event(
+    od: *mut c_void,
+    event: sys::OtrlMessageEvent,
+    _ctx: *mut sys::ConnContext,
+    message: *const c_char,
+    _err: sys::gcry_error_t,
+) {
+    // SAFETY: see `opdata`; `message` is null or a C string valid for the call.
+    unsafe {
+        if let Some(d) = opdata(od) {
+            let message = opt_string(message);
+            d.events.push(CbEvent::Msg { event, message });
+        }
+    }
+}
+
+unsafe extern "C" fn cb_create_instag(od: *mut c_void, _a: *const c_char, _p: *const c_char) {
+    // SAFETY: see `opdata`.
+    if let Some(d) = unsafe { opdata(od) } {
+        d.events.push(CbEvent::InstagMissing);
+    }
+}
+
+/// Used only as a signal: libotr calls it with `OTRL_CONVERT_RECEIVING` exactly
+/// when a data message decrypted and authenticated. `*dest` stays NULL (no
+/// conversion), so libotr keeps its own plaintext.
+unsafe extern "C" fn cb_convert(
+    od: *mut c_void,
+    _ctx: *mut sys::ConnContext,
+    kind: sys::OtrlConvertType,
+    _dest: *mut *mut c_char,
+    _src: *const c_char,
+) {
+    // SAFETY: see `opdata`.
+    if let Some(d) = unsafe { opdata(od) } {
+        if kind == sys::OtrlConvertType_OTRL_CONVERT_RECEIVING {
+            d.decrypted = true;
+        }
+    }
+}
+
+/// The callback table. `otr_error_message` is deliberately absent: libotr then
+/// sends no `?OTR Error:` replies to bad input (the core contract says a
+/// rejected input emits nothing). `timer_control` is absent: it only drives
+/// libotr's wiping of idle master-context keys, which a session's drop does.
+pub fn app_ops() -> &'static sys::OtrlMessageAppOps {
+    static OPS: OnceLock<sys::OtrlMessageAppOps> = OnceLock::new();
+    OPS.get_or_init(|| sys::OtrlMessageAppOps {
+        policy: Some(cb_policy),
+        is_logged_in: Some(cb_is_logged_in),
+        inject_message: Some(cb_inject),
+        gone_secure: Some(cb_gone_secure),
+        gone_insecure: Some(cb_gone_insecure),
+        still_secure: Some(cb_still_secure),
+        max_message_size: Some(cb_max_message_size),
+        handle_smp_event: Some(cb_smp_event),
+        handle_msg_event: Some(cb_msg_event),
+        create_instag: Some(cb_create_instag),
+        convert_msg: Some(cb_convert),
+        ..Default::default()
+    })
+}
+
+/// An anonymous in-memory file (`memfd_create`) opened as a read-write
+/// `FILE*`. libotr's key reader calls `fstat(fileno(f))`, so a `fmemopen`
+/// stream (no file descriptor) cannot be used. Wiped and closed on drop.
+struct MemFile(NonNull<libc::FILE>);
+
+impl MemFile {
+    fn new(content: &[u8]) -> Result<Self, Error> {
+        // SAFETY: memfd_create takes a NUL-terminated name and flags; the
+        // descriptor is owned here and handed to fdopen (or closed on failure).
+        unsafe {
+            let fd = libc::memfd_create(c"e2elab-otr".as_ptr(), libc::MFD_CLOEXEC);
+            if fd < 0 {
+                return Err(Error::Backend("memfd_create failed".into()));
+            }
+            let mut off = 0usize;
+            while off < content.len() {
+                let n = libc::write(fd, content[off..].as_ptr().cast(), content.len() - off);
+                if n <= 0 {
+                    libc::close(fd);
+                    return Err(Error::Backend("write to memfd failed".into()));
+                }
+                off += n as usize;
+            }
+            libc::lseek(fd, 0, libc::SEEK_SET);
+            let f = libc::fdopen(fd, c"w+".as_ptr());
+            match NonNull::new(f) {
+                Some(f) => Ok(MemFile(f)),
+                None => {
+                    libc::close(fd);
+                    Err(Error::Backend("fdopen failed".into()))
+                }
+            }
+        }
+    }
+
+    fn as_sys(&self) -> *mut sys::FILE {
+        self.0.as_ptr().cast()
+    }
+
+    /// Everything in the file (flushes first).
+    fn contents(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        // SAFETY: the FILE is open; we flush it and read its descriptor with pread.
+        unsafe {
+            libc::fflush(self.0.as_ptr());
+            let fd = libc::fileno(self.0.as_ptr());
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) != 0 {
+                return Err(Error::Backend("fstat on memfd failed".into()));
+            }
+            let len = usize::try_from(st.st_size).unwrap_or(0);
+            let mut v = Zeroizing::new(vec![0u8; len]);
+            let mut off = 0usize;
+            while off < len {
+                let n = libc::pread(
+                    fd,
+                    v[off..].as_mut_ptr().cast(),
+                    len - off,
+                    off as libc::off_t,
+                );
+                if n <= 0 {
+                    return Err(Error::Backend("read from memfd failed".into()));
+                }
+                off += n as usize;
+            }
+            Ok(v)
+        }
+    }
+}
+
+impl Drop for MemFile {
+    fn drop(&mut self) {
+        // SAFETY: the FILE is open; we overwrite the file's bytes with zeros,
+        // truncate it and close it exactly once.
+        unsafe {
+            let f = self.0.as_ptr();
+            libc::fflush(f);
+            let fd = libc::fileno(f);
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) == 0 {
+                let zeros = [0u8; 4096];
+                let mut off: libc::off_t = 0;
+                while off < st.st_size {
+                    let n = (st.st_size - off).min(zeros.len() as libc::off_t) as usize;
+                    if libc::pwrite(fd, zeros.as_ptr().cast(), n, off) <= 0 {
+                        break;
+                    }
+                    off += n as libc::off_t;
+                }
+                libc::ftruncate(fd, 0);
+            }
+            libc::fclose(f);
+        }
+    }
+}
+
+/// An `OtrlUserState`: private keys, instance tags and connection contexts of
+/// one account. Freed (keys wiped by libgcrypt's secure memory where libotr
+/// used it) on drop.
+#[derive(Debug)]
+pub struct UserState(NonNull<sys::s_OtrlUserState>);
+
+// SAFETY: libotr has no thread affinity; a user state is only unsafe to use
+// from two threads *at once*. `UserState` is not `Sync` and every use goes
+// through `&self`/`&mut self` of its single owner, so moving it between threads
+// is sound.
+unsafe impl Send for UserState {}
+
+impl UserState {
+    /// A fresh, empty user state.
+    pub fn new() -> Result<Self, Error> {
+        init()?;
+        // SAFETY: libotr is initialised; otrl_userstate_create allocates.
+        let p = unsafe { sys::otrl_userstate_create() };
+        NonNull::new(p)
+            .map(UserState)
+            .ok_or_else(|| Error::Backend("otrl_userstate_create failed".into()))
+    }
+
+    /// The raw pointer, for calls in this crate.
+    pub fn raw(&self) -> sys::OtrlUserState {
+        self.0.as_ptr()
+    }
+
+    /// Load private keys from libotr key-file text.
+    pub fn read_privkey(&self, text: &[u8]) -> Result<(), Error> {
+        let f = MemFile::new(text)?;
+        // SAFETY: a valid user state and an open FILE*.
+        let e = unsafe { sys::otrl_privkey_read_FILEp(self.raw(), f.as_sys()) };
+        drop(f);
+        cvt(e, "privkey_read")
+    }
+
+    /// Load an instance tag for (account, protocol).
+    pub fn set_instag(&self, account: &str, tag: InsTag) -> Result<(), Error> {
+        let text = format!("{account}\t{PROTOCOL}\t{tag:08x}\n");
+        let f = MemFile::new(text.as_bytes())?;
+        // SAFETY: a valid user state and an open FILE*.
+        let e = unsafe { sys::otrl_instag_read_FILEp(self.raw(), f.as_sys()) };
+        drop(f);
+        cvt(e, "instag_read")
+    }
+
+    /// Generate a DSA key for (account, protocol) and return the key file text.
+    /// Uses libgcrypt's RNG (cannot be seeded).
+    pub fn generate_privkey(&self, account: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let acc = cstring(account, "account")?;
+        let proto = cstring(PROTOCOL, "protocol")?;
+        // libotr writes the key file, seeks back and reads it in again
+        // (fstat on its descriptor): an anonymous memfd, wiped on drop.
+        let f = MemFile::new(&[])?;
+        // SAFETY: valid user state, open read-write FILE*, NUL-terminated strings.
+        let e = unsafe {
+            sys::otrl_privkey_generate_FILEp(self.raw(), f.as_sys(), acc.as_ptr(), proto.as_ptr())
+        };
+        cvt(e, "privkey_generate")?;
+        let out = f.contents()?;
+        drop(f);
+        if out.is_empty() {
+            return Err(Error::Backend("empty key file".into()));
+        }
+        Ok(out)
+    }
+
+    /// SHA-1 fingerprint (lowercase hex) of our key for `account`.
+    pub fn fingerprint(&self, account: &str) -> Result<String, Error> {
+        let acc = cstring(account, "account")?;
+        let proto = cstring(PROTOCOL, "protocol")?;
+        let mut h = [0u8; 20];
+        // SAFETY: `h` has the 20 bytes the function writes.
+        let p = unsafe {
+            sys::otrl_privkey_fingerprint_raw(
+                self.raw(),
+                h.as_mut_ptr(),
+                acc.as_ptr(),
+                proto.as_ptr(),
+            )
+        };
+        if p.is_null() {
+            return Err(Error::Backend(format!("no private key for {account}")));
+        }
+        Ok(hex(&h))
+    }
+}
+
+impl Drop for UserState {
+    fn drop(&mut self) {
+        // SAFETY: created by otrl_userstate_create, freed exactly once; no
+        // context pointer into it survives (sessions only hold them within a call).
+        unsafe { sys::otrl_userstate_free(self.0.as_ptr()) }
+    }
+}
+
+/// The accounts and names one session passes to libotr.
+#[derive(Debug)]
+pub struct Names {
+    /// Our account (local bare JID).
+    pub account: CString,
+    /// `xmpp`.
+    pub protocol: CString,
+    /// The peer (full JID).
+    pub peer: CString,
+}
+
+/// What `otrl_message_receiving` returned.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// libotr's "ignore" flag (1 = internal message, nothing to show).
+    pub ignore: bool,
+    /// Decrypted or passed-through text.
+    pub text: Option<Zeroizing<String>>,
+    /// A disconnect TLV arrived.
+    pub disconnected: bool,
+}
+
+/// One libotr call's worth of access to a user state with our callbacks.
+pub struct Call<'a> {
+    /// The user state.
+    pub us: &'a UserState,
+    /// Account / protocol / peer.
+    pub names: &'a Names,
+    /// Callback sink.
+    pub od: &'a mut OpData,
+}
+
+impl Call<'_> {
+    fn od_ptr(&mut self) -> *mut c_void {
+        (self.od as *mut OpData).cast()
+    }
+
+    /// `otrl_message_sending` with `OTRL_FRAGMENT_SEND_ALL`: every wire text
+    /// (whole or fragments) arrives through `inject_message`.
+    pub fn sending(&mut self, their_instag: InsTag, text: &CStr) -> Result<(), Error> {
+        let mut msg: *mut c_char = ptr::null_mut();
+        let mut ctx: *mut sys::ConnContext = ptr::null_mut();
+        let od = self.od_ptr();
+        // SAFETY: valid user state, static ops, `od` points at our OpData for
+        // the call, all strings NUL-terminated; out-pointers are locals.
+        let e = unsafe {
+            sys::otrl_message_sending(
+                self.us.raw(),
+                app_ops(),
+                od,
+                self.names.account.as_ptr(),
+                self.names.protocol.as_ptr(),
+                self.names.peer.as_ptr(),
+                their_instag,
+                text.as_ptr(),
+                ptr::null_mut(),
+                &mut msg,
+                sys::OtrlFragmentPolicy_OTRL_FRAGMENT_SEND_ALL,
+                &mut ctx,
+                None,
+                ptr::null_mut(),
+            )
+        };
+        if !msg.is_null() {
+            // SAFETY: libotr allocated it; freed once with its own free.
+            unsafe { sys::otrl_message_free(msg) };
+        }
+        cvt(e, "message_sending")
+    }
+
+    /// `otrl_message_receiving`.
+    pub fn receiving(&mut self, text: &CStr) -> Received {
+        let mut newmsg: *mut c_char = ptr::null_mut();
+        let mut tlvs: *mut sys::OtrlTLV = ptr::null_mut();
+        let mut ctx: *mut sys::ConnContext = ptr::null_mut();
+        let od = self.od_ptr();
+        // SAFETY: as in `sending`; out-pointers are locals we free below.
+        let ignore = unsafe {
+            sys::otrl_message_receiving(
+                self.us.raw(),
+                app_ops(),
+                od,
+                self.names.account.as_ptr(),
+                self.names.protocol.as_ptr(),
+                self.names.peer.as_ptr(),
+                text.as_ptr(),
+                &mut newmsg,
+                &mut tlvs,
+                &mut ctx,
+                None,
+                ptr::null_mut(),
+            )
+        };
+        let mut r = Received {
+            ignore: ignore != 0,
+            ..Default::default()
+        };
+        if !newmsg.is_null() {
+            // SAFETY: libotr returned a NUL-terminated malloc'd string; we copy
+            // it, wipe the C copy and free it with otrl_message_free.
+            unsafe {
+                let c = CStr::from_ptr(newmsg);
+                let len = c.to_bytes().len();
+                r.text = Some(Zeroizing::new(c.to_string_lossy().into_owned()));
+                ptr::write_bytes(newmsg, 0, len);
+                sys::otrl_message_free(newmsg);
+            }
+        }
+        if !tlvs.is_null() {
+            // SAFETY: `tlvs` is libotr's list, searched then freed once.
+            unsafe {
+                r.disconnected =
+                    !sys::otrl_tlv_find(tlvs, sys::OTRL_TLV_DISCONNECTED as c_ushort).is_null();
+                sys::otrl_tlv_free(tlvs);
+            }
+        }
+        r
+    }
+
+    /// `otrl_message_disconnect` (sends the disconnect TLV when encrypted).
+    pub fn disconnect(&mut self, their_instag: InsTag) {
+        let od = self.od_ptr();
+        // SAFETY: as in `sending`.
+        unsafe {
+            sys::otrl_message_disconnect(
+                self.us.raw(),
+                app_ops(),
+                od,
+                self.names.account.as_ptr(),
+                self.names.protocol.as_ptr(),
+                self.names.peer.as_ptr(),
+                their_instag,
+            )
+        }
+    }
+
+    /// The context for the peer instance, if libotr has one.
+    fn context(&self, their_instag: InsTag) -> Option<NonNull<sys::ConnContext>> {
+        // SAFETY: lookup only (add_if_missing = 0); the pointer stays valid
+        // until the user state changes, and we use it only within this call.
+        let p = unsafe {
+            sys::otrl_context_find(
+                self.us.raw(),
+                self.names.peer.as_ptr(),
+                self.names.account.as_ptr(),
+                self.names.protocol.as_ptr(),
+                their_instag,
+                0,
+                ptr::null_mut(),
+                None,
+                ptr::null_mut(),
+            )
+        };
+        NonNull::new(p)
+    }
+
+    /// (our keyid, their keyid) of the context, for derived op counts.
+    pub fn keyids(&self, their_instag: InsTag) -> Option<(c_uint, c_uint)> {
+        let c = self.context(their_instag)?;
+        // SAFETY: a live context from `context`; context_priv is always set.
+        unsafe {
+            let p = c.as_ref().context_priv.as_ref()?;
+            Some((p.our_keyid, p.their_keyid))
+        }
+    }
+
+    /// Whether the context is in OTRL_MSGSTATE_ENCRYPTED.
+    pub fn encrypted(&self, their_instag: InsTag) -> bool {
+        self.context(their_instag).is_some_and(|c| {
+            // SAFETY: a live context from `context`.
+            unsafe { c.as_ref().msgstate == sys::OtrlMessageState_OTRL_MSGSTATE_ENCRYPTED }
+        })
+    }
+
+    /// Start SMP with a shared secret (and optional question).
+    pub fn initiate_smp(
+        &mut self,
+        their_instag: InsTag,
+        question: Option<&CStr>,
+        secret: &[u8],
+    ) -> Result<(), Error> {
+        let c = self
+            .context(their_instag)
+            .ok_or_else(|| Error::Backend("no OTR context".into()))?;
+        let od = self.od_ptr();
+        // SAFETY: live context of this user state; `secret` outlives the call.
+        unsafe {
+            match question {
+                Some(q) => sys::otrl_message_initiate_smp_q(
+                    self.us.raw(),
+                    app_ops(),
+                    od,
+                    c.as_ptr(),
+                    q.as_ptr(),
+                    secret.as_ptr(),
+                    secret.len(),
+                ),
+                None => sys::otrl_message_initiate_smp(
+                    self.us.raw(),
+                    app_ops(),
+                    od,
+                    c.as_ptr(),
+                    secret.as_ptr(),
+                    secret.len(),
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Answer an SMP request with our secret.
+    pub fn respond_smp(&mut self, their_instag: InsTag, secret: &[u8]) -> Result<(), Error> {
+        let c = self
+            .context(their_instag)
+            .ok_or_else(|| Error::Backend("no OTR context".into()))?;
+        let od = self.od_ptr();
+        // SAFETY: live context of this user state; `secret` outlives the call.
+        unsafe {
+            sys::otrl_message_respond_smp(
+                self.us.raw(),
+                app_ops(),
+                od,
+                c.as_ptr(),
+                secret.as_ptr(),
+                secret.len(),
+            )
+        }
+        Ok(())
+    }
+
+    /// TEST ONLY: our DH private exponent and the peer's DH public value (hex
+    /// MPIs) for the key pair our next data message uses, and their key ids.
+    #[cfg(feature = "dangerous-testing")]
+    pub fn dangerous_dh_values(&self, their_instag: InsTag) -> Option<DangerousDh> {
+        let c = self.context(their_instag)?;
+        // SAFETY: live context; the MPIs belong to it and are only printed.
+        unsafe {
+            let p = c.as_ref().context_priv.as_ref()?;
+            Some(DangerousDh {
+                our_private: mpi_hex(p.our_old_dh_key.priv_)?,
+                our_keyid: p.our_keyid.checked_sub(1)?,
+                their_public: mpi_hex(p.their_y)?,
+                their_keyid: p.their_keyid,
+            })
+        }
+    }
+}
+
+/// TEST ONLY: DH values behind the current sending keys.
+#[cfg(feature = "dangerous-testing")]
+#[derive(Debug, Clone)]
+pub struct DangerousDh {
+    /// Our DH private exponent (hex) for `our_keyid`.
+    pub our_private: String,
+    /// Our key id.
+    pub our_keyid: u32,
+    /// Their DH public value (hex) for `their_keyid`.
+    pub their_public: String,
+    /// Their key id.
+    pub their_keyid: u32,
+}
+
+#[cfg(feature = "dangerous-testing")]
+unsafe fn mpi_hex(m: sys::gcry_mpi_t) -> Option<String> {
+    if m.is_null() {
+        return None;
+    }
+    let mut buf: *mut u8 = ptr::null_mut();
+    // SAFETY: gcry_mpi_aprint allocates a NUL-terminated hex string for a
+    // valid MPI; we copy it and release it with gcry_free.
+    unsafe {
+        let e = sys::gcry_mpi_aprint(
+            sys::gcry_mpi_format_GCRYMPI_FMT_HEX,
+            &mut buf,
+            ptr::null_mut(),
+            m,
+        );
+        if e != 0 || buf.is_null() {
+            return None;
+        }
+        let s = CStr::from_ptr(buf.cast()).to_string_lossy().into_owned();
+        sys::gcry_free(buf.cast());
+        Some(s)
+    }
+}
+
+/// The query message libotr sends for `policy` (`?OTRv3?` + explanation).
+pub fn default_query(account: &CStr, policy: Policy) -> Result<String, Error> {
+    // SAFETY: returns a malloc'd NUL-terminated string (or NULL) that we copy and free.
+    unsafe {
+        let p = sys::otrl_proto_default_query_msg(account.as_ptr(), policy);
+        if p.is_null() {
+            return Err(Error::Backend("otrl_proto_default_query_msg failed".into()));
+        }
+        let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+        libc::free(p.cast());
+        Ok(s)
+    }
+}
+
+/// A NUL-terminated copy of secret text, wiped on drop; `None` if the text has
+/// an interior NUL.
+pub fn secret_cstring(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    if text.as_bytes().contains(&0) {
+        return None;
+    }
+    let mut v = Zeroizing::new(Vec::with_capacity(text.len() + 1));
+    v.extend_from_slice(text.as_bytes());
+    v.push(0);
+    Some(v)
+}
+
+/// Borrow a buffer from [`secret_cstring`] as a `CStr`.
+pub fn as_cstr(v: &[u8]) -> Result<&CStr, Error> {
+    CStr::from_bytes_with_nul(v).map_err(|_| Error::Backend("bad C string".into()))
+}

@@ -1,0 +1,585 @@
+//! The e2elab session over one libotr user state.
+
+use crate::carriage;
+use crate::ffi::{self, CbEvent, InsTag, Names, OpData, UserState};
+use crate::Version;
+use e2elab_core::stanza;
+use e2elab_core::{
+    ApiMisuse, CountSource, DecodeError, Element, Env, Error, Event, OpCounts, Outbox,
+    PeerIdentity, PeerMisbehaved, ProtocolInfo, PublicIdentity, Result, Role, Session,
+    SessionState, StanzaKind, Warning,
+};
+use libotr_sys as sys;
+use std::collections::VecDeque;
+use zeroize::Zeroizing;
+
+/// A state of the SMP exchange, as reported by libotr's callbacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmpStatus {
+    /// No SMP run, or one was aborted.
+    None,
+    /// The peer asked; answer with [`OtrSession::smp_respond`] (question, if any).
+    AskedForSecret(Option<String>),
+    /// Under way (percent).
+    InProgress(u16),
+    /// Both secrets matched.
+    Succeeded,
+    /// The secrets differ.
+    Failed,
+    /// Aborted, cheating detected, or a protocol error.
+    Aborted,
+}
+
+/// One OTR session (`otr-v3` or `otr-v2`).
+pub struct OtrSession {
+    info: &'static ProtocolInfo,
+    version: Version,
+    role: Role,
+    us: UserState,
+    names: Names,
+    od: Box<OpData>,
+    local_jid: String,
+    peer_jid: String,
+    peer_public: Option<PublicIdentity>,
+    state: SessionState,
+    started: bool,
+    their_instag: InsTag,
+    pending: VecDeque<Element>,
+    ops: OpCounts,
+    keyids: Option<(u32, u32)>,
+    smp: SmpStatus,
+    peer_fingerprint: Option<String>,
+}
+
+impl std::fmt::Debug for OtrSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtrSession")
+            .field("id", &self.info.id)
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("their_instag", &self.their_instag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of one session.
+pub(crate) struct Setup {
+    pub info: &'static ProtocolInfo,
+    pub version: Version,
+    pub role: Role,
+    pub local_jid: String,
+    pub peer_jid: String,
+    pub peer_public: Option<PublicIdentity>,
+    pub key_file: Zeroizing<Vec<u8>>,
+    pub instag: InsTag,
+    pub max_message_size: i32,
+}
+
+impl OtrSession {
+    pub(crate) fn new(s: Setup) -> Result<Self> {
+        let us = UserState::new()?;
+        let account = stanza::bare_jid(&s.local_jid).to_string();
+        us.read_privkey(&s.key_file)?;
+        us.fingerprint(&account).map_err(|_| {
+            e2elab_core::IdentityError::JidMismatch(format!(
+                "the OTR key file holds no key for {account}"
+            ))
+        })?;
+        us.set_instag(&account, s.instag)?;
+        let names = Names {
+            account: ffi::cstring(&account, "account")?,
+            protocol: ffi::cstring(ffi::PROTOCOL, "protocol")?,
+            peer: ffi::cstring(&s.peer_jid, "peer JID")?,
+        };
+        let od = Box::new(OpData {
+            policy: s.version.policy(),
+            max_message_size: s.max_message_size,
+            ..Default::default()
+        });
+        Ok(OtrSession {
+            info: s.info,
+            version: s.version,
+            role: s.role,
+            us,
+            names,
+            od,
+            local_jid: s.local_jid,
+            peer_jid: s.peer_jid,
+            peer_public: s.peer_public,
+            state: SessionState::Idle,
+            started: false,
+            // OTRL_INSTAG_BEST until the AKE tells us the peer's instance.
+            their_instag: sys::OTRL_INSTAG_BEST,
+            pending: VecDeque::new(),
+            ops: OpCounts {
+                source: CountSource::Derived,
+                ..Default::default()
+            },
+            keyids: None,
+            smp: SmpStatus::None,
+            peer_fingerprint: None,
+        })
+    }
+
+    fn call(&mut self) -> ffi::Call<'_> {
+        self.od.reset();
+        ffi::Call {
+            us: &self.us,
+            names: &self.names,
+            od: &mut self.od,
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.state == SessionState::Closed {
+            Err(ApiMisuse::Closed.into())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The protocol version this session speaks.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The peer's instance tag once established (0 for OTR v2).
+    pub fn their_instance(&self) -> InsTag {
+        self.their_instag
+    }
+
+    /// The last SMP status reported by libotr.
+    pub fn smp_status(&self) -> &SmpStatus {
+        &self.smp
+    }
+
+    /// Start the Socialist Millionaires' Protocol with a shared secret (and an
+    /// optional question for the peer). Emits an SMP data message.
+    pub fn smp_start(
+        &mut self,
+        question: Option<&str>,
+        secret: &[u8],
+        out: &mut Outbox,
+    ) -> Result<()> {
+        self.require_established()?;
+        let q = question
+            .map(|q| ffi::cstring(q, "SMP question"))
+            .transpose()?;
+        let inst = self.their_instag;
+        let mut c = self.call();
+        c.initiate_smp(inst, q.as_deref(), secret)?;
+        self.finish_internal_call(out)
+    }
+
+    /// Answer the peer's SMP request with our secret.
+    pub fn smp_respond(&mut self, secret: &[u8], out: &mut Outbox) -> Result<()> {
+        self.require_established()?;
+        let inst = self.their_instag;
+        let mut c = self.call();
+        c.respond_smp(inst, secret)?;
+        self.finish_internal_call(out)
+    }
+
+    /// TEST ONLY (`dangerous-testing`): the DH values behind the keys our next
+    /// data message will use. Exposes a session secret.
+    #[cfg(feature = "dangerous-testing")]
+    pub fn dangerous_export_dh_for_testing_only(&mut self) -> Option<ffi::DangerousDh> {
+        let inst = self.their_instag;
+        let c = self.call();
+        c.dangerous_dh_values(inst)
+    }
+
+    fn require_established(&self) -> Result<()> {
+        self.check_open()?;
+        if self.state != SessionState::Established {
+            return Err(Error::Api(ApiMisuse::CannotProtect(
+                "the OTR session is not established".into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// After a call that produces only internal messages (SMP, query).
+    fn finish_internal_call(&mut self, out: &mut Outbox) -> Result<()> {
+        let events = std::mem::take(&mut self.od.events);
+        let injected = std::mem::take(&mut self.od.injected);
+        self.apply_events(&events, out);
+        for t in injected {
+            out.send(self.wire_for_internal(&t)?);
+        }
+        self.update_ratchet_counts();
+        Ok(())
+    }
+
+    fn wire_for_internal(&self, text: &str) -> Result<Element> {
+        carriage::internal_stanza(&self.local_jid, &self.peer_jid, text).map_err(Error::Decode)
+    }
+
+    /// Count DH work from key-id changes (derived: libotr cannot be instrumented).
+    fn update_ratchet_counts(&mut self) {
+        if self.state != SessionState::Established {
+            return;
+        }
+        let inst = self.their_instag;
+        let now = self.call().keyids(inst);
+        if let (Some((o0, t0)), Some((o1, t1))) = (self.keyids, now) {
+            // Rotating our own key: 1 keygen + 2 session-key modexps.
+            self.ops.modexp += 3 * u64::from(o1.saturating_sub(o0));
+            // A new key from the peer: 2 session-key modexps.
+            self.ops.modexp += 2 * u64::from(t1.saturating_sub(t0));
+        }
+        if now.is_some() {
+            self.keyids = now;
+        }
+    }
+
+    /// Apply callback events of a successful call.
+    fn apply_events(&mut self, events: &[CbEvent], out: &mut Outbox) {
+        for ev in events {
+            match ev {
+                CbEvent::GoneSecure(i) => {
+                    self.their_instag = i.their_instance;
+                    self.state = SessionState::Established;
+                    // Per side, spec digest §7: 1 DH keygen + 1 shared-secret
+                    // modexp + 1 DSA sign + 1 DSA verify; plus libotr's first
+                    // rotation when it goes encrypted (1 keygen + 2 modexp).
+                    self.ops.modexp += 5;
+                    self.ops.sign += 1;
+                    self.ops.verify += 1;
+                    self.keyids = None;
+                    self.peer_fingerprint = i.fingerprint.clone();
+                    if let (Some(pinned), Some(got)) = (
+                        self.peer_public
+                            .as_ref()
+                            .and_then(|p| p.fingerprint.clone()),
+                        i.fingerprint.clone(),
+                    ) {
+                        if pinned != got {
+                            out.event(Event::Warning(Warning::KeyChanged {
+                                jid: self.peer_jid.clone(),
+                                old: pinned,
+                                new: got,
+                            }));
+                        }
+                    }
+                    out.event(Event::Established(PeerIdentity {
+                        jid: self.peer_jid.clone(),
+                        fingerprint: i.fingerprint.clone(),
+                        sas: Some(i.ssid.clone()),
+                        method: format!("OTR v{} AKE, DSA signature", i.version),
+                    }));
+                }
+                CbEvent::StillSecure(_) => {
+                    self.ops.modexp += 5;
+                    self.ops.sign += 1;
+                    self.ops.verify += 1;
+                    self.keyids = None;
+                    out.event(Event::Warning(Warning::Other(
+                        "OTR session refreshed by a new AKE".into(),
+                    )));
+                }
+                CbEvent::GoneInsecure => {}
+                CbEvent::Smp {
+                    event,
+                    progress,
+                    question,
+                } => {
+                    self.smp = match *event {
+                        sys::OtrlSMPEvent_OTRL_SMPEVENT_ASK_FOR_SECRET
+                        | sys::OtrlSMPEvent_OTRL_SMPEVENT_ASK_FOR_ANSWER => {
+                            SmpStatus::AskedForSecret(question.clone())
+                        }
+                        sys::OtrlSMPEvent_OTRL_SMPEVENT_IN_PROGRESS => {
+                            SmpStatus::InProgress(*progress)
+                        }
+                        sys::OtrlSMPEvent_OTRL_SMPEVENT_SUCCESS => SmpStatus::Succeeded,
+                        sys::OtrlSMPEvent_OTRL_SMPEVENT_FAILURE => SmpStatus::Failed,
+                        sys::OtrlSMPEvent_OTRL_SMPEVENT_NONE => self.smp.clone(),
+                        _ => SmpStatus::Aborted,
+                    };
+                    if self.smp == SmpStatus::Failed || self.smp == SmpStatus::Aborted {
+                        out.event(Event::Warning(Warning::Other(format!(
+                            "OTR SMP: {:?}",
+                            self.smp
+                        ))));
+                    }
+                }
+                CbEvent::Msg { event, message } => match *event {
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_RCVDMSG_GENERAL_ERR => {
+                        out.event(Event::Warning(Warning::Other(format!(
+                            "OTR error from peer: {}",
+                            message.clone().unwrap_or_default()
+                        ))));
+                    }
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_MSG_RESENT => {
+                        out.event(Event::Warning(Warning::Other("OTR message resent".into())));
+                    }
+                    _ => {}
+                },
+                CbEvent::InstagMissing => {}
+            }
+        }
+    }
+
+    /// Protect one application stanza now (established).
+    fn send_now(&mut self, app: &Element, out: &mut Outbox) -> Result<()> {
+        let Some(body) = carriage::single_body(app)
+            .map_err(|e| Error::Api(ApiMisuse::CannotProtect(format!("{e}"))))?
+        else {
+            // Nothing OTR can protect: no body, or an empty one (DECISIONS).
+            out.send(app.clone());
+            return Ok(());
+        };
+        let text = ffi::secret_cstring(&body).ok_or_else(|| {
+            Error::Api(ApiMisuse::CannotProtect(
+                "body contains a NUL character".into(),
+            ))
+        })?;
+        let inst = self.their_instag;
+        let mut c = self.call();
+        c.sending(inst, ffi::as_cstr(&text)?)?;
+        let events = std::mem::take(&mut self.od.events);
+        let injected = std::mem::take(&mut self.od.injected);
+        for e in &events {
+            if let CbEvent::Msg { event, .. } = e {
+                match *event {
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_ENCRYPTION_ERROR
+                    | sys::OtrlMessageEvent_OTRL_MSGEVENT_ENCRYPTION_REQUIRED => {
+                        return Err(Error::Backend("libotr could not encrypt".into()))
+                    }
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_CONNECTION_ENDED => {
+                        return Err(PeerMisbehaved::Terminated.into())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if injected.is_empty() || !injected.iter().all(|t| t.starts_with("?OTR")) {
+            // Never let anything but OTR text out (REQUIRE_ENCRYPTION holds this already).
+            return Err(Error::Backend("libotr produced no OTR message".into()));
+        }
+        let n = injected.len();
+        for (i, t) in injected.iter().enumerate() {
+            out.send(carriage::wire_stanza(app, t, i + 1 == n).map_err(Error::Decode)?);
+        }
+        self.apply_events(&events, out);
+        self.update_ratchet_counts();
+        Ok(())
+    }
+
+    fn flush_pending(&mut self, out: &mut Outbox) -> Result<()> {
+        while self.state == SessionState::Established {
+            let Some(app) = self.pending.pop_front() else {
+                break;
+            };
+            self.send_now(&app, out)?;
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, st: Element, out: &mut Outbox) -> Result<()> {
+        if StanzaKind::of(&st) != Some(StanzaKind::Message) {
+            return Err(DecodeError::UnexpectedStanza(format!(
+                "<{} xmlns='{}'>: OTR is carried in <message/> only",
+                st.name(),
+                st.ns()
+            ))
+            .into());
+        }
+        if let Some(from) = st.attr("from") {
+            if stanza::bare_jid(from) != stanza::bare_jid(&self.peer_jid) {
+                return Err(PeerMisbehaved::WrongAddress(format!(
+                    "from {from}, expected {}",
+                    self.peer_jid
+                ))
+                .into());
+            }
+        }
+        let body = carriage::single_body(&st).map_err(Error::Decode)?;
+        let Some(body) = body else {
+            // No body (or an empty one): nothing OTR protects; pass as is.
+            out.event(Event::Delivered(st));
+            return Ok(());
+        };
+        let text = ffi::secret_cstring(&body)
+            .ok_or_else(|| DecodeError::invalid("body", "contains a NUL character"))?;
+        let mut c = self.call();
+        let r = c.receiving(ffi::as_cstr(&text)?);
+        let events = std::mem::take(&mut self.od.events);
+        let injected = std::mem::take(&mut self.od.injected);
+        let decrypted = self.od.decrypted;
+        // Errors first: a rejected input changes nothing we own and emits nothing.
+        let mut unprotected = None;
+        for e in &events {
+            if let CbEvent::Msg { event, message } = e {
+                match *event {
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_RCVDMSG_UNREADABLE => {
+                        return Err(Error::DecryptFailed)
+                    }
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_RCVDMSG_MALFORMED => {
+                        return Err(DecodeError::invalid("OTR message", "malformed").into())
+                    }
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_RCVDMSG_UNRECOGNIZED => {
+                        return Err(DecodeError::invalid("OTR message", "unrecognized type").into())
+                    }
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_RCVDMSG_NOT_IN_PRIVATE => {
+                        return Err(PeerMisbehaved::UnexpectedMessage {
+                            got: "data message".into(),
+                            expected: "an AKE message (not in a private session)".into(),
+                        }
+                        .into())
+                    }
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_RCVDMSG_FOR_OTHER_INSTANCE => {
+                        return Err(PeerMisbehaved::WrongAddress(
+                            "OTR message for another instance".into(),
+                        )
+                        .into())
+                    }
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_MSG_REFLECTED => {
+                        return Err(PeerMisbehaved::WrongAddress(
+                            "our own OTR message reflected".into(),
+                        )
+                        .into())
+                    }
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_SETUP_ERROR => {
+                        return Err(
+                            PeerMisbehaved::IllegalParameter("OTR AKE setup error".into()).into(),
+                        )
+                    }
+                    sys::OtrlMessageEvent_OTRL_MSGEVENT_RCVDMSG_UNENCRYPTED => {
+                        unprotected = Some(message.clone().unwrap_or_default());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if events.contains(&CbEvent::InstagMissing) {
+            return Err(Error::Backend("libotr found no instance tag".into()));
+        }
+        if self.state == SessionState::Idle {
+            self.state = SessionState::Handshaking;
+        }
+        for t in &injected {
+            out.send(self.wire_for_internal(t)?);
+        }
+        self.apply_events(&events, out);
+        if let Some(plain) = unprotected {
+            // libotr's RCVDMSG_UNENCRYPTED: shown to the user as unprotected.
+            let mut shown = st.clone();
+            carriage::set_body(&mut shown, &plain);
+            out.event(Event::Warning(Warning::Suspicious {
+                reason: "received an unencrypted message in an OTR session".into(),
+            }));
+            out.event(Event::DeliveredUnprotected(shown));
+        } else if decrypted && !r.ignore {
+            if let Some(plain) = r.text.as_ref() {
+                out.event(Event::Delivered(carriage::rebuild(&st, plain)));
+            }
+        }
+        if r.disconnected {
+            self.state = SessionState::Closed;
+            self.pending.clear();
+            out.event(Event::PeerClosed);
+        }
+        self.update_ratchet_counts();
+        self.flush_pending(out)
+    }
+}
+
+impl Session for OtrSession {
+    fn info(&self) -> &ProtocolInfo {
+        self.info
+    }
+
+    fn role(&self) -> Role {
+        self.role
+    }
+
+    fn state(&self) -> SessionState {
+        self.state
+    }
+
+    fn start(&mut self, _env: &mut Env, out: &mut Outbox) -> Result<()> {
+        self.check_open()?;
+        if self.role != Role::Initiator {
+            return Err(ApiMisuse::NotInitiator.into());
+        }
+        if self.started || self.state != SessionState::Idle {
+            return Err(ApiMisuse::AlreadyStarted.into());
+        }
+        let cp = out.checkpoint();
+        // Sending "?OTR?" makes libotr replace it with its default query
+        // message for our policy (`?OTRv3?` / `?OTRv2?` plus an explanation).
+        let inst = self.their_instag;
+        let mut c = self.call();
+        let r = c.sending(inst, c"?OTR?");
+        if let Err(e) = r {
+            out.restore(cp);
+            return Err(e);
+        }
+        if let Err(e) = self.finish_internal_call(out) {
+            out.restore(cp);
+            return Err(e);
+        }
+        self.started = true;
+        self.state = SessionState::Handshaking;
+        Ok(())
+    }
+
+    fn send(&mut self, env: &mut Env, stanza: Element, out: &mut Outbox) -> Result<()> {
+        self.check_open()?;
+        if StanzaKind::of(&stanza) != Some(StanzaKind::Message) {
+            return Err(ApiMisuse::CannotProtect(format!(
+                "<{}>: OTR protects message bodies only",
+                stanza.name()
+            ))
+            .into());
+        }
+        carriage::single_body(&stanza)
+            .map_err(|e| Error::Api(ApiMisuse::CannotProtect(e.to_string())))?;
+        if self.state != SessionState::Established {
+            if self.role == Role::Initiator && !self.started && self.state == SessionState::Idle {
+                self.start(env, out)?;
+            }
+            self.pending.push_back(stanza);
+            return Ok(());
+        }
+        let cp = out.checkpoint();
+        let r = self.send_now(&stanza, out);
+        if r.is_err() {
+            out.restore(cp);
+        }
+        r
+    }
+
+    fn handle_inbound(&mut self, _env: &mut Env, stanza: Element, out: &mut Outbox) -> Result<()> {
+        self.check_open()?;
+        let cp = out.checkpoint();
+        let before = self.state;
+        let r = self.receive(stanza, out);
+        if r.is_err() {
+            out.restore(cp);
+            self.state = before;
+        }
+        r
+    }
+
+    fn close(&mut self, _env: &mut Env, out: &mut Outbox) -> Result<()> {
+        self.check_open()?;
+        let inst = self.their_instag;
+        let mut c = self.call();
+        c.disconnect(inst);
+        let injected = std::mem::take(&mut self.od.injected);
+        for t in injected {
+            out.send(self.wire_for_internal(&t)?);
+        }
+        self.pending.clear();
+        self.state = SessionState::Closed;
+        out.event(Event::Closed);
+        Ok(())
+    }
+
+    fn op_counts(&self) -> OpCounts {
+        self.ops
+    }
+}
