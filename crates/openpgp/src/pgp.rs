@@ -340,7 +340,6 @@ struct Helper<'a> {
     own: &'a Cert,
     peer: &'a Cert,
     rule: SigRule,
-    t: SystemTime,
     counts: &'a mut OpCounts,
     failure: &'a mut Option<Failure>,
 }
@@ -401,14 +400,11 @@ impl DecryptionHelper for Helper<'_> {
         sym_algo: Option<SymmetricAlgorithm>,
         decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &openpgp::crypto::SessionKey) -> bool,
     ) -> openpgp::Result<Option<Cert>> {
-        let p = policy();
+        // Any of our own secret keys that a PKESK names: the policy judges the
+        // peer's choices, not which of our keys the peer encrypted to.
         let mine: Vec<_> = self
             .own
             .keys()
-            .with_policy(&p, self.t)
-            .supported()
-            .for_transport_encryption()
-            .for_storage_encryption()
             .secret()
             .map(|ka| ka.key().clone())
             .collect();
@@ -497,7 +493,6 @@ pub fn decrypt(
             own,
             peer,
             rule,
-            t: st,
             counts: &mut *counts,
             failure: &mut failure,
         };
@@ -535,7 +530,6 @@ pub fn verify_detached(
             own: peer,
             peer,
             rule: SigRule::RequirePeer,
-            t: st,
             counts: &mut *counts,
             failure: &mut failure,
         };
