@@ -117,7 +117,7 @@ pub(crate) fn sign_detached(
 }
 
 /// Parse DER CMS, refusing trailing bytes and BER indefinite lengths.
-fn parse(der_in: &[u8], what: &str) -> Result<CmsContentInfo> {
+pub(crate) fn parse(der_in: &[u8], what: &str) -> Result<CmsContentInfo> {
     if der::exact(der_in).is_none() {
         return Err(DecodeError::invalid(what, "not exactly one DER object").into());
     }
@@ -175,14 +175,22 @@ pub(crate) fn verify_detached(
 pub(crate) fn encrypt(content: &[u8], recipient: &X509, cipher: Cipher) -> Result<Vec<u8>> {
     let mut certs = Stack::new().map_err(backend)?;
     certs.push(recipient.clone()).map_err(backend)?;
-    let cms = CmsContentInfo::encrypt(&certs, content, cipher, CMSOptions::BINARY)
-        .map_err(backend)?;
+    let cms =
+        CmsContentInfo::encrypt(&certs, content, cipher, CMSOptions::BINARY).map_err(backend)?;
     cms.to_der().map_err(backend)
 }
 
 /// Decrypt an EnvelopedData with our key and certificate.
 pub(crate) fn decrypt(der_in: &[u8], key: &PKey<Private>, cert: &X509) -> Result<Vec<u8>> {
-    let cms = parse(der_in, "EnvelopedData")?;
+    decrypt_parsed(&parse(der_in, "EnvelopedData")?, key, cert)
+}
+
+/// Decrypt a parsed EnvelopedData (one RSA private-key operation).
+pub(crate) fn decrypt_parsed(
+    cms: &CmsContentInfo,
+    key: &PKey<Private>,
+    cert: &X509,
+) -> Result<Vec<u8>> {
     cms.decrypt(key, cert).map_err(|_| Error::DecryptFailed)
 }
 

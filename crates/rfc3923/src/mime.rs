@@ -69,7 +69,8 @@ impl Entity {
             if line.is_empty() {
                 break;
             }
-            let line = std::str::from_utf8(line).map_err(|_| invalid("MIME header", "not UTF-8"))?;
+            let line =
+                std::str::from_utf8(line).map_err(|_| invalid("MIME header", "not UTF-8"))?;
             if line.starts_with([' ', '\t']) {
                 let last = headers
                     .last_mut()
@@ -429,7 +430,9 @@ fn parse_cpim_header(line: &[u8]) -> Result<CpimHeader, DecodeError> {
     let mut params = Vec::new();
     while let Some(r) = rest.strip_prefix(';') {
         // Parameter = Name "=" ( Token / Number / String )
-        let eq = r.find('=').ok_or_else(|| invalid(f, "parameter without '='"))?;
+        let eq = r
+            .find('=')
+            .ok_or_else(|| invalid(f, "parameter without '='"))?;
         let pname = &r[..eq];
         if pname.is_empty() || !pname.bytes().all(is_namechar) {
             return Err(invalid(f, "bad parameter name"));
@@ -473,8 +476,12 @@ fn parse_cpim_header(line: &[u8]) -> Result<CpimHeader, DecodeError> {
 
 /// Parse a CPIM address header value: `[Formal-name] "<" URI ">"`; the URI.
 pub fn address_uri(v: &str) -> Result<&str, DecodeError> {
-    let v = v.strip_suffix('>').ok_or_else(|| invalid("CPIM address", "no '<URI>'"))?;
-    let lt = v.rfind('<').ok_or_else(|| invalid("CPIM address", "no '<URI>'"))?;
+    let v = v
+        .strip_suffix('>')
+        .ok_or_else(|| invalid("CPIM address", "no '<URI>'"))?;
+    let lt = v
+        .rfind('<')
+        .ok_or_else(|| invalid("CPIM address", "no '<URI>'"))?;
     let uri = &v[lt + 1..];
     if uri.is_empty() || uri.contains(char::is_whitespace) {
         return Err(invalid("CPIM address", "bad URI"));
@@ -503,9 +510,13 @@ pub fn multipart_signed(signed: &[u8], sig_der: &[u8], boundary: &str, micalg: &
     bytes.extend_from_slice(signed);
     let mut tail = String::new();
     tail.push_str(&format!("{CRLF}--{boundary}{CRLF}"));
-    tail.push_str(&format!("Content-Type: application/pkcs7-signature; name=smime.p7s{CRLF}"));
+    tail.push_str(&format!(
+        "Content-Type: application/pkcs7-signature; name=smime.p7s{CRLF}"
+    ));
     tail.push_str(&format!("Content-Transfer-Encoding: base64{CRLF}"));
-    tail.push_str(&format!("Content-Disposition: {SIGNATURE_DISPOSITION}{CRLF}{CRLF}"));
+    tail.push_str(&format!(
+        "Content-Disposition: {SIGNATURE_DISPOSITION}{CRLF}{CRLF}"
+    ));
     for chunk in b64.as_bytes().chunks(64) {
         tail.push_str(&String::from_utf8_lossy(chunk));
         tail.push_str(CRLF);
@@ -577,13 +588,21 @@ pub fn parse_multipart_signed(input: &[u8]) -> Result<Signed, DecodeError> {
     let outer = Entity::parse(input, true)?;
     let ct = outer.content_type()?;
     if ct.mime != "multipart/signed" {
-        return Err(invalid("signed entity", format!("content type {}", ct.mime)));
+        return Err(invalid(
+            "signed entity",
+            format!("content type {}", ct.mime),
+        ));
     }
     match ct.param("protocol") {
         Some(p)
             if p.eq_ignore_ascii_case("application/pkcs7-signature")
                 || p.eq_ignore_ascii_case("application/x-pkcs7-signature") => {}
-        _ => return Err(invalid("signed entity", "protocol is not application/pkcs7-signature")),
+        _ => {
+            return Err(invalid(
+                "signed entity",
+                "protocol is not application/pkcs7-signature",
+            ))
+        }
     }
     let boundary = ct
         .param("boundary")
@@ -604,7 +623,10 @@ pub fn parse_multipart_signed(input: &[u8]) -> Result<Signed, DecodeError> {
     let sig_part = Entity::parse(&body[p2_start..p2_end.max(p2_start)], true)?;
     let sct = sig_part.content_type()?;
     if sct.mime != "application/pkcs7-signature" && sct.mime != "application/x-pkcs7-signature" {
-        return Err(invalid("signature part", format!("content type {}", sct.mime)));
+        return Err(invalid(
+            "signature part",
+            format!("content type {}", sct.mime),
+        ));
     }
     let cte = sig_part
         .header("Content-Transfer-Encoding")
@@ -612,7 +634,12 @@ pub fn parse_multipart_signed(input: &[u8]) -> Result<Signed, DecodeError> {
         .to_ascii_lowercase();
     let signature = match cte.as_str() {
         "base64" => decode_base64(&sig_part.body, "signature part")?,
-        _ => return Err(invalid("signature part", format!("transfer encoding {cte}"))),
+        _ => {
+            return Err(invalid(
+                "signature part",
+                format!("transfer encoding {cte}"),
+            ))
+        }
     };
     Ok(Signed {
         content,
@@ -669,7 +696,10 @@ Wherefore art thou, Romeo?";
         assert_eq!(String::from_utf8(bytes.clone()).unwrap(), want);
         let back = Cpim::parse(&bytes).unwrap();
         assert_eq!(back, sample());
-        assert_eq!(address_uri(&back.one("From").unwrap().value).unwrap(), "im:juliet@example.com");
+        assert_eq!(
+            address_uri(&back.one("From").unwrap().value).unwrap(),
+            "im:juliet@example.com"
+        );
     }
 
     #[test]
@@ -687,7 +717,14 @@ Wherefore art thou, Romeo?";
         }
         // A value may itself start with a space (HEADERCHAR includes SP).
         let two = good.replace("Subject: Imploring", "Subject:  Imploring");
-        assert_eq!(Cpim::parse(two.as_bytes()).unwrap().one("Subject").unwrap().value, " Imploring");
+        assert_eq!(
+            Cpim::parse(two.as_bytes())
+                .unwrap()
+                .one("Subject")
+                .unwrap()
+                .value,
+            " Imploring"
+        );
         let lang = good.replace("Subject: Imploring", "Subject:;lang=fr Objet");
         let c = Cpim::parse(lang.as_bytes()).unwrap();
         assert_eq!(c.one("Subject").unwrap().lang(), Some("fr"));
@@ -700,7 +737,10 @@ Wherefore art thou, Romeo?";
         let s = "tab\there\\ nl\n cr\r bell\u{7} del\u{7f} quote\" 'x'";
         let e = escape(s);
         assert!(!e.chars().any(|c| (c as u32) < 0x20));
-        assert_eq!(e, "tab\\there\\\\ nl\\n cr\\r bell\\u0007 del\\u007f quote\" 'x'");
+        assert_eq!(
+            e,
+            "tab\\there\\\\ nl\\n cr\\r bell\\u0007 del\\u007f quote\" 'x'"
+        );
         assert_eq!(unescape(&e), s);
         assert_eq!(unescape("a\\qb\\"), "aqb");
         assert_eq!(unescape("\\u00e9\\uZZ"), "éuZZ");

@@ -189,7 +189,11 @@ pub fn encode(s: &Element, from: &str, to: &str, ts: Timestamp, tuple_id: &str) 
             return Ok(entity.to_bytes());
         }
     }
-    let scheme = if kind == StanzaKind::Presence { "pres" } else { "im" };
+    let scheme = if kind == StanzaKind::Presence {
+        "pres"
+    } else {
+        "im"
+    };
     let mut headers = vec![
         CpimHeader::new("From", &uri(scheme, from)),
         CpimHeader::new("To", &uri(scheme, to)),
@@ -281,7 +285,10 @@ fn jid_of_uri(u: &str) -> Result<String, DecodeError> {
             }
         }
     }
-    Err(DecodeError::invalid("address", "not an im:, pres: or xmpp: URI"))
+    Err(DecodeError::invalid(
+        "address",
+        "not an im:, pres: or xmpp: URI",
+    ))
 }
 
 /// CPIM headers this implementation understands (for `Require`).
@@ -328,7 +335,10 @@ fn decode_cpim(obj: &[u8], outer: &Element, outer_kind: StanzaKind) -> Result<De
             if outer_kind != StanzaKind::Message {
                 return Err(DecodeError::invalid("e2e", "text/plain outside a message").into());
             }
-            if ct.param("charset").is_some_and(|c| !c.eq_ignore_ascii_case("utf-8")) {
+            if ct
+                .param("charset")
+                .is_some_and(|c| !c.eq_ignore_ascii_case("utf-8"))
+            {
                 return Err(Error::Unsupported("charset other than UTF-8".into()));
             }
             let mut m = Element::bare(outer.name(), NS_CLIENT);
@@ -354,14 +364,24 @@ fn decode_cpim(obj: &[u8], outer: &Element, outer_kind: StanzaKind) -> Result<De
         "application/xmpp+xml" => {
             let root = parse_xml(&cpim.content.body, "application/xmpp+xml")?;
             if root.name() != "xmpp" || root.ns() != NS_CLIENT {
-                return Err(DecodeError::invalid("application/xmpp+xml", "root is not <xmpp xmlns='jabber:client'>").into());
+                return Err(DecodeError::invalid(
+                    "application/xmpp+xml",
+                    "root is not <xmpp xmlns='jabber:client'>",
+                )
+                .into());
             }
             let kids = elements(&root, "application/xmpp+xml")?;
             let [inner] = kids.as_slice() else {
-                return Err(DecodeError::invalid("application/xmpp+xml", "not exactly one stanza").into());
+                return Err(
+                    DecodeError::invalid("application/xmpp+xml", "not exactly one stanza").into(),
+                );
             };
             if StanzaKind::of(inner) != Some(outer_kind) {
-                return Err(DecodeError::invalid("application/xmpp+xml", "inner stanza kind differs from the outer").into());
+                return Err(DecodeError::invalid(
+                    "application/xmpp+xml",
+                    "inner stanza kind differs from the outer",
+                )
+                .into());
             }
             (Form::CpimXmpp, inner.clone())
         }
@@ -499,7 +519,11 @@ mod tests {
         stanza::set_attr(&mut p, "from", "a@x/r").unwrap();
         stanza::set_attr(&mut p, "to", "b@y/r").unwrap();
         p.append_child(stanza::text_element("show", NS_CLIENT, "away"));
-        p.append_child(stanza::text_element("status", NS_CLIENT, "Out — back\nat 2"));
+        p.append_child(stanza::text_element(
+            "status",
+            NS_CLIENT,
+            "Out — back\nat 2",
+        ));
         p.append_child(stanza::text_element("priority", NS_CLIENT, "-5"));
         assert_eq!(form_of(&p), Form::Pidf);
         assert_eq!(round(&p).stanza, p);
