@@ -42,7 +42,18 @@ const SEED: u64 = 0x5eed_c0f0;
 /// An established link (handshake done, phase `Data`).
 pub fn established(proto: &dyn Protocol, seed: u64) -> Result<Link, String> {
     let ids = driver::provision(proto, seed)?;
-    let mut link = driver::link_for(proto, &ids, seed, &Options::new())?;
+    established_with(proto, &ids, seed)
+}
+
+/// An established link between parties with the given identities (checks
+/// that re-establish after a terminating error reuse identities: long-term
+/// key generation is slow and not what they test).
+pub fn established_with(
+    proto: &dyn Protocol,
+    ids: &driver::Identities,
+    seed: u64,
+) -> Result<Link, String> {
+    let mut link = driver::link_for(proto, ids, seed, &Options::new())?;
     link.handshake()?;
     link.set_phase(Phase::Data);
     Ok(link)
@@ -460,7 +471,8 @@ fn deliver_bad(
 /// state rules, and never modified content delivered where integrity is claimed.
 pub fn tamper(proto: &dyn Protocol) -> Check {
     let m = probe_message(0, "t1", &driver::body_text(SEED, 7, 200))?;
-    let mut link = established(proto, SEED)?;
+    let ids = driver::provision(proto, SEED)?;
+    let mut link = established_with(proto, &ids, SEED)?;
     let wires = capture(&mut link, 0, &m)?;
     let mut delivered_genuine = false;
     for (w_i, (_, w)) in wires.iter().enumerate() {
@@ -469,7 +481,7 @@ pub fn tamper(proto: &dyn Protocol) -> Check {
                 continue;
             }
             if !usable(proto, &link) {
-                link = established(proto, SEED)?;
+                link = established_with(proto, &ids, SEED)?;
                 let _ = capture(&mut link, 0, &m)?;
             }
             let what = format!("wire stanza {w_i}, {label}");
@@ -502,12 +514,13 @@ pub fn tamper(proto: &dyn Protocol) -> Check {
 /// Seeded random byte flips anywhere in the wire form: never a panic, the state rules hold.
 pub fn random_mutations(proto: &dyn Protocol) -> Check {
     let m = probe_message(0, "r1", &driver::body_text(SEED, 8, 120))?;
-    let mut link = established(proto, SEED)?;
+    let ids = driver::provision(proto, SEED)?;
+    let mut link = established_with(proto, &ids, SEED)?;
     let wires = capture(&mut link, 0, &m)?;
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for round in 0..200u32 {
         if !usable(proto, &link) {
-            link = established(proto, SEED)?;
+            link = established_with(proto, &ids, SEED)?;
             let _ = capture(&mut link, 0, &m)?;
         }
         let (_, w) = &wires[round as usize % wires.len()];
@@ -600,7 +613,8 @@ pub fn reorder(proto: &dyn Protocol) -> Check {
 
 /// Garbage delivered to an established session.
 pub fn garbage(proto: &dyn Protocol) -> Check {
-    let mut link = established(proto, SEED)?;
+    let ids = driver::provision(proto, SEED)?;
+    let mut link = established_with(proto, &ids, SEED)?;
     let a = full_jid(0);
     let b = full_jid(1);
     let big = "A".repeat(100_000);
@@ -623,7 +637,7 @@ pub fn garbage(proto: &dyn Protocol) -> Check {
     ];
     for (i, g) in items.iter().enumerate() {
         if !usable(proto, &link) {
-            link = established(proto, SEED)?;
+            link = established_with(proto, &ids, SEED)?;
         }
         deliver_bad(proto, &mut link, g, &[], &format!("garbage #{i}"))?;
     }

@@ -4,7 +4,12 @@ use e2elab_core::Protocol;
 
 /// All profiles, in report order (the control row first).
 pub fn all() -> Vec<Box<dyn Protocol>> {
-    vec![Box::new(e2elab_plaintext::Plaintext)]
+    vec![
+        Box::new(e2elab_plaintext::Plaintext),
+        Box::new(e2elab_esessions::Esessions::sigma_r()),
+        Box::new(e2elab_esessions::Esessions::sigma_i()),
+        Box::new(e2elab_esessions::Esessions::simplified()),
+    ]
 }
 
 /// The profile with this id.

@@ -1,6 +1,9 @@
 //! The conformance suite, once per registered protocol. A protocol joins with one line.
 
 e2elab::conformance_suite!(plaintext, "plaintext");
+e2elab::conformance_suite!(esessions_sigma_r, "esessions-sigma-r");
+e2elab::conformance_suite!(esessions_sigma_i, "esessions-sigma-i");
+e2elab::conformance_suite!(esessions_simplified, "esessions-simplified");
 
 /// Every registered protocol must be listed above: this test fails when one is not.
 #[test]

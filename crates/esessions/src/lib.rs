@@ -1,0 +1,331 @@
+//! # ESessions: XEP-0116 v0.16 (SIGMA-R, SIGMA-I), XEP-0217, XEP-0200
+//!
+//! The one end-to-end protocol this toolkit implements from its specifications
+//! (`../shared/specs/xep-0116-v0.16.xml`, `xep-0188.xml`, `xep-0200.xml`,
+//! `xep-0217.xml`, `xep-0155.xml`, `xep-0020.xml`), on OpenSSL 3 primitives:
+//! MODP Diffie-Hellman (`BIGNUM`), AES-CTR, HMAC-SHA256, RSA-SHA256.
+//!
+//! Profiles (protocol ids):
+//! - `esessions-sigma-r`: the 4-message SIGMA-R negotiation with the hash
+//!   commitment (`dhhashes`), SAS `sas28x5`, retained secrets (`rshashes`,
+//!   `srshash`, a new retained secret after each session), an optional other
+//!   shared secret (`oss=`), and `init_pubkey`/`resp_pubkey` modes `key`,
+//!   `hash`, `none`.
+//! - `esessions-sigma-i`: the 3-message SIGMA-I negotiation (`dhkeys` in the
+//!   first message; the initiator's identity is protected).
+//! - `esessions-simplified`: XEP-0217, the 4-message subset without public
+//!   keys (SAS plus retained secrets).
+//!
+//! ## Threat model
+//! Protects, against an attacker who controls the servers and the network:
+//! the content of one-to-one `<message/>`, `<presence/>` and `<iq/>` stanzas
+//! except `<thread/>`, `<amp/>` and `<error/>` (confidentiality by AES-CTR,
+//! integrity and in-session replay protection by HMAC-SHA256 over the content
+//! and an implicit per-direction counter); forward secrecy through ephemeral
+//! DH and rekeys; the identities of the parties against passive observers (and
+//! of the responder, SIGMA-R, or initiator, SIGMA-I, against active ones);
+//! downgrade of the negotiation (both forms are MACed). Does *not* protect:
+//! stanza attributes (`to`, `from`, `id`, `type`), `<thread/>`, traffic
+//! patterns and sizes (padding only to the block size), availability (any bad
+//! `<c/>` terminates the session as XEP-0200 demands, so an active attacker can
+//! always end a session), or loss and reordering (the implicit counter needs
+//! strict in-order delivery). Without public keys (`none`, XEP-0217) a man in
+//! the middle is detected only by comparing the SAS or by a retained secret
+//! from an earlier, uncompromised session.
+//!
+//! ## Sources of randomness
+//! Every nonce, counter, exponent and thread id comes from the `Env`, so a
+//! seed reproduces a session's transcript, except RSA key generation, which
+//! OpenSSL performs with its own RNG: long-term identities are not
+//! reproducible (KAT vectors load fixed keys instead).
+//!
+//! ## DECISIONS (the 14 ambiguities of the spec digest §2.7, and others)
+//! 1. *Namespaces and version*: the v0.16 values throughout: forms in XEP-0020
+//!    `<feature xmlns='http://jabber.org/protocol/feature-neg'>` with
+//!    `FORM_TYPE` `urn:xmpp:ssn`, message 4 in
+//!    `<init xmlns='http://www.xmpp.org/extensions/xep-0116.html#ns-init'>`,
+//!    `<c xmlns='http://www.xmpp.org/extensions/xep-0200.html#ns'>`; `ver`
+//!    offered and accepted is `1.0`, as the text says (the examples' 1.3/1.2 are
+//!    not versions of this document).
+//! 2. *`otr` vs `logging`*: v0.16 and XEP-0217 use `otr` (options `false`,
+//!    `true`; Bob picks Alice's first); `gajim-compat` uses Gajim's `logging`
+//!    (`mustnot`, `may`). The field name is `disclosure` (value `never`).
+//! 3. *MODP 3 and 4*: RFC 2409 groups 3 and 4 are elliptic-curve groups, not
+//!    MODP: not offered, and a peer offering only them gets `not-acceptable`.
+//!    Supported: 1, 2 (RFC 2409), 5, 14, 15, 16, 17, 18 (RFC 3526). Default
+//!    offer: 14 (XEP-0217's suggestion for AES-128); `modp=` changes it.
+//! 4. *Fingerprint encoding*: `<fingerprint>B64(SHA256(normalized KeyValue))</fingerprint>`,
+//!    for both sides (the spec's Alice rule omits the wrapper; one format for
+//!    both keeps the decrypted identity parseable). Users are shown the hex SHA-256.
+//! 5. *Byte encodings* (as Gajim): nonces, `e`, `d` and counters enter HMACs
+//!    as raw bytes (decoded base64); integers as minimal big-endian octets
+//!    (§"Multiple-Precision Integers"); `{a, b, ...}` is plain concatenation;
+//!    `pubKey` is the normalized `<KeyValue/>` bytes (empty for `none`); a form's
+//!    normalized content is that of its `<field/>` children only (see 12).
+//!    Nonces are 16 bytes (8 in `gajim-compat`).
+//! 6. *MAC argument order*: as written: identity `M = HMAC(KM, C | ID)`, stanza
+//!    `a_mac = HMAC(KM, m_content | C)`, C as minimal big-endian octets.
+//! 7. *Counter continuity* (as Gajim): counters are never reset. Stanza
+//!    encryption continues from where the identity encryption left the
+//!    counter, also across the 4-message switch from provisory to final keys.
+//!    The counter block is the 128-bit big-endian counter; each (partial)
+//!    block advances it by one, and stanza plaintext is padded with spaces to
+//!    a whole number of blocks (the spec allows whitespace padding) so no
+//!    keystream is ever left over.
+//! 8. *Rekey*: `K = d^x mod p` is used raw (not hashed), with the
+//!    `Rekey Initiator/Acceptor Crypt/MAC` labels, as XEP-0200 says; no KS key is
+//!    derived (none is needed). Counters continue across rekeys. A side starts
+//!    a rekey only when none of its own is unacknowledged; old key sets are
+//!    kept until the peer's `<new/>` or the 60 s grace period on the virtual
+//!    clock, then destroyed.
+//! 9. *Order inside `<c/>`*: we send `data, key, new, old, mac` (the
+//!    examples' order); `m_content` is built from the children as received,
+//!    in received order, minus `<mac/>`, with whitespace trimmed.
+//! 10. *K after the 3-message negotiation*: destroyed once the keys are derived;
+//!     in 4-message mode kept until K' is computed, then destroyed.
+//! 11. *Whose preference decides key modes*: Bob answers `init_pubkey` and
+//!     `resp_pubkey` from Alice's offer; each side's settings say the one mode it
+//!     offers or accepts.
+//! 12. *Normalization*: W3C C14N of the form's `<field/>` children:
+//!     double-quoted attributes in lexicographic order (`type` before `var`),
+//!     no namespace declarations, no whitespace between elements, empty
+//!     elements as start-end pairs (`<required></required>`); text escapes
+//!     `& < > CR`, attribute escapes `& < " TAB LF CR`. `gajim-compat` writes
+//!     `<required />` as Gajim's serializer did.
+//! 13. *SAS input*: the v0.14+ rule, `SHA256(M_A | form_B | "Short
+//!     Authentication String")`, low 24 bits, five base-28 digits, most
+//!     significant first, zero-padded (`gajim-compat`: unpadded, as Gajim).
+//! 14. *OSS*: appended only if one is configured (`oss=`); K' =
+//!     SHA256(K | SRS | OSS) is always hashed, even with neither (as Gajim).
+//! - *Bad input*: any `<c/>` whose MAC fails or whose content does not parse
+//!   terminates the session (XEP-0200 §Decrypting, "MUST terminate"); a
+//!   negotiation message that fails a check (commitment, signature, MAC,
+//!   identity) ends the negotiation; a stanza with no ESession content, or a
+//!   negotiation message that the current state does not expect, is rejected
+//!   with a typed error and changes nothing (an attacker could otherwise end
+//!   any session with one unauthenticated stanza). Option errors answer with a
+//!   `not-acceptable` / `feature-not-implemented` error stanza as the spec shows.
+//! - *Key-to-JID association*: a pinned peer key (`SessionConfig::peer_public`)
+//!   must match; otherwise keys are remembered per JID (trust on first use), a
+//!   first key raises `Warning::Unauthenticated` and a changed key
+//!   `Warning::KeyChanged`.
+//! - *Threads*: negotiation and termination stanzas carry the session's
+//!   `<thread/>`; application stanzas are sent as the application gave them
+//!   (their own `<thread/>`, if any, stays in clear as XEP-0200 requires).
+//!   Decrypted children are put back where the `<c/>` stood; clear children
+//!   keep their order.
+//! - *Gajim compatibility* (`gajim-compat=true`, SIGMA-R with key mode `none`
+//!   only): reproduces its deviations listed in `../shared/specs/GAJIM-NOTES.md`:
+//!   32-byte cipher keys under the name `aes128-ctr` (so AES-256-CTR runs),
+//!   `logging` field, `text-single` typed response fields, 8-byte nonces,
+//!   `<required />`, unpadded SAS, offer `modp` 15, 16, 14.
+#![forbid(unsafe_code)]
+
+pub mod channel;
+pub mod form;
+pub mod keys;
+pub mod prim;
+pub mod sigma;
+
+use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
+use e2elab_core::error::backend;
+use e2elab_core::{
+    Env, Identity, Protocol, PublicIdentity, Result, SecretBytes, Session, SessionConfig,
+    StanzaKind,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The ESessions profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// XEP-0116 v0.16 4-message SIGMA-R.
+    SigmaR,
+    /// XEP-0116 v0.16 3-message SIGMA-I.
+    SigmaI,
+    /// XEP-0217.
+    Simplified,
+}
+
+impl Profile {
+    /// Protocol id.
+    pub fn id(self) -> &'static str {
+        match self {
+            Profile::SigmaR => "esessions-sigma-r",
+            Profile::SigmaI => "esessions-sigma-i",
+            Profile::Simplified => "esessions-simplified",
+        }
+    }
+}
+
+/// What outlives a session: retained secrets and remembered keys, per
+/// (local bare JID, peer JID). Shared by the sessions a [`Esessions`] creates.
+#[derive(Debug, Default)]
+pub struct Store {
+    /// Retained secrets: (local bare JID, peer full JID) -> secret.
+    pub retained: HashMap<(String, String), SecretBytes>,
+    /// Remembered peer keys: (local bare JID, peer bare JID) -> normalized KeyValue.
+    pub known_keys: HashMap<(String, String), Vec<u8>>,
+}
+
+/// An ESessions profile: a `Protocol` factory with its own key and secret memory.
+#[derive(Debug, Clone)]
+pub struct Esessions {
+    profile: Profile,
+    store: Arc<Mutex<Store>>,
+}
+
+impl Esessions {
+    /// A profile with a fresh, empty store.
+    pub fn new(profile: Profile) -> Self {
+        Esessions {
+            profile,
+            store: Arc::new(Mutex::new(Store::default())),
+        }
+    }
+
+    /// `esessions-sigma-r`.
+    pub fn sigma_r() -> Self {
+        Self::new(Profile::SigmaR)
+    }
+
+    /// `esessions-sigma-i`.
+    pub fn sigma_i() -> Self {
+        Self::new(Profile::SigmaI)
+    }
+
+    /// `esessions-simplified`.
+    pub fn simplified() -> Self {
+        Self::new(Profile::Simplified)
+    }
+
+    /// The shared store (retained secrets, known keys).
+    pub fn store(&self) -> Arc<Mutex<Store>> {
+        self.store.clone()
+    }
+}
+
+fn claim(property: Property, level: ClaimLevel, source: &'static str, note: &'static str) -> Claim {
+    Claim {
+        property,
+        level,
+        source,
+        note,
+    }
+}
+
+/// The static description of a profile.
+pub fn info(p: Profile) -> &'static ProtocolInfo {
+    static INFOS: OnceLock<[ProtocolInfo; 3]> = OnceLock::new();
+    let all = INFOS.get_or_init(|| {
+        [
+            build_info(Profile::SigmaR),
+            build_info(Profile::SigmaI),
+            build_info(Profile::Simplified),
+        ]
+    });
+    match p {
+        Profile::SigmaR => &all[0],
+        Profile::SigmaI => &all[1],
+        Profile::Simplified => &all[2],
+    }
+}
+
+fn build_info(p: Profile) -> ProtocolInfo {
+    use ClaimLevel::*;
+    use Property::*;
+    let (spec, summary) = match p {
+        Profile::SigmaR => (
+            "XEP-0116 v0.16 (4-message SIGMA-R) + XEP-0188 + XEP-0200",
+            "ESessions: SIGMA-R with hash commitment, SAS, retained secrets; XEP-0200 stanza encryption",
+        ),
+        Profile::SigmaI => (
+            "XEP-0116 v0.16 (3-message SIGMA-I) + XEP-0188 + XEP-0200",
+            "ESessions: SIGMA-I, initiator identity protected; XEP-0200 stanza encryption",
+        ),
+        Profile::Simplified => (
+            "XEP-0217 (Simplified E2E Encryption) + XEP-0200",
+            "ESessions without public keys: SAS plus retained secrets",
+        ),
+    };
+    let auth_note = match p {
+        Profile::Simplified => "SAS comparison and retained secrets only (no public keys)",
+        _ => "signatures over the SIGMA MACs, key-to-JID association, SAS (4-message)",
+    };
+    ProtocolInfo {
+        id: p.id(),
+        family: "esessions",
+        spec,
+        summary,
+        protects: &[StanzaKind::Message, StanzaKind::Presence, StanzaKind::Iq],
+        after_bad_input: AfterBadInput::Terminate,
+        claims: vec![
+            claim(ConfidentialityCoverage, Partial, "XEP-0200 §Encryptable Content", "all child content except <thread/>, <amp/>, <error/>; stanza attributes in clear"),
+            claim(Integrity, Claimed, "XEP-0200 §Decrypting; XEP-0210 §Integrity", "HMAC over the encrypted content and the implicit counter"),
+            claim(Replay, Claimed, "XEP-0200 §Replay Attacks; XEP-0116 §Replay Attacks", "implicit per-direction counters; unique e and d per session"),
+            claim(LossReorderTolerance, NotClaimed, "XEP-0200 §Decrypting", "strict in-order delivery assumed: a lost or reordered stanza terminates the session"),
+            claim(ForwardSecrecy, Claimed, "XEP-0210 §Forward Secrecy; XEP-0200 §Re-Key", "ephemeral DH, rekeys, keys destroyed"),
+            claim(PostCompromiseSecurity, Partial, "XEP-0200 §Re-Key", "a rekey mixes a fresh DH value from one side"),
+            claim(MessageRepudiation, Claimed, "XEP-0210 §Repudiability; XEP-0188", "content authenticated by MACs only; signatures only over DH MACs"),
+            claim(Forgeability, Partial, "XEP-0200 §Publishing Old MAC Values", "old MAC keys MAY be published after an acknowledged rekey"),
+            claim(IdentityProtection, Claimed, "XEP-0210 §Identity Protection; XEP-0188", match p {
+                Profile::SigmaI => "keys sent encrypted; initiator protected against active attackers",
+                _ => "keys sent encrypted; responder protected against active attackers; rshashes keyed with N_A",
+            }),
+            claim(MitmDetection, Claimed, "XEP-0116 §Verifying Keys, §Short Authentication String", auth_note),
+            claim(DowngradeResistance, Claimed, "XEP-0116 §Hiding Bob's Identity (form_A, form_B in the MACs)", "both negotiation forms are covered by the SIGMA MACs"),
+            claim(IdentityMisbinding, if p == Profile::Simplified { Partial } else { Claimed }, "XEP-0188 (SIGMA)", "identities inside the MACed, signed SIGMA proofs"),
+        ],
+    }
+}
+
+impl Protocol for Esessions {
+    fn info(&self) -> &ProtocolInfo {
+        info(self.profile)
+    }
+
+    fn options(&self) -> &'static [(&'static str, &'static str)] {
+        sigma::OPTIONS
+    }
+
+    fn generate_identity(&self, _env: &mut Env, jid: &str) -> Result<Identity> {
+        if self.profile == Profile::Simplified {
+            return Ok(Identity::new(
+                PublicIdentity {
+                    protocol: self.profile.id().into(),
+                    jid: jid.into(),
+                    data: Vec::new(),
+                    fingerprint: None,
+                },
+                SecretBytes::default(),
+            ));
+        }
+        // OpenSSL's RNG: not reproducible from the Env (see crate docs).
+        let key = prim::rsa_generate(2048)?;
+        let der = key.private_key_to_pkcs8().map_err(backend)?;
+        let kv = keys::key_value_of(&key)?;
+        Ok(Identity::new(
+            PublicIdentity {
+                protocol: self.profile.id().into(),
+                jid: jid.into(),
+                fingerprint: Some(keys::fingerprint_hex(&kv)?),
+                data: kv,
+            },
+            SecretBytes::new(der),
+        ))
+    }
+
+    fn new_session(&self, _env: &mut Env, config: SessionConfig) -> Result<Box<dyn Session>> {
+        config.identity.require_protocol(self.profile.id())?;
+        if let Some(p) = &config.peer_public {
+            e2elab_core::identity::require_protocol(p, self.profile.id())?;
+        }
+        let settings = sigma::Settings::from(self.profile, &config.options)?;
+        Ok(Box::new(sigma::SigmaSession::new(
+            self.profile,
+            settings,
+            config,
+            self.store.clone(),
+        )?))
+    }
+}

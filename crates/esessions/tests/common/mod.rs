@@ -1,0 +1,175 @@
+//! Two sessions wired back to back, for the crate's own tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use e2elab_core::{
+    stanza, Element, Env, Error, Event, Options, Protocol, Role, Session, SessionConfig,
+    SessionState,
+};
+use e2elab_esessions::Esessions;
+use std::sync::Arc;
+
+pub const A: &str = "alice@example.org/lab";
+pub const B: &str = "bob@example.net/lab";
+
+pub struct Pair {
+    pub s: [Box<dyn Session>; 2],
+    pub env: [Env; 2],
+    pub events: [Vec<Event>; 2],
+    /// Wire stanzas in flight: (to party, serialized).
+    pub wire: Vec<(usize, String)>,
+    pub log: Vec<(usize, String)>,
+}
+
+pub fn pair_with(proto: &Esessions, opts: [Options; 2], seed: u64) -> Pair {
+    let mut env = [
+        Env::for_party(seed, "initiator"),
+        Env::for_party(seed, "responder"),
+    ];
+    let ids = [
+        Arc::new(
+            proto
+                .generate_identity(&mut env[0], "alice@example.org")
+                .unwrap(),
+        ),
+        Arc::new(
+            proto
+                .generate_identity(&mut env[1], "bob@example.net")
+                .unwrap(),
+        ),
+    ];
+    pair_from(proto, ids, opts, seed)
+}
+
+pub fn pair_from(
+    proto: &Esessions,
+    ids: [Arc<e2elab_core::Identity>; 2],
+    opts: [Options; 2],
+    seed: u64,
+) -> Pair {
+    let mut env = [
+        Env::for_party(seed, "initiator"),
+        Env::for_party(seed, "responder"),
+    ];
+    let [o0, o1] = opts;
+    let s0 = proto
+        .new_session(
+            &mut env[0],
+            SessionConfig {
+                role: Role::Initiator,
+                local_jid: A.into(),
+                peer_jid: B.into(),
+                identity: ids[0].clone(),
+                peer_public: Some(ids[1].public.clone()),
+                options: o0,
+            },
+        )
+        .unwrap();
+    let s1 = proto
+        .new_session(
+            &mut env[1],
+            SessionConfig {
+                role: Role::Responder,
+                local_jid: B.into(),
+                peer_jid: A.into(),
+                identity: ids[1].clone(),
+                peer_public: Some(ids[0].public.clone()),
+                options: o1,
+            },
+        )
+        .unwrap();
+    Pair {
+        s: [s0, s1],
+        env,
+        events: [Vec::new(), Vec::new()],
+        wire: Vec::new(),
+        log: Vec::new(),
+    }
+}
+
+pub fn pair(proto: &Esessions) -> Pair {
+    pair_with(proto, [Options::new(), Options::new()], 7)
+}
+
+impl Pair {
+    fn drain(&mut self, i: usize, mut out: e2elab_core::Outbox) {
+        while let Some(el) = out.poll_transmit() {
+            let w = stanza::serialize(&el);
+            self.log.push((1 - i, w.clone()));
+            self.wire.push((1 - i, w));
+        }
+        while let Some(ev) = out.poll_event() {
+            self.events[i].push(ev);
+        }
+    }
+
+    pub fn start(&mut self) {
+        let mut out = e2elab_core::Outbox::new();
+        self.s[0].start(&mut self.env[0], &mut out).unwrap();
+        self.drain(0, out);
+    }
+
+    pub fn send(&mut self, i: usize, el: Element) -> Result<(), Error> {
+        let mut out = e2elab_core::Outbox::new();
+        let r = self.s[i].send(&mut self.env[i], el, &mut out);
+        self.drain(i, out);
+        r
+    }
+
+    /// Deliver a serialized stanza to party `to`.
+    pub fn deliver(&mut self, to: usize, xml: &str) -> Result<(), Error> {
+        let el = stanza::parse(xml)?;
+        let mut out = e2elab_core::Outbox::new();
+        let r = self.s[to].handle_inbound(&mut self.env[to], el, &mut out);
+        self.drain(to, out);
+        r
+    }
+
+    /// Take the next stanza in flight.
+    pub fn next(&mut self) -> Option<(usize, String)> {
+        if self.wire.is_empty() {
+            None
+        } else {
+            Some(self.wire.remove(0))
+        }
+    }
+
+    /// Deliver everything until quiet; panics on an error.
+    pub fn pump(&mut self) -> usize {
+        let mut n = 0;
+        while let Some((to, w)) = self.next() {
+            self.deliver(to, &w).unwrap();
+            n += 1;
+        }
+        n
+    }
+
+    pub fn handshake(&mut self) -> usize {
+        self.start();
+        let n = self.pump();
+        assert_eq!(self.s[0].state(), SessionState::Established);
+        assert_eq!(self.s[1].state(), SessionState::Established);
+        n
+    }
+
+    pub fn delivered(&self, i: usize) -> Vec<Element> {
+        self.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Delivered(el) => Some(el.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn established(&self, i: usize) -> Option<e2elab_core::PeerIdentity> {
+        self.events[i].iter().find_map(|e| match e {
+            Event::Established(p) => Some(p.clone()),
+            _ => None,
+        })
+    }
+}
+
+pub fn msg(from: usize, body: &str) -> Element {
+    let (f, t) = if from == 0 { (A, B) } else { (B, A) };
+    stanza::chat_message(f, t, "id1", body).unwrap()
+}
