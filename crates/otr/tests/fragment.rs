@@ -75,7 +75,10 @@ fn out_of_order_fragments_are_discarded_as_libotr_does() {
         r.unwrap();
         assert!(out.is_empty());
     }
-    assert!(p.p[1].delivered.is_empty(), "a reordered sequence never completes");
+    assert!(
+        p.p[1].delivered.is_empty(),
+        "a reordered sequence never completes"
+    );
     assert_eq!(p.p[1].s.state(), SessionState::Established);
     // The discarded message was never decrypted: its in-order fragments still deliver it.
     for e in &w {
@@ -103,7 +106,10 @@ fn fragment_for_another_instance_is_rejected() {
     let b = body_of(&w[0]);
     let parts: Vec<&str> = b.splitn(3, '|').collect();
     let (recv, rest) = parts[2].split_once(',').unwrap();
-    let other = format!("{:08x}", u32::from_str_radix(recv, 16).unwrap() ^ 0x0101_0000);
+    let other = format!(
+        "{:08x}",
+        u32::from_str_radix(recv, 16).unwrap() ^ 0x0101_0000
+    );
     let forged_body = format!("{}|{}|{other},{rest}", parts[0], parts[1]);
     let mut forged = w[0].clone();
     carriage::set_body(&mut forged, &forged_body);
