@@ -63,8 +63,11 @@ fn be(e: impl std::fmt::Display) -> Error {
     Error::Backend(e.to_string())
 }
 
-fn policy() -> StandardPolicy<'static> {
-    StandardPolicy::new()
+/// Sequoia's standard policy judged at the virtual clock's instant `t`
+/// (`StandardPolicy::new()` would read the real clock: algorithm cut-offs
+/// such as RSA-1024's in 2014 then apply to a 2005 run).
+fn policy(t: SystemTime) -> StandardPolicy<'static> {
+    StandardPolicy::at(t)
 }
 
 /// The User ID both profiles put on their keys: `xmpp:` and the bare JID
@@ -212,7 +215,7 @@ pub fn has_xmpp_uid(cert: &Cert, bare_jid: &str) -> bool {
 
 /// The certificate's first valid signing key as a signer, at `t`.
 fn signing_keypair(own: &Cert, t: SystemTime) -> Result<KeyPair, Error> {
-    let p = policy();
+    let p = policy(t);
     let ka = own
         .keys()
         .with_policy(&p, t)
@@ -262,7 +265,7 @@ pub fn encrypt(
     counts: &mut OpCounts,
 ) -> Result<Vec<u8>, Error> {
     let st = system_time(t);
-    let p = policy();
+    let p = policy(st);
     let mut keys = Vec::new();
     for c in recipients {
         let before = keys.len();
@@ -485,7 +488,7 @@ pub fn decrypt(
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     looks_like_message(data)?;
     let st = system_time(t);
-    let p = policy();
+    let p = policy(st);
     let mut failure = None;
     let mut out = Zeroizing::new(Vec::new());
     let r = (|| -> openpgp::Result<()> {
@@ -523,7 +526,7 @@ pub fn verify_detached(
         _ => return Err(DecodeError::invalid("signature", "not an OpenPGP signature").into()),
     }
     let st = system_time(t);
-    let p = policy();
+    let p = policy(st);
     let mut failure = None;
     let r = (|| -> openpgp::Result<()> {
         let helper = Helper {
