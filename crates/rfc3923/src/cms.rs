@@ -67,7 +67,7 @@ fn signing_time(now: Timestamp) -> Vec<u8> {
 /// serial of `cert_der`), signed attributes contentType, signingTime (the
 /// virtual clock) and messageDigest, RSA PKCS#1 v1.5 over their DER with
 /// `digest`. The certificate goes in `certificates` when `attach_cert`.
-pub(crate) fn sign_detached(
+pub fn sign_detached(
     content: &[u8],
     cert_der: &[u8],
     key: &PKey<Private>,
@@ -117,7 +117,7 @@ pub(crate) fn sign_detached(
 }
 
 /// Parse DER CMS, refusing trailing bytes and BER indefinite lengths.
-pub(crate) fn parse(der_in: &[u8], what: &str) -> Result<CmsContentInfo> {
+pub fn parse(der_in: &[u8], what: &str) -> Result<CmsContentInfo> {
     if der::exact(der_in).is_none() {
         return Err(DecodeError::invalid(what, "not exactly one DER object").into());
     }
@@ -126,7 +126,7 @@ pub(crate) fn parse(der_in: &[u8], what: &str) -> Result<CmsContentInfo> {
 }
 
 /// The certificates attached to a SignedData (`certificates` [0]), raw DER.
-pub(crate) fn attached_certs(sig_der: &[u8]) -> Vec<Vec<u8>> {
+pub fn attached_certs(sig_der: &[u8]) -> Vec<Vec<u8>> {
     let f = || -> Option<Vec<Vec<u8>>> {
         let ci = der::children(der::exact(sig_der)?.content)?;
         let sd = der::exact(ci.get(1)?.content)?;
@@ -145,7 +145,7 @@ pub(crate) fn attached_certs(sig_der: &[u8]) -> Vec<Vec<u8>> {
 /// Verify a detached SignedData over `content` against exactly one trusted
 /// certificate (certificates inside the message are not used to find the
 /// signer), at the virtual time `now`.
-pub(crate) fn verify_detached(
+pub fn verify_detached(
     sig_der: &[u8],
     content: &[u8],
     signer: &X509,
@@ -172,7 +172,7 @@ pub(crate) fn verify_detached(
 }
 
 /// EnvelopedData of `content` for one recipient certificate.
-pub(crate) fn encrypt(content: &[u8], recipient: &X509, cipher: Cipher) -> Result<Vec<u8>> {
+pub fn encrypt(content: &[u8], recipient: &X509, cipher: Cipher) -> Result<Vec<u8>> {
     let mut certs = Stack::new().map_err(backend)?;
     certs.push(recipient.clone()).map_err(backend)?;
     let cms =
@@ -181,16 +181,12 @@ pub(crate) fn encrypt(content: &[u8], recipient: &X509, cipher: Cipher) -> Resul
 }
 
 /// Decrypt an EnvelopedData with our key and certificate.
-pub(crate) fn decrypt(der_in: &[u8], key: &PKey<Private>, cert: &X509) -> Result<Vec<u8>> {
+pub fn decrypt(der_in: &[u8], key: &PKey<Private>, cert: &X509) -> Result<Vec<u8>> {
     decrypt_parsed(&parse(der_in, "EnvelopedData")?, key, cert)
 }
 
 /// Decrypt a parsed EnvelopedData (one RSA private-key operation).
-pub(crate) fn decrypt_parsed(
-    cms: &CmsContentInfo,
-    key: &PKey<Private>,
-    cert: &X509,
-) -> Result<Vec<u8>> {
+pub fn decrypt_parsed(cms: &CmsContentInfo, key: &PKey<Private>, cert: &X509) -> Result<Vec<u8>> {
     cms.decrypt(key, cert).map_err(|_| Error::DecryptFailed)
 }
 
