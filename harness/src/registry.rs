@@ -9,6 +9,7 @@ pub fn all() -> Vec<Box<dyn Protocol>> {
         Box::new(e2elab_esessions::Esessions::sigma_r()),
         Box::new(e2elab_esessions::Esessions::sigma_i()),
         Box::new(e2elab_esessions::Esessions::simplified()),
+        Box::new(e2elab_esessions::Esessions::ssh()),
     ]
 }
 

@@ -4,6 +4,7 @@ e2elab::conformance_suite!(plaintext, "plaintext");
 e2elab::conformance_suite!(esessions_sigma_r, "esessions-sigma-r");
 e2elab::conformance_suite!(esessions_sigma_i, "esessions-sigma-i");
 e2elab::conformance_suite!(esessions_simplified, "esessions-simplified");
+e2elab::conformance_suite!(esessions_ssh, "esessions-ssh");
 
 /// Every registered protocol must be listed above: this test fails when one is not.
 #[test]

@@ -15,6 +15,8 @@
 //!   first message; the initiator's identity is protected).
 //! - `esessions-simplified`: XEP-0217, the 4-message subset without public
 //!   keys (SAS plus retained secrets).
+//! - `esessions-ssh`: ESessions as first designed in 2003 (JEP-0116 v0.1), SSH
+//!   transport semantics in XMPP stanzas: a *reconstruction* (see below).
 //!
 //! ## Threat model
 //! Protects, against an attacker who controls the servers and the network:
@@ -119,6 +121,33 @@
 //!   32-byte cipher keys under the name `aes128-ctr` (so AES-256-CTR runs),
 //!   `logging` field, `text-single` typed response fields, 8-byte nonces,
 //!   `<required />`, unpadded SAS, offer `modp` 15, 16, 14.
+//!
+//! ## The SSH-style reconstruction (`esessions-ssh`)
+//! The text of JEP-0116 v0.1 (2003) is lost; the spec digest §2.1 infers its
+//! shape from its author's C module. We rebuild it from that and RFC 4253 and
+//! list every choice, since none of it is normative:
+//! - 3 handshake stanzas (1.5 round trips): `<kexdh-init group='14'><e/>`
+//!   (Alice), `<kexdh-reply><f/><ks/><sig/>` (Bob's `ssh-rsa` host key blob and
+//!   his signature over the exchange hash), then Alice's SSH "publickey" user
+//!   authentication (`SSH_MSG_USERAUTH_REQUEST` with her key blob and her
+//!   signature over the session id, RFC 4252 §7) as the first encrypted
+//!   packet. Alice proceeds without waiting for `USERAUTH_SUCCESS` (folded
+//!   away: Bob terminates on failure); Bob is established once he verified her.
+//! - Namespace `urn:xmpp-e2e-lab:esessions-ssh:0` (the 2003 one is unknown);
+//!   values base64 (the C module used hex).
+//! - DH group 14 with SHA-1 (RFC 4253's `diffie-hellman-group14-sha1`); the
+//!   exchange hash is `H = SHA1(string(K_S) | mpint(e) | mpint(f) | mpint(K))`:
+//!   SSH's H without version strings and KEXINIT payloads, as the digest infers.
+//! - Keys as RFC 4253 §7.2: `HASH(mpint(K) | H | X | session_id)`, X = A..F;
+//!   `aes128-cbc` (RFC 4253 RECOMMENDED, IV chained across packets) and
+//!   `hmac-sha1` over `uint32 seq | packet` with per-direction sequence
+//!   numbers from 0; SSH binary packets with random padding (>= 4 bytes, to 16).
+//! - Each stanza's protected children (the same coverage as XEP-0200) travel
+//!   as `SSH_MSG_CHANNEL_DATA` in one `<packet/>` element (ciphertext | MAC,
+//!   base64); termination is an encrypted `SSH_MSG_DISCONNECT`.
+//! - Keys: RSA-2048 `ssh-rsa` (PKCS#1 v1.5, SHA-1), trusted on first use per
+//!   JID (MD5 fingerprints, as the era's `known_hosts`), or pinned.
+//! - Any bad packet ends the session (SSH disconnects on a MAC error).
 #![forbid(unsafe_code)]
 
 pub mod channel;
@@ -126,6 +155,7 @@ pub mod form;
 pub mod keys;
 pub mod prim;
 pub mod sigma;
+pub mod ssh;
 
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::error::backend;
@@ -145,6 +175,8 @@ pub enum Profile {
     SigmaI,
     /// XEP-0217.
     Simplified,
+    /// The 2003 SSH-style design (reconstructed).
+    Ssh,
 }
 
 impl Profile {
@@ -154,6 +186,7 @@ impl Profile {
             Profile::SigmaR => "esessions-sigma-r",
             Profile::SigmaI => "esessions-sigma-i",
             Profile::Simplified => "esessions-simplified",
+            Profile::Ssh => "esessions-ssh",
         }
     }
 }
@@ -199,6 +232,11 @@ impl Esessions {
         Self::new(Profile::Simplified)
     }
 
+    /// `esessions-ssh`.
+    pub fn ssh() -> Self {
+        Self::new(Profile::Ssh)
+    }
+
     /// The shared store (retained secrets, known keys).
     pub fn store(&self) -> Arc<Mutex<Store>> {
         self.store.clone()
@@ -216,18 +254,48 @@ fn claim(property: Property, level: ClaimLevel, source: &'static str, note: &'st
 
 /// The static description of a profile.
 pub fn info(p: Profile) -> &'static ProtocolInfo {
-    static INFOS: OnceLock<[ProtocolInfo; 3]> = OnceLock::new();
+    static INFOS: OnceLock<[ProtocolInfo; 4]> = OnceLock::new();
     let all = INFOS.get_or_init(|| {
         [
             build_info(Profile::SigmaR),
             build_info(Profile::SigmaI),
             build_info(Profile::Simplified),
+            ssh_info(),
         ]
     });
     match p {
         Profile::SigmaR => &all[0],
         Profile::SigmaI => &all[1],
         Profile::Simplified => &all[2],
+        Profile::Ssh => &all[3],
+    }
+}
+
+fn ssh_info() -> ProtocolInfo {
+    use ClaimLevel::*;
+    use Property::*;
+    const SRC: &str = "JEP-0116 v0.1 (2003, reconstructed: spec digest §2.1) + RFC 4253";
+    ProtocolInfo {
+        id: Profile::Ssh.id(),
+        family: "esessions",
+        spec: "JEP-0116 v0.1 (2003) reconstructed on RFC 4253/4252",
+        summary: "ESessions as first designed: SSH transport in stanzas (DH group 14, ssh-rsa, aes128-cbc, hmac-sha1)",
+        protects: &[StanzaKind::Message, StanzaKind::Presence, StanzaKind::Iq],
+        after_bad_input: AfterBadInput::Terminate,
+        claims: vec![
+            claim(ConfidentialityCoverage, Partial, SRC, "the same coverage as XEP-0200: content except <thread/>, <amp/>, <error/>"),
+            claim(Integrity, Claimed, "RFC 4253 §6.4", "HMAC-SHA1 over sequence number and packet"),
+            claim(Replay, Claimed, "RFC 4253 §6.4", "implicit per-direction sequence numbers"),
+            claim(LossReorderTolerance, NotClaimed, "RFC 4253 §6.4", "a lost packet breaks the sequence; the session ends"),
+            claim(ForwardSecrecy, Claimed, "RFC 4253 §8", "ephemeral Diffie-Hellman"),
+            claim(PostCompromiseSecurity, NotClaimed, SRC, "no rekey in the reconstruction"),
+            claim(MessageRepudiation, Partial, SRC, "content is MACed only, but both sides sign the session id: participation is provable"),
+            claim(Forgeability, NotClaimed, SRC, "MAC keys are never published"),
+            claim(IdentityProtection, Partial, SRC, "the responder's host key goes in clear; the initiator's key only encrypted"),
+            claim(MitmDetection, Claimed, "RFC 4251 §4.1 (host keys), digest §2.1 (known_hosts-like TOFU)", "host key signature; remembered keys; key-change warning"),
+            claim(DowngradeResistance, NotApplicable, SRC, "nothing is negotiated: fixed algorithms"),
+            claim(IdentityMisbinding, Partial, SRC, "the exchange hash covers the host key but not the JIDs"),
+        ],
     }
 }
 
@@ -243,7 +311,7 @@ fn build_info(p: Profile) -> ProtocolInfo {
             "XEP-0116 v0.16 (3-message SIGMA-I) + XEP-0188 + XEP-0200",
             "ESessions: SIGMA-I, initiator identity protected; XEP-0200 stanza encryption",
         ),
-        Profile::Simplified => (
+        Profile::Simplified | Profile::Ssh => (
             "XEP-0217 (Simplified E2E Encryption) + XEP-0200",
             "ESessions without public keys: SAS plus retained secrets",
         ),
@@ -285,7 +353,11 @@ impl Protocol for Esessions {
     }
 
     fn options(&self) -> &'static [(&'static str, &'static str)] {
-        sigma::OPTIONS
+        if self.profile == Profile::Ssh {
+            ssh::OPTIONS
+        } else {
+            sigma::OPTIONS
+        }
     }
 
     fn generate_identity(&self, _env: &mut Env, jid: &str) -> Result<Identity> {
@@ -303,6 +375,18 @@ impl Protocol for Esessions {
         // OpenSSL's RNG: not reproducible from the Env (see crate docs).
         let key = prim::rsa_generate(2048)?;
         let der = key.private_key_to_pkcs8().map_err(backend)?;
+        if self.profile == Profile::Ssh {
+            let blob = ssh::rsa_blob(&key)?;
+            return Ok(Identity::new(
+                PublicIdentity {
+                    protocol: self.profile.id().into(),
+                    jid: jid.into(),
+                    fingerprint: Some(ssh::md5_fingerprint(&blob)?),
+                    data: blob,
+                },
+                SecretBytes::new(der),
+            ));
+        }
         let kv = keys::key_value_of(&key)?;
         Ok(Identity::new(
             PublicIdentity {
@@ -319,6 +403,9 @@ impl Protocol for Esessions {
         config.identity.require_protocol(self.profile.id())?;
         if let Some(p) = &config.peer_public {
             e2elab_core::identity::require_protocol(p, self.profile.id())?;
+        }
+        if self.profile == Profile::Ssh {
+            return Ok(Box::new(ssh::SshSession::new(config, self.store.clone())?));
         }
         let settings = sigma::Settings::from(self.profile, &config.options)?;
         Ok(Box::new(sigma::SigmaSession::new(

@@ -446,3 +446,115 @@ fn transcripts_are_reproducible_from_the_seed() {
     assert_eq!(run(1), run(1));
     assert_ne!(run(1), run(2));
 }
+
+#[test]
+fn ssh_reconstruction_three_messages_and_ops() {
+    let mut p = pair(&Esessions::ssh());
+    assert_eq!(p.handshake(), 3);
+    let a = p.established(0).unwrap();
+    assert!(
+        a.fingerprint.unwrap().contains(':'),
+        "MD5 colon fingerprint"
+    );
+    roundtrip(&mut p);
+    for i in 0..2 {
+        let o = p.s[i].op_counts();
+        assert_eq!((o.modexp, o.sign, o.verify), (2, 1, 1), "party {i}");
+    }
+    // A flipped bit in a packet ends the session.
+    p.send(0, msg(0, "x")).unwrap();
+    let (_, w) = p.next().unwrap();
+    let el = stanza::parse(&w).unwrap();
+    let pk = el
+        .get_child("packet", e2elab_esessions::ssh::NS_SSH)
+        .unwrap()
+        .text();
+    let mut c: Vec<char> = pk.chars().collect();
+    c[5] = if c[5] == 'A' { 'B' } else { 'A' };
+    let err = p
+        .deliver(1, &w.replace(&pk, &c.into_iter().collect::<String>()))
+        .unwrap_err();
+    assert_eq!(err, Error::DecryptFailed);
+    assert_eq!(p.s[1].state(), SessionState::Closed);
+}
+
+#[test]
+fn ssh_wrong_host_key_is_rejected() {
+    let proto = Esessions::ssh();
+    let mut env = e2elab_core::Env::for_party(1, "k");
+    let mallory =
+        e2elab_core::Protocol::generate_identity(&proto, &mut env, "bob@example.net").unwrap();
+    let alice =
+        e2elab_core::Protocol::generate_identity(&proto, &mut env, "alice@example.org").unwrap();
+    let bob =
+        e2elab_core::Protocol::generate_identity(&proto, &mut env, "bob@example.net").unwrap();
+    use std::sync::Arc;
+    // Alice has Bob's real key pinned; "Bob" answers with Mallory's key.
+    let mut p = pair_from(
+        &proto,
+        [Arc::new(alice.clone()), Arc::new(mallory)],
+        [Options::new(), Options::new()],
+        4,
+    );
+    let mut alice_cfg = pair_from(
+        &proto,
+        [Arc::new(alice), Arc::new(bob)],
+        [Options::new(), Options::new()],
+        4,
+    );
+    std::mem::swap(&mut p.s[0], &mut alice_cfg.s[0]);
+    p.start();
+    let (to, w1) = p.next().unwrap();
+    p.deliver(to, &w1).unwrap();
+    let (to, w2) = p.next().unwrap();
+    let err = p.deliver(to, &w2).unwrap_err();
+    assert!(matches!(err, Error::Identity(_)), "{err:?}");
+    assert_eq!(p.s[0].state(), SessionState::Closed);
+}
+
+#[test]
+fn gajim_compat_runs_and_differs_from_the_spec_on_the_wire() {
+    let o = Options::new().set("gajim-compat", "true");
+    let mut p = pair_with(&Esessions::sigma_r(), [o.clone(), o], 13);
+    assert_eq!(p.handshake(), 4);
+    roundtrip(&mut p);
+    let w1 = &p.log[0].1;
+    assert!(w1.contains("var='logging'") && !w1.contains("var='otr'"));
+    assert!(w1.contains("<value>15</value>"));
+    let w2 = &p.log[1].1;
+    assert!(w2.contains("type='text-single'"));
+    // Options outside its scope are refused.
+    let bad = Options::new()
+        .set("gajim-compat", "true")
+        .set("init_pubkey", "key");
+    let mut env = e2elab_core::Env::for_party(1, "x");
+    let proto = Esessions::sigma_r();
+    let id = std::sync::Arc::new(
+        e2elab_core::Protocol::generate_identity(&proto, &mut env, "a@b").unwrap(),
+    );
+    let r = e2elab_core::Protocol::new_session(
+        &proto,
+        &mut env,
+        e2elab_core::SessionConfig {
+            role: e2elab_core::Role::Initiator,
+            local_jid: A.into(),
+            peer_jid: B.into(),
+            identity: id,
+            peer_public: None,
+            options: bad,
+        },
+    );
+    assert!(r.is_err());
+}
+
+#[test]
+fn sas28x5_digits() {
+    use e2elab_esessions::sigma::sas28x5;
+    let s = sas28x5(b"m", b"form", true).unwrap();
+    assert_eq!(s.len(), 5);
+    assert!(s
+        .chars()
+        .all(|c| "acdefghikmopqruvwxy123456789".contains(c)));
+    assert_eq!(s, sas28x5(b"m", b"form", true).unwrap());
+    assert_ne!(s, sas28x5(b"m2", b"form", true).unwrap());
+}
