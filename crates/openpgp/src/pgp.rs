@@ -461,19 +461,117 @@ fn map_failure(f: Option<Failure>) -> Error {
     }
 }
 
-/// Check that `data` is one OpenPGP message (a PKESK/SEIPD sequence), before
-/// handing it to the decryptor, so that non-OpenPGP input is a decode error.
-fn looks_like_message(data: &[u8]) -> Result<(), Error> {
-    use openpgp::parse::{PacketParser, PacketParserResult};
-    let ppr = PacketParser::from_bytes(data)
-        .map_err(|_| DecodeError::invalid("OpenPGP message", "not OpenPGP packets"))?;
-    match ppr {
-        PacketParserResult::Some(pp) => match pp.packet {
-            Packet::PKESK(_) | Packet::SKESK(_) | Packet::Marker(_) => Ok(()),
-            _ => Err(DecodeError::invalid("OpenPGP message", "not an encrypted message").into()),
-        },
-        PacketParserResult::EOF(_) => Err(DecodeError::Truncated("OpenPGP message".into()).into()),
+/// Walk the top-level OpenPGP packet framing (RFC 4880 §4.2) of `data`
+/// without parsing bodies: every declared length must fit, and an SEIPDv1
+/// body must be long enough to hold a prefix, a literal packet and an MDC.
+///
+/// Sequoia 2.4.2 panics (an `unwrap` on `UnexpectedEof` in
+/// `PacketParser::decrypt_`) when an SEIPDv1 body is shorter than the
+/// cipher's block size plus two; a truncated armor reaches exactly that. This
+/// check turns such input into a typed [`DecodeError::Truncated`] first.
+pub fn check_framing(data: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let trunc = || DecodeError::Truncated("OpenPGP packet".into());
+    let mut tags = Vec::new();
+    let mut i = 0usize;
+    let byte = |i: usize| data.get(i).copied().ok_or_else(trunc);
+    while i < data.len() {
+        let ctb = byte(i)?;
+        i += 1;
+        if ctb & 0x80 == 0 {
+            return Err(DecodeError::invalid("OpenPGP packet", "not a packet tag"));
+        }
+        let mut body_len = 0usize;
+        let tag;
+        if ctb & 0x40 != 0 {
+            tag = ctb & 0x3f;
+            loop {
+                let first = byte(i)?;
+                i += 1;
+                let (len, partial) = match first {
+                    0..=191 => (usize::from(first), false),
+                    192..=223 => {
+                        let second = byte(i)?;
+                        i += 1;
+                        (
+                            ((usize::from(first) - 192) << 8) + usize::from(second) + 192,
+                            false,
+                        )
+                    }
+                    255 => {
+                        let b = data.get(i..i + 4).ok_or_else(trunc)?;
+                        i += 4;
+                        (u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize, false)
+                    }
+                    _ => (1usize << (first & 0x1f), true),
+                };
+                let end = i.checked_add(len).ok_or_else(trunc)?;
+                if end > data.len() {
+                    return Err(trunc());
+                }
+                i = end;
+                body_len += len;
+                if !partial {
+                    break;
+                }
+            }
+        } else {
+            tag = (ctb >> 2) & 0x0f;
+            let len = match ctb & 0x03 {
+                0 => {
+                    let b = byte(i)?;
+                    i += 1;
+                    usize::from(b)
+                }
+                1 => {
+                    let b = data.get(i..i + 2).ok_or_else(trunc)?;
+                    i += 2;
+                    usize::from(u16::from_be_bytes([b[0], b[1]]))
+                }
+                2 => {
+                    let b = data.get(i..i + 4).ok_or_else(trunc)?;
+                    i += 4;
+                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
+                }
+                _ => data.len() - i,
+            };
+            let end = i.checked_add(len).ok_or_else(trunc)?;
+            if end > data.len() {
+                return Err(trunc());
+            }
+            i = end;
+            body_len = len;
+        }
+        // SEIPD (tag 18) v1: version, a 16-byte-block prefix + 2, a minimal
+        // literal packet (8) and the MDC (22): at least 1 + 40 octets for
+        // any cipher with 8- or 16-byte blocks.
+        if tag == 18 && body_len < 41 {
+            return Err(trunc());
+        }
+        tags.push(tag);
     }
+    Ok(tags)
+}
+
+/// Check that `data` is one encrypted OpenPGP message with sound framing,
+/// before handing it to the decryptor, so that other input is a decode error.
+fn looks_like_message(data: &[u8]) -> Result<(), Error> {
+    let tags = check_framing(data)?;
+    match tags.first() {
+        // PKESK, SKESK, marker
+        Some(1 | 3 | 10) => Ok(()),
+        Some(_) => Err(DecodeError::invalid("OpenPGP message", "not an encrypted message").into()),
+        None => Err(DecodeError::Truncated("OpenPGP message".into()).into()),
+    }
+}
+
+/// Run a Sequoia call, turning a panic inside it into a backend error
+/// (defence in depth behind [`check_framing`]; the session stays unchanged).
+fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Error::Backend(
+            "OpenPGP backend panicked on this input".into(),
+        ))
+    })
 }
 
 /// Decrypt a binary OpenPGP message with `own`'s secret keys; verify
@@ -487,6 +585,17 @@ pub fn decrypt(
     counts: &mut OpCounts,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     looks_like_message(data)?;
+    guarded(|| decrypt_inner(data, own, peer, rule, t, counts))
+}
+
+fn decrypt_inner(
+    data: &[u8],
+    own: &Cert,
+    peer: &Cert,
+    rule: SigRule,
+    t: Timestamp,
+    counts: &mut OpCounts,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     let st = system_time(t);
     let p = policy(st);
     let mut failure = None;
@@ -520,11 +629,19 @@ pub fn verify_detached(
     t: Timestamp,
     counts: &mut OpCounts,
 ) -> Result<(), Error> {
-    use openpgp::parse::{PacketParser, PacketParserResult};
-    match PacketParser::from_bytes(sig) {
-        Ok(PacketParserResult::Some(pp)) if matches!(pp.packet, Packet::Signature(_)) => {}
-        _ => return Err(DecodeError::invalid("signature", "not an OpenPGP signature").into()),
+    if check_framing(sig)?.first() != Some(&2) {
+        return Err(DecodeError::invalid("signature", "not an OpenPGP signature").into());
     }
+    guarded(|| verify_inner(sig, data, peer, t, counts))
+}
+
+fn verify_inner(
+    sig: &[u8],
+    data: &[u8],
+    peer: &Cert,
+    t: Timestamp,
+    counts: &mut OpCounts,
+) -> Result<(), Error> {
     let st = system_time(t);
     let p = policy(st);
     let mut failure = None;

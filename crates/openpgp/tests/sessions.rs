@@ -16,6 +16,9 @@ const A: &str = "alice@example.org/lab";
 const B: &str = "bob@example.net/lab";
 const C: &str = "carol@example.com/lab";
 
+/// Delivered, delivered-unprotected, warnings.
+type Received = (Vec<Element>, Vec<Element>, Vec<Warning>);
+
 struct Party {
     id: Identity,
     s: Box<dyn Session>,
@@ -83,7 +86,7 @@ impl Party {
     }
 
     /// Feed a stanza; return (delivered, delivered-unprotected, warnings).
-    fn recv(&mut self, st: Element) -> Result<(Vec<Element>, Vec<Element>, Vec<Warning>), Error> {
+    fn recv(&mut self, st: Element) -> Result<Received, Error> {
         let before = self.out.checkpoint();
         let state = self.s.state();
         let r = self.s.handle_inbound(&mut self.env, st, &mut self.out);
@@ -984,4 +987,45 @@ fn ox_key_types() {
         assert_eq!(b.recv(w).unwrap().0, vec![m]);
     }
     assert!(Ox::from_options(&Options::new().set("key", "rsa3072")).is_ok());
+}
+
+#[test]
+fn regression_short_seipd_is_a_typed_error_not_a_backend_panic() {
+    // Sequoia 2.4.2 panics on an SEIPDv1 body shorter than block size + 2
+    // (found by the armor-mutation proptest: a truncated armor). The framing
+    // check makes it a typed error before Sequoia sees it.
+    let (mut a, mut b) = pair(&Jep0027::default());
+    let wire = a.send(msg(A, B, "x"));
+    let bin = armor::decode(
+        armor::ArmorKind::Message,
+        &x_of(&wire, jep0027::NS_ENCRYPTED),
+    )
+    .unwrap();
+    let first_len = match bin[1] {
+        l @ 0..=191 => 2 + usize::from(l),
+        l @ 192..=223 => 3 + (((usize::from(l) - 192) << 8) + usize::from(bin[2]) + 192),
+        other => panic!("unexpected length octet {other}"),
+    };
+    let mut short = bin[..first_len].to_vec();
+    short.extend_from_slice(&[0xD2, 0x04, 0x01, 0xAA, 0xBB, 0xCC]);
+    assert!(matches!(
+        pgp::check_framing(&short),
+        Err(DecodeError::Truncated(_))
+    ));
+    assert_eq!(pgp::check_framing(&bin).unwrap(), vec![1, 18]);
+    let mut bad = wire.clone();
+    let xe = bad.get_child_mut("x", jep0027::NS_ENCRYPTED).unwrap();
+    let _ = xe.take_nodes();
+    xe.append_text(armor::strip_body(&short));
+    assert!(matches!(
+        b.recv(bad),
+        Err(Error::Decode(DecodeError::Truncated(_)))
+    ));
+    // A declared length running past the data: truncated too.
+    let cut = &bin[..bin.len() - 1];
+    assert!(matches!(
+        pgp::check_framing(cut),
+        Err(DecodeError::Truncated(_))
+    ));
+    assert_eq!(b.recv(wire).unwrap().0.len(), 1);
 }
