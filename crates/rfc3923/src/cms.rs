@@ -125,7 +125,7 @@ pub fn parse(der_in: &[u8], what: &str) -> Result<CmsContentInfo> {
         .map_err(|_| DecodeError::invalid(what, "not a CMS ContentInfo").into())
 }
 
-/// The certificates attached to a SignedData (`certificates` [0]), raw DER.
+/// The certificates attached to a SignedData (`certificates`, tag `[0]`), raw DER.
 pub fn attached_certs(sig_der: &[u8]) -> Vec<Vec<u8>> {
     let f = || -> Option<Vec<Vec<u8>>> {
         let ci = der::children(der::exact(sig_der)?.content)?;

@@ -36,8 +36,10 @@
 //! Does not protect: the outer stanza's attributes (`from`, `to`, `type`,
 //! `id`) and any element outside `<e2e/>`, which the server sees and may
 //! change; the fact, time and size of communication; the identities of both
-//! parties (the certificate and the RecipientInfo's issuer and serial are in
-//! clear to anyone who can read the CMS structure). No forward secrecy: the
+//! parties (the JIDs are in the outer stanza, and the EnvelopedData's
+//! RecipientInfo names the recipient's certificate by issuer and serial
+//! number in clear; the sender's certificate, when attached, travels inside
+//! the envelope). No forward secrecy: the
 //! long-term RSA key decrypts every recorded stanza. No repudiability: a CMS
 //! signature is transferable proof of authorship. Broadcast presence and
 //! groupchat are out of scope (§2).
@@ -51,7 +53,7 @@
 //! session drops it); the PKCS#8 copy in the identity is `SecretBytes`.
 //!
 //! ## DECISIONS
-//! Each is tested; the test is named in brackets.
+//! Each is tested; the tests are named after it.
 //!
 //! 1. **Framing (digest §4 (a), (b)): CDATA vs base64, transfer encoding.** The
 //!    `<e2e/>` text is the base64 of the DER EnvelopedData, on one line with no
@@ -63,8 +65,8 @@
 //!    `Content-Transfer-Encoding: binary`, and its signed part is taken byte
 //!    for byte; only the signature part is base64, because RFC 3851's
 //!    multipart/signed (and every S/MIME reader, OpenSSL's included) carries
-//!    `application/pkcs7-signature` that way. [`tests::framing_is_base64_text_and_cdata_is_accepted`,
-//!    `mime::tests::multipart_round_trip_and_boundary_rules`]
+//!    `application/pkcs7-signature` that way. (tested by `tests::framing_is_base64_text_and_cdata_is_accepted`,
+//!    `mime::tests::multipart_round_trip_and_boundary_rules`)
 //! 2. **CRLF (digest §4 (g)).** The signed object is in MIME canonical form:
 //!    every line of CPIM headers, MIME headers and XML objects ends in CRLF,
 //!    text/plain bodies have LF converted to CRLF (and back on receipt).
@@ -72,7 +74,7 @@
 //!    ever sees those CRs, so CRLF survives (a signed-only object in CDATA
 //!    would not). A body containing a CR itself cannot round-trip through
 //!    canonical text and is sent as `application/xmpp+xml`, where the CR is a
-//!    character reference. [`payload::tests::forms_and_round_trips`]
+//!    character reference. (tested by `payload::tests::forms_and_round_trips`)
 //! 3. **Which form a stanza takes.** Messages always use `Message/CPIM` (so
 //!    every message has a signed DateTime, From and To): around
 //!    `text/plain; charset=utf-8` when the message is exactly a `<body/>`,
@@ -88,13 +90,13 @@
 //!    `<timestamp>`. Any other presence, and every iq, is `application/xmpp+xml`
 //!    inside `Message/CPIM`: §5 notes CPIM can carry any MIME type, and the
 //!    envelope gives those stanzas a signed timestamp too, without which §6.9
-//!    could not protect them from replay. [`payload::tests`]
+//!    could not protect them from replay. (tested by `payload::tests`)
 //! 4. **Outer stanza kind (digest §4 (e)).** §5 says xmpp+xml goes in a
 //!    `<presence/>` for every kind; we send it in a stanza of the *same* kind
 //!    as the inner one (an iq in an iq, so iq routing and replies work),
 //!    copying the application stanza's attributes onto the outer stanza. The
 //!    receiver refuses an inner stanza of another kind than the outer.
-//!    [`tests::iq_travels_in_an_iq`]
+//!    (tested by `tests::iq_travels_in_an_iq_and_kind_mismatch_is_refused`)
 //! 5. **Signing.** Sign, then encrypt (§6.5), always (§6.7: a signature on
 //!    every encrypted stanza). The SignedData is built by this crate (the
 //!    `openssl` crate's `CMS_sign` cannot select SHA-1): one SignerInfo by
@@ -103,7 +105,7 @@
 //!    (RFC 3370 §3.2). OpenSSL's `CMS_verify` and the `openssl cms` CLI
 //!    verify it. The signature part carries
 //!    `Content-Disposition: attachment;handling=required;filename=smime.p7s`
-//!    as §3.2 shows. [`cms::tests`, `tests/openssl_cli.rs`]
+//!    as §3.2 shows. (tested by `cms::tests`, `tests/openssl_cli.rs`)
 //! 6. **Certificates attached (§6.6).** The sender puts its certificate in
 //!    the SignedData on the first stanza and then whenever at least five
 //!    minutes of virtual time have passed since it last did, never more
@@ -111,19 +113,20 @@
 //!    against the pinned peer certificate only (`CMS_NOINTERN`), at the
 //!    virtual time; an attached certificate that differs from the pinned one
 //!    raises `Warning::KeyChanged` and changes nothing else.
-//!    [`tests::certificate_attached_at_most_every_five_minutes`]
+//!    (tested by `tests::certificate_attached_at_most_every_five_minutes`,
+//!    `tests::attached_certificate_other_than_pinned_warns`)
 //! 7. **Who sent it (§6.3).** The stanza's bare `from` must be the session's
 //!    peer, must be named by the pinned certificate (id-on-xmppAddr, or an
 //!    `im:`/`pres:`/`xmpp:` URI in subjectAltName; resource ignored; ASCII
 //!    case-insensitive), and must equal the signed CPIM `From` / PIDF
 //!    `entity`. For xmpp+xml the inner stanza's `from`, if any, must match too.
-//!    [`tests::signer_certificate_not_matching_from_is_refused`]
+//!    (tested by `tests::signer_certificate_not_matching_from_is_refused`)
 //! 8. **To whom (digest §4 (f)).** No rule in RFC 3923 binds CPIM `To` to the
 //!    receiver; we require one `To` to name our bare JID (and an inner
 //!    xmpp+xml `to`, if any, to be ours), which stops a recipient from
 //!    re-encrypting a signed message to a third party as if sent to them
 //!    (surreptitious forwarding). PIDF names no recipient, so presence
-//!    remains forwardable. [`tests::forwarded_message_is_refused`]
+//!    remains forwardable. (tested by `tests::forwarded_message_is_refused`)
 //! 9. **Timestamps (§6.9) on the virtual clock.** We send UTC with `Z`,
 //!    fractions only as needed, strictly increasing (one microsecond past the
 //!    last one if the clock has not moved). On receipt, a timestamp more than
@@ -136,9 +139,9 @@
 //!    `Warning::Suspicious("decreasing timestamp")`: §6.9's "SHOULD flag",
 //!    and how reordered stanzas still arrive. Ten minutes covers every replay
 //!    that can pass the 5-minute window. Timestamps without `Z` are refused.
-//!    [`tests::expired_and_future_timestamps_are_refused`,
+//!    (tested by `tests::expired_and_future_timestamps_are_refused`,
 //!    `tests::decreasing_timestamp_is_flagged_and_delivered`,
-//!    `tests::exact_replay_is_refused`]
+//!    `tests::exact_replay_is_refused_and_same_clock_timestamps_increase`)
 //! 10. **§7 error stanzas.** The session returns typed errors and emits
 //!     nothing on bad input (the core contract: a failed call queues
 //!     nothing). [`errors::error_reply`] builds the §7 reply for the
@@ -151,28 +154,36 @@
 //!     `urn:ietf:params:xml:ns:xmpp-e2e`; the examples' typo
 //!     (`urn:ietf:params:xml:xmpp-e2e`, digest §4 (c)) is accepted on input.
 //!     An inbound error stanza is never decrypted; it raises
-//!     `Warning::Other` naming the case. [`errors::tests`, `tests::inbound_error_stanza_warns`]
+//!     `Warning::Other` naming the case. (tested by `errors::tests`, `tests::inbound_error_stanza_warns`)
 //! 11. **Unprotected stanzas.** A stanza without `<e2e/>` is handed over as
 //!     `Event::DeliveredUnprotected` (§2: clients MUST NOT be required to use
 //!     these means at all times), never as protected. Elements next to
-//!     `<e2e/>` are unprotected and dropped. [`tests::unprotected_stanza_is_marked`]
+//!     `<e2e/>` are unprotected and dropped. (tested by `tests::unprotected_stanza_is_marked`)
 //! 12. **Strict DER.** The EnvelopedData and SignedData must be exactly one
 //!     definite-length DER object: trailing bytes (which `d2i` would ignore)
 //!     and BER indefinite lengths are refused. Base64 is decoded strictly
-//!     (canonical padding). [`cms::tests::envelope_round_trip_and_wrong_recipient`]
+//!     (canonical padding). (tested by `cms::tests::envelope_round_trip_and_wrong_recipient`)
 //! 13. **Algorithms accepted.** The profile fixes what we send; on receipt we
 //!     accept whatever OpenSSL verifies and decrypts (there is no negotiation
 //!     to downgrade). `Require:` naming a CPIM header we do not implement is
-//!     refused (`Error::Unsupported`).
+//!     refused (`Error::Unsupported`). (tested by `tests::unknown_required_header_is_unsupported`)
 //! 14. **Certificates.** RSA-2048, self-signed, SHA-256, serial from `Env`,
 //!     subject CN = JID (ignored, §6.3), valid from an hour before the
 //!     virtual now for ten years; basicConstraints CA:FALSE (critical),
 //!     keyUsage digitalSignature + keyEncipherment (critical), extKeyUsage
 //!     emailProtection; subjectAltName = otherName id-on-xmppAddr (UTF8String
 //!     JID), URI `im:JID`, URI `pres:JID`. Validity is checked at the virtual
-//!     time. [`cert::tests::generated_certificate_names_the_jid_three_ways`]
+//!     time. (tested by `cert::tests::generated_certificate_names_the_jid_three_ways`)
 //! 15. **`close`** is local: RFC 3923 has no session to end; the private key
 //!     is dropped and later calls fail with `ApiMisuse::Closed`.
+//!     (tested by `tests::close_drops_the_key_and_refuses_more`)
+//! 16. **OpenSSL's `-binary` S/MIME reader.** Reading a multipart/signed with
+//!     `CMS_BINARY`, OpenSSL keeps the CR of the CRLF before a boundary in
+//!     the part, although RFC 2046 assigns that CRLF to the delimiter. We
+//!     follow RFC 2046 when we parse, and because what we sign is in
+//!     canonical CRLF form, OpenSSL's default (canonicalizing) reading of our
+//!     output yields exactly the signed octets: `openssl cms -verify` is run
+//!     without `-binary` in the interop tests. (tested by `tests/openssl_cli.rs`)
 #![forbid(unsafe_code)]
 
 pub mod cert;
@@ -297,7 +308,7 @@ fn claims() -> Vec<Claim> {
         c(Forgeability, NotClaimed, "RFC 3923 §6.7",
           "only the key holder can produce a valid signature"),
         c(IdentityProtection, NotClaimed, "RFC 3923 §6.6",
-          "certificates and RecipientInfo issuer/serial travel in clear inside the CMS structure"),
+          "the RecipientInfo names the recipient's certificate (issuer, serial) in clear; the JIDs are in the outer stanza"),
         c(MitmDetection, Partial, "RFC 3923 §6.2, §6.3",
           "signatures bind the sender's certificate to the from JID, but certificate retrieval and trust are left to the PKI"),
         c(DowngradeResistance, NotApplicable, "RFC 3923 §2",

@@ -605,3 +605,52 @@ fn claims_cover_every_property() {
     assert_eq!(Rfc3923::classic().info().id, "rfc3923");
     assert_eq!(Rfc3923::modern().info().id, "rfc3923-modern");
 }
+
+#[test]
+fn unknown_required_header_is_unsupported() {
+    // A CPIM object naming a Require we do not implement, signed and
+    // encrypted properly by Alice: refused as unsupported, not delivered.
+    let p = Profile::Classic;
+    let mut b = session(p, BOB, ALICE);
+    let akey = cert::load_key(ids(p)[0].secret().expose()).unwrap();
+    let bcert = cert::load_cert(&ids(p)[1].public.data).unwrap();
+    let m = msg(ALICE, BOB, "1", "x");
+    let obj = payload::encode(&m, ALICE, BOB, later(1), "t").unwrap();
+    let obj = String::from_utf8(obj).unwrap().replace(
+        "DateTime:",
+        "NS: MyFeatures <mid:MessageFeatures@id.foo.com>\r\nRequire: MyFeatures.VitalMessageOption\r\nDateTime:",
+    );
+    let sig = cms::sign_detached(
+        obj.as_bytes(),
+        &ids(p)[0].public.data,
+        &akey,
+        p.digest(),
+        later(1),
+        true,
+    )
+    .unwrap();
+    let signed = mime::multipart_signed(obj.as_bytes(), &sig, "bnd", "sha1");
+    let e = cms::encrypt(&signed, &bcert, p.cipher()).unwrap();
+    let g = receive(b.as_mut(), later(2), with_e2e_text(&m, &b64(&e)));
+    assert!(
+        matches!(g.result, Err(Error::Unsupported(ref s)) if s.contains("VitalMessageOption")),
+        "{:?}",
+        g.result
+    );
+    // Requiring only what we implement is fine.
+    let obj = obj.replace("Require: MyFeatures.VitalMessageOption", "Require: Subject");
+    let sig = cms::sign_detached(
+        obj.as_bytes(),
+        &ids(p)[0].public.data,
+        &akey,
+        p.digest(),
+        later(1),
+        true,
+    )
+    .unwrap();
+    let signed = mime::multipart_signed(obj.as_bytes(), &sig, "bnd", "sha1");
+    let e = cms::encrypt(&signed, &bcert, p.cipher()).unwrap();
+    let g = receive(b.as_mut(), later(2), with_e2e_text(&m, &b64(&e)));
+    g.result.unwrap();
+    assert_eq!(g.delivered, vec![m]);
+}

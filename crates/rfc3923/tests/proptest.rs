@@ -19,8 +19,9 @@ const BOB: &str = "bob@example.net";
 
 fn header_value() -> impl Strategy<Value = String> {
     // Any characters, control characters and backslashes included.
-    "[\\x00-\\x7f\\u{80}-\\u{10ffff}]{1,40}"
-        .prop_filter("writable", |v| mime::header_value_writable(&mime::escape(v)))
+    "[\\x00-\\x7f\\u{80}-\\u{10ffff}]{1,40}".prop_filter("writable", |v| {
+        mime::header_value_writable(&mime::escape(v))
+    })
 }
 
 fn header_name() -> impl Strategy<Value = String> {
@@ -171,9 +172,13 @@ fn fixture() -> &'static Fixture {
         env.set_now(now());
         let alice = Arc::new(p.generate_identity(&mut env, ALICE).unwrap());
         let bob = Arc::new(p.generate_identity(&mut env, BOB).unwrap());
-        let mut original =
-            stanza::chat_message("alice@example.org/lab", "bob@example.net/lab", "m1", "mutate me")
-                .unwrap();
+        let mut original = stanza::chat_message(
+            "alice@example.org/lab",
+            "bob@example.net/lab",
+            "m1",
+            "mutate me",
+        )
+        .unwrap();
         original.append_child(Element::bare("x", "urn:example:ext"));
         let mut a = session(&alice, &bob);
         let mut out = Outbox::new();
@@ -244,7 +249,10 @@ fn edits() -> impl Strategy<Value = Vec<Edit>> {
     let one = prop_oneof![
         (any::<usize>(), 1u8..=255).prop_map(|(i, x)| Edit::Flip(i, x)),
         (any::<usize>(), 1usize..40).prop_map(|(i, n)| Edit::Delete(i, n)),
-        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..20))
+        (
+            any::<usize>(),
+            proptest::collection::vec(any::<u8>(), 1..20)
+        )
             .prop_map(|(i, v)| Edit::Insert(i, v)),
         any::<usize>().prop_map(Edit::Truncate),
     ];
@@ -317,7 +325,8 @@ fn the_unmutated_fixture_is_delivered() {
     let mut env = Env::for_party(4, "b");
     env.set_now(now());
     let mut out = Outbox::new();
-    b.handle_inbound(&mut env, with_text(&text), &mut out).unwrap();
+    b.handle_inbound(&mut env, with_text(&text), &mut out)
+        .unwrap();
     let mut got = Vec::new();
     while let Some(e) = out.poll_event() {
         if let Event::Delivered(x) = e {
