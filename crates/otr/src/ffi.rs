@@ -540,11 +540,39 @@ impl UserState {
     }
 }
 
+/// libotr 4.1.0 and 4.1.1 never free a context's `context_priv` block in
+/// `otrl_context_forget` (it only empties it), a definite leak of ~730 bytes
+/// per context. For exactly those versions we collect the blocks before
+/// `otrl_userstate_free` and free them after it.
+const FREE_CONTEXT_PRIV_AFTER: bool =
+    sys::OTRL_VERSION_MAJOR == 4 && sys::OTRL_VERSION_MINOR == 1 && sys::OTRL_VERSION_SUB <= 1;
+
 impl Drop for UserState {
     fn drop(&mut self) {
+        let mut orphans: Vec<*mut sys::ConnContextPriv> = Vec::new();
+        if FREE_CONTEXT_PRIV_AFTER {
+            // SAFETY: walks the user state's context list (owned by it and not
+            // being modified); only reads the `next` and `context_priv` pointers.
+            unsafe {
+                let mut c = (*self.0.as_ptr()).context_root;
+                while let Some(ctx) = c.as_ref() {
+                    if !ctx.context_priv.is_null() {
+                        orphans.push(ctx.context_priv);
+                    }
+                    c = ctx.next;
+                }
+            }
+        }
         // SAFETY: created by otrl_userstate_create, freed exactly once; no
         // context pointer into it survives (sessions only hold them within a call).
         unsafe { sys::otrl_userstate_free(self.0.as_ptr()) }
+        for p in orphans {
+            // SAFETY: each block came from otrl_context_priv_new (malloc);
+            // otrl_userstate_free emptied it (force_finished) and freed the
+            // context that pointed at it without freeing the block itself
+            // (libotr <= 4.1.1), so nothing else references it now.
+            unsafe { libc::free(p.cast()) }
+        }
     }
 }
 
