@@ -153,8 +153,11 @@
 //!     allows silence). Conditions use the registered namespace
 //!     `urn:ietf:params:xml:ns:xmpp-e2e`; the examples' typo
 //!     (`urn:ietf:params:xml:xmpp-e2e`, digest §4 (c)) is accepted on input.
-//!     An inbound error stanza is never decrypted; it raises
-//!     `Warning::Other` naming the case. (tested by `errors::tests`, `tests::inbound_error_stanza_warns`)
+//!     An inbound error stanza (`type='error'` with a clear `<error/>`) is
+//!     never decrypted; it raises `Warning::Other` naming the case. A
+//!     protected stanza of type error (only `<e2e/>` inside) is handled like
+//!     any other. (tested by `errors::tests`, `tests::inbound_error_stanza_warns`,
+//!     `tests::a_protected_error_stanza_is_delivered`)
 //! 11. **Unprotected stanzas.** A stanza without `<e2e/>` is handed over as
 //!     `Event::DeliveredUnprotected` (§2: clients MUST NOT be required to use
 //!     these means at all times), never as protected. Elements next to
@@ -708,7 +711,9 @@ impl Session for Rfc3923Session {
             ))
             .into());
         }
-        if el.attr("type") == Some("error") {
+        // A stanza error from the peer or a server (it carries `<error/>` in
+        // clear); a protected stanza of type error carries only `<e2e/>`.
+        if el.attr("type") == Some("error") && el.has_child("error", NS_CLIENT) {
             let what = match errors::reported_case(&el) {
                 Some(c) => format!(
                     "peer could not process a protected stanza: {}",

@@ -654,3 +654,32 @@ fn unknown_required_header_is_unsupported() {
     g.result.unwrap();
     assert_eq!(g.delivered, vec![m]);
 }
+
+#[test]
+fn a_protected_error_stanza_is_delivered() {
+    let p = Profile::Classic;
+    let mut a = session(p, ALICE, BOB);
+    let mut b = session(p, BOB, ALICE);
+    let mut iq = stanza::new(StanzaKind::Iq);
+    for (k, v) in [
+        ("from", full(ALICE)),
+        ("to", full(BOB)),
+        ("type", "error".into()),
+        ("id", "q2".into()),
+    ] {
+        stanza::set_attr(&mut iq, k, &v).unwrap();
+    }
+    let mut e = Element::bare("error", NS_CLIENT);
+    stanza::set_attr(&mut e, "type", "cancel").unwrap();
+    e.append_child(Element::bare("item-not-found", errors::NS_STANZAS));
+    iq.append_child(e);
+    let w = wire(a.as_mut(), later(1), &iq);
+    assert!(
+        !w.has_child("error", NS_CLIENT),
+        "the error itself is protected"
+    );
+    let g = receive(b.as_mut(), later(2), w);
+    g.result.unwrap();
+    assert_eq!(g.delivered, vec![iq]);
+    assert!(g.warnings.is_empty());
+}
