@@ -513,12 +513,12 @@ impl Rfc3923Session {
             ts,
             &tuple_id,
         )?);
-        let boundary = loop {
-            let b = format!("=_e2e_{}", hex(&env.random_array::<12>()));
-            if !contains(&object, b.as_bytes()) {
-                break b;
-            }
-        };
+        // 96 random bits: a collision with the content is practically
+        // impossible, but it is checked (RFC 2046 §5.1.1).
+        let boundary = (0..8)
+            .map(|_| format!("=_e2e_{}", hex(&env.random_array::<12>())))
+            .find(|b| !contains(&object, b.as_bytes()))
+            .ok_or_else(|| e2elab_core::Error::Backend("no MIME boundary found".into()))?;
         let sig = cms::sign_detached(
             &object,
             &self.own_cert_der,

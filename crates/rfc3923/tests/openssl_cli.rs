@@ -328,3 +328,74 @@ fn we_decrypt_and_verify_what_openssl_cms_produces_with_crlf_mime() {
 fn we_decrypt_and_verify_what_openssl_cms_produces_modern() {
     openssl_to_ours(Rfc3923::modern(), "sha256", "-aes256", false);
 }
+
+#[test]
+fn openssl_cms_verifies_our_pidf_presence() {
+    let w = world(Rfc3923::classic());
+    let dir = w.dir.path();
+    let mut alice = w.session(&w.alice, &w.bob);
+    let mut p = stanza::new(e2elab_core::StanzaKind::Presence);
+    stanza::set_attr(&mut p, "from", &format!("{ALICE}/lab")).unwrap();
+    stanza::set_attr(&mut p, "to", &format!("{BOB}/lab")).unwrap();
+    p.append_child(stanza::text_element("show", stanza::NS_CLIENT, "away"));
+    p.append_child(stanza::text_element(
+        "status",
+        stanza::NS_CLIENT,
+        "retired to the chamber",
+    ));
+    let mut out = Outbox::new();
+    alice.send(&mut at(now()), p, &mut out).unwrap();
+    let wire = out.poll_transmit().unwrap();
+    assert_eq!(wire.name(), "presence");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(wire.get_child("e2e", NS_E2E).unwrap().text())
+        .unwrap();
+    std::fs::write(w.path("e2e.der"), &der).unwrap();
+    openssl(
+        &[
+            "cms",
+            "-decrypt",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            "e2e.der",
+            "-recip",
+            "bob.pem",
+            "-inkey",
+            "bob.key",
+            "-out",
+            "signed.mime",
+        ],
+        dir,
+    );
+    let attime = now().secs().to_string();
+    openssl(
+        &[
+            "cms",
+            "-verify",
+            "-in",
+            "signed.mime",
+            "-CAfile",
+            "alice.pem",
+            "-attime",
+            &attime,
+            "-out",
+            "pidf.txt",
+        ],
+        dir,
+    );
+    let got = String::from_utf8(std::fs::read(w.path("pidf.txt")).unwrap()).unwrap();
+    assert!(
+        got.starts_with("Content-type: application/pidf+xml; charset=utf-8\r\n\r\n<?xml version='1.0' encoding='UTF-8'?>\r\n<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='pres:alice@example.org'>"),
+        "{got}"
+    );
+    assert!(got.contains("<note>retired to the chamber</note>"), "{got}");
+    assert!(
+        got.contains(&format!(
+            "<timestamp>{}</timestamp>",
+            payload::format_timestamp(now())
+        )),
+        "{got}"
+    );
+}
