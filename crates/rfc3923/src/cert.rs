@@ -19,9 +19,14 @@ use zeroize::Zeroizing;
 /// RSA modulus size.
 pub const RSA_BITS: u32 = 2048;
 
-/// How long a generated certificate is valid, from one hour before the
-/// virtual clock's "now" at generation.
-pub const VALIDITY_SECS: u64 = 10 * 365 * 86_400;
+/// A generated certificate is valid from this long before the virtual
+/// clock's "now" at generation ...
+pub const NOT_BEFORE_SLACK_SECS: u64 = 3600;
+/// ... until RFC 5280 §4.1.2.5's "no well-defined expiration date": the
+/// certificate is pinned, not CA-issued, so it is trusted for as long as
+/// the user keeps it (and `e2elab keygen` makes it on a different clock
+/// from the one `e2elab peer` runs on).
+pub const NOT_AFTER: &str = "99991231235959Z";
 
 /// A freshly generated key and certificate.
 pub(crate) struct Generated {
@@ -58,8 +63,8 @@ pub(crate) fn generate(env: &mut Env, jid: &str) -> Result<Generated> {
     b.set_subject_name(&name).map_err(backend)?;
     b.set_issuer_name(&name).map_err(backend)?;
     let now = env.now().secs();
-    let not_before = time(now.saturating_sub(3600))?;
-    let not_after = time(now + VALIDITY_SECS)?;
+    let not_before = time(now.saturating_sub(NOT_BEFORE_SLACK_SECS))?;
+    let not_after = Asn1Time::from_str_x509(NOT_AFTER).map_err(backend)?;
     b.set_not_before(&not_before).map_err(backend)?;
     b.set_not_after(&not_after).map_err(backend)?;
     b.set_pubkey(&key).map_err(backend)?;

@@ -222,10 +222,13 @@ mod tests {
                 assert!(verify_detached(&s1, b"content", &cert_b, now).is_err());
             }
         }
-        // Outside the certificate's validity on the virtual clock.
+        // Outside the certificate's validity on the virtual clock: before notBefore.
         let s = sign_detached(b"c", &der_a, &key_a, Digest::Sha1, now, false).unwrap();
-        let late = now.plus(std::time::Duration::from_secs(cert::VALIDITY_SECS + 10));
-        assert!(verify_detached(&s, b"c", &cert_a, late).is_err());
+        let early = Timestamp(now.0 - (cert::NOT_BEFORE_SLACK_SECS + 10) * 1_000_000);
+        assert!(verify_detached(&s, b"c", &cert_a, early).is_err());
+        // Decades later the pinned certificate is still valid.
+        let later = now.plus(std::time::Duration::from_secs(30 * 365 * 86_400));
+        verify_detached(&s, b"c", &cert_a, later).unwrap();
     }
 
     #[test]

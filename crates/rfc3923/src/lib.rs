@@ -172,7 +172,8 @@
 //!     refused (`Error::Unsupported`). (tested by `tests::unknown_required_header_is_unsupported`)
 //! 14. **Certificates.** RSA-2048, self-signed, SHA-256, serial from `Env`,
 //!     subject CN = JID (ignored, §6.3), valid from an hour before the
-//!     virtual now for ten years; basicConstraints CA:FALSE (critical),
+//!     virtual now with no expiry (notAfter 99991231235959Z, RFC 5280
+//!     §4.1.2.5: the certificate is pinned, not CA-issued); basicConstraints CA:FALSE (critical),
 //!     keyUsage digitalSignature + keyEncipherment (critical), extKeyUsage
 //!     emailProtection; subjectAltName = otherName id-on-xmppAddr (UTF8String
 //!     JID), URI `im:JID`, URI `pres:JID`. Validity is checked at the virtual
