@@ -80,7 +80,7 @@ pub(crate) fn info() -> &'static ProtocolInfo {
         ProtocolInfo {
             id: ID,
             family: "openpgp",
-            spec: "XEP-0027 v1.3 (JEP-0027 v1.2, 2005), RFC 4880",
+            spec: "XEP-0027 v1.4 (text as JEP-0027 v1.2, 2004), RFC 4880",
             summary: "Message <body> encrypted, presence <status> signed, each on its own; ASCII armor without headers",
             protects: &[StanzaKind::Message, StanzaKind::Presence],
             after_bad_input: AfterBadInput::Unchanged,

@@ -71,7 +71,7 @@ fn policy(t: SystemTime) -> StandardPolicy<'static> {
 }
 
 /// The User ID both profiles put on their keys: `xmpp:` and the bare JID
-/// (XEP-0373 §9; JEP-0027 prescribes none).
+/// (XEP-0373 §3.2, §8.5; JEP-0027 prescribes none).
 pub fn user_id(bare_jid: &str) -> String {
     format!("xmpp:{bare_jid}")
 }

@@ -1029,3 +1029,35 @@ fn regression_short_seipd_is_a_typed_error_not_a_backend_panic() {
     ));
     assert_eq!(b.recv(wire).unwrap().0.len(), 1);
 }
+
+#[test]
+fn jep0027_decision_bodies_unsigned_body_restored_in_place_or_appended() {
+    let (mut a, mut b) = pair(&Jep0027::default());
+    let wire = a.send(msg(A, B, "unsigned"));
+    let bin = armor::decode(
+        armor::ArmorKind::Message,
+        &x_of(&wire, jep0027::NS_ENCRYPTED),
+    )
+    .unwrap();
+    // No signature inside: the spec does not sign and encrypt one stanza.
+    let alice_pub = pgp::parse_cert(&a.id.public.data).unwrap();
+    let r = pgp::decrypt(
+        &bin,
+        &b.cert(),
+        &alice_pub,
+        pgp::SigRule::RequirePeer,
+        b.env.now(),
+        &mut Default::default(),
+    );
+    assert_eq!(r.unwrap_err(), PeerMisbehaved::BadSignature.into());
+    // The placeholder <body> removed on the way: the decrypted text comes back as a <body>.
+    let mut w = wire.clone();
+    let _ = w.remove_child("body", stanza::NS_CLIENT);
+    let (d, _, _) = b.recv(w).unwrap();
+    assert_eq!(stanza::body(&d[0]).as_deref(), Some("unsigned"));
+    assert!(!d[0].has_child("x", jep0027::NS_ENCRYPTED));
+    // Two <x xmlns='jabber:x:encrypted'>: a decode error.
+    let mut w = wire;
+    w.append_child(stanza::text_element("x", jep0027::NS_ENCRYPTED, "AAAA"));
+    assert!(matches!(b.recv(w), Err(Error::Decode(_))));
+}
