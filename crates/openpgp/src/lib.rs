@@ -194,6 +194,20 @@
 //! 23. Messages only (XEP-0374 is the IM profile): sending presence or iq is
 //!     `CannotProtect`; received, they (and messages without `<openpgp>`) are
 //!     `DeliveredUnprotected`. (tests: ox_refuses_presence_and_iq_and_passes_them_inbound_unprotected)
+//! 24. A payload child in `jabber:server` (XEP-0374 §2.2: recipients MUST
+//!     accept a `<body>` in either namespace) is delivered in `jabber:client`,
+//!     the namespace of the stanza it lands in. (tests: ox_decision_jabber_server_body_accepted_as_client)
+//!
+//! ## Sizes (what the wire figures include)
+//!
+//! Sequoia 2 adds a 32-byte random salt notation (`salt@notations.sequoia-pgp.org`,
+//! 70 octets of subpacket) to every v4 signature and hashes with SHA-512, so
+//! a JEP-0027 signed presence is about 72 octets (~96 armor characters)
+//! larger than a 2005 GnuPG signature, and each OX message carries the same
+//! extra inside its encryption. A JEP-0027 body under RSA-2048 costs a
+//! 271-octet PKESK plus a 21-octet SEIPDv1 framing (AES-256 prefix) and a
+//! 22-octet MDC around the literal packet (8 + body); radix-64 adds a third
+//! and a line break per 64 characters plus the 6-character CRC line.
 #![forbid(unsafe_code)]
 
 pub mod armor;

@@ -219,6 +219,24 @@ pub(crate) fn signcrypt(
     Ok(sc)
 }
 
+/// `jabber:server`, whose `<body>` XEP-0374 §2.2 says recipients MUST accept too.
+pub const NS_SERVER: &str = "jabber:server";
+
+/// A payload child as delivered: one in `jabber:server` (the same `<body>`,
+/// `<subject>`, `<thread>` as in `jabber:client`, XEP-0374 §2.2) is moved to
+/// `jabber:client`, the namespace of the stanza it is delivered in.
+fn client_ns(c: &Element) -> Element {
+    if c.ns() != NS_SERVER {
+        return c.clone();
+    }
+    let mut n = Element::bare(c.name(), stanza::NS_CLIENT);
+    *n.attrs_mut() = c.attrs().clone();
+    for node in c.nodes() {
+        n.append_node(node.clone());
+    }
+    n
+}
+
 /// What a verified `<signcrypt>` says.
 pub(crate) struct Content {
     pub to: Vec<String>,
@@ -392,7 +410,7 @@ impl OxSession {
         let mut d = m.clone();
         let _ = d.take_nodes();
         for c in content.payload.children() {
-            d.append_child(c.clone());
+            d.append_child(client_ns(c));
         }
         out.event(Event::Delivered(d));
         if skew.as_secs() > self.time_window {

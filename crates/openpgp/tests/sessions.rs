@@ -1061,3 +1061,22 @@ fn jep0027_decision_bodies_unsigned_body_restored_in_place_or_appended() {
     w.append_child(stanza::text_element("x", jep0027::NS_ENCRYPTED, "AAAA"));
     assert!(matches!(b.recv(w), Err(Error::Decode(_))));
 }
+
+#[test]
+fn ox_decision_jabber_server_body_accepted_as_client() {
+    let (a, mut b) = pair(&Ox::default());
+    let now = a.env.now().to_rfc3339();
+    let mut sc = content("signcrypt", Some("bob@example.net"), Some(&now));
+    let payload = sc.get_child_mut("payload", ox::NS_OX).unwrap();
+    let _ = payload.take_nodes();
+    payload.append_child(stanza::text_element(
+        "body",
+        ox::NS_SERVER,
+        "server-ns body",
+    ));
+    let w = craft(&a, &b, &sc, B);
+    let (d, _, _) = b.recv(w).unwrap();
+    assert_eq!(stanza::body(&d[0]).as_deref(), Some("server-ns body"));
+    let body = d[0].children().next().unwrap();
+    assert_eq!(body.ns(), stanza::NS_CLIENT);
+}
