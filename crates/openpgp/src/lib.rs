@@ -103,8 +103,9 @@
 //!    recipient key (one PKESK each), `pk_decrypt` per PKESK we try with our
 //!    key, `sign` per signature made, `verify` per signature checked against
 //!    the peer's key (good or bad; signatures by unknown keys are not
-//!    checked, so not counted). Key generation happens in `generate_identity`,
-//!    outside sessions. (tests: jep0027_op_counts_per_message, ox_wire_form_and_round_trip; gpg.rs)
+//!    checked, so not counted). With Curve25519 the ECDH key transport is
+//!    counted as `pk_encrypt`/`pk_decrypt`, not `modexp`. Key generation
+//!    happens in `generate_identity`, outside sessions. (tests: jep0027_op_counts_per_message, ox_wire_form_and_round_trip; gpg.rs)
 //! 7. No compression on sending (Sequoia's default; gpg compresses, and we
 //!    read that); SEIPDv1 with MDC; literal data in binary mode carrying the
 //!    exact UTF-8 bytes, no file name, dated at the virtual clock. On receipt
