@@ -26,6 +26,7 @@ fn main() {
         .allowlist_type("gcry_mpi_format")
         .allowlist_type("Otrl.*|ConnContext")
         .allowlist_var("OTRL_.*")
+        .allowlist_var("DH1536_GROUP_ID")
         .derive_default(true)
         .layout_tests(false)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));

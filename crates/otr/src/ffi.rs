@@ -892,3 +892,128 @@ pub fn secret_cstring(text: &str) -> Option<Zeroizing<Vec<u8>>> {
 pub fn as_cstr(v: &[u8]) -> Result<&CStr, Error> {
     CStr::from_bytes_with_nul(v).map_err(|_| Error::Backend("bad C string".into()))
 }
+
+/// libotr's own primitive operations (DH key generation, DH session-key
+/// derivation, DSA sign and verify), for the overhead bench: the floor an AKE
+/// cannot go below, measured in the same run.
+pub struct Primitives {
+    us: UserState,
+    privkey: NonNull<sys::OtrlPrivKey>,
+    ours: sys::DH_keypair,
+    theirs: sys::DH_keypair,
+}
+
+impl Primitives {
+    /// Load a key file for `account` and make two DH key pairs.
+    pub fn new(key_file: &[u8], account: &str) -> Result<Self, Error> {
+        let us = UserState::new()?;
+        us.read_privkey(key_file)?;
+        let acc = cstring(account, "account")?;
+        let proto = cstring(PROTOCOL, "protocol")?;
+        // SAFETY: lookup in a valid user state; the key lives as long as `us`.
+        let pk = unsafe { sys::otrl_privkey_find(us.raw(), acc.as_ptr(), proto.as_ptr()) };
+        let privkey =
+            NonNull::new(pk).ok_or_else(|| Error::Backend(format!("no key for {account}")))?;
+        let mut p = Primitives {
+            us,
+            privkey,
+            ours: sys::DH_keypair::default(),
+            theirs: sys::DH_keypair::default(),
+        };
+        // SAFETY: zeroed key pairs are what otrl_dh_gen_keypair fills; freed in Drop.
+        unsafe {
+            cvt(
+                sys::otrl_dh_gen_keypair(sys::DH1536_GROUP_ID, &mut p.ours),
+                "dh_gen_keypair",
+            )?;
+            cvt(
+                sys::otrl_dh_gen_keypair(sys::DH1536_GROUP_ID, &mut p.theirs),
+                "dh_gen_keypair",
+            )?;
+        }
+        Ok(p)
+    }
+
+    /// One DH key generation (one modexp).
+    pub fn dh_keygen(&mut self) -> Result<(), Error> {
+        let mut kp = sys::DH_keypair::default();
+        // SAFETY: fills a zeroed key pair, which is freed right after.
+        unsafe {
+            let e = sys::otrl_dh_gen_keypair(sys::DH1536_GROUP_ID, &mut kp);
+            sys::otrl_dh_keypair_free(&mut kp);
+            cvt(e, "dh_gen_keypair")
+        }
+    }
+
+    /// One session-key derivation (one modexp plus hashing and cipher set-up).
+    pub fn dh_session(&mut self) -> Result<(), Error> {
+        let mut s = sys::DH_sesskeys::default();
+        // SAFETY: both key pairs are valid; the session struct starts zeroed
+        // (blank) and is freed right after.
+        unsafe {
+            sys::otrl_dh_session_blank(&mut s);
+            let e = sys::otrl_dh_session(&mut s, &self.ours, self.theirs.pub_);
+            sys::otrl_dh_session_free(&mut s);
+            cvt(e, "dh_session")
+        }
+    }
+
+    /// One DSA signature over 32 bytes; returns it.
+    pub fn dsa_sign(&mut self) -> Result<Vec<u8>, Error> {
+        let data = [0x5au8; 32];
+        let mut sig: *mut u8 = ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: valid private key of our user state; libotr mallocs the signature.
+        unsafe {
+            let e = sys::otrl_privkey_sign(
+                &mut sig,
+                &mut len,
+                self.privkey.as_ptr(),
+                data.as_ptr(),
+                data.len(),
+            );
+            let out = if sig.is_null() {
+                Vec::new()
+            } else {
+                let v = std::slice::from_raw_parts(sig, len).to_vec();
+                libc::free(sig.cast());
+                v
+            };
+            cvt(e, "privkey_sign")?;
+            Ok(out)
+        }
+    }
+
+    /// One DSA verification of a signature from [`Primitives::dsa_sign`].
+    pub fn dsa_verify(&mut self, sig: &[u8]) -> Result<(), Error> {
+        let data = [0x5au8; 32];
+        // SAFETY: the private-key S-expression also carries the public
+        // parameters libgcrypt's DSA verify reads; all buffers outlive the call.
+        unsafe {
+            let k = self.privkey.as_ref();
+            cvt(
+                sys::otrl_privkey_verify(
+                    sig.as_ptr(),
+                    sig.len(),
+                    k.pubkey_type,
+                    k.privkey,
+                    data.as_ptr(),
+                    data.len(),
+                ),
+                "privkey_verify",
+            )
+        }
+    }
+}
+
+impl Drop for Primitives {
+    fn drop(&mut self) {
+        // SAFETY: key pairs filled by otrl_dh_gen_keypair, freed once; the
+        // private key belongs to `self.us`, freed with it afterwards.
+        unsafe {
+            sys::otrl_dh_keypair_free(&mut self.ours);
+            sys::otrl_dh_keypair_free(&mut self.theirs);
+        }
+        let _ = &self.us;
+    }
+}

@@ -33,7 +33,16 @@
 //! freed on drop), and libotr's transient copies of plaintext. The plaintext
 //! copies this crate makes are `Zeroizing`, and the C buffers libotr hands back
 //! are overwritten before `otrl_message_free`. The private key file text is
-//! held in `SecretBytes` by the identity.
+//! held in `SecretBytes` by the identity; the key file passes through an
+//! anonymous `memfd` (never a file on disk), overwritten with zeros before it
+//! is closed.
+//!
+//! Two leaks of libotr 4.1.1 itself: `otrl_context_forget` never frees a
+//! context's `context_priv` block (the wrapper frees those blocks after
+//! `otrl_userstate_free`, for libotr 4.1.0/4.1.1 only), and
+//! `otrl_message_receiving` leaks its 32-byte extra-key buffer each time it
+//! rejects a data message (a libotr local the wrapper cannot reach; the
+//! valgrind run suppresses exactly that stack, see `valgrind.supp`).
 //!
 //! ## Reproducibility
 //! libgcrypt's RNG cannot be seeded, so DH exponents, AES counters' starts,

@@ -448,3 +448,22 @@ fn key_generation_cost_is_measurable() {
     eprintln!("DSA-1024 key generation through libotr: {dt:?}");
     assert!(dt.as_micros() > 0);
 }
+
+#[test]
+fn libotr_primitives_for_the_floor_work() {
+    let mut env = e2elab_core::Env::for_party(5, "p");
+    let id = OTR_V3
+        .generate_identity(&mut env, "alice@example.org")
+        .unwrap();
+    let mut p =
+        e2elab_otr::ffi::Primitives::new(id.secret().expose(), "alice@example.org").unwrap();
+    p.dh_keygen().unwrap();
+    p.dh_session().unwrap();
+    let sig = p.dsa_sign().unwrap();
+    assert_eq!(sig.len(), 40, "DSA-1024: r and s of 20 bytes");
+    p.dsa_verify(&sig).unwrap();
+    let mut bad = sig.clone();
+    bad[3] ^= 1;
+    assert!(p.dsa_verify(&bad).is_err());
+    assert!(e2elab_otr::ffi::Primitives::new(id.secret().expose(), "carol@example.org").is_err());
+}
