@@ -65,6 +65,12 @@
 //!   **is** a handshake stanza: the harness counts 5 handshake messages = the
 //!   query + the 4 AKE messages (DH-Commit, DH-Key, Reveal-Signature,
 //!   Signature).
+//! - **Whitespace start** (option `start=whitespace`): the initiator sends a
+//!   stanza whose body is only the whitespace tag (base + version tag, 24
+//!   characters) instead of the query; the responder's libotr starts the AKE
+//!   as for a query. The tag's empty remainder is not shown to the user (no
+//!   `DeliveredUnprotected`, no warning): an unencrypted message that is
+//!   empty or whitespace only after libotr strips the tag is dropped.
 //! - **Carriage (XEP-0364).** The OTR text replaces the text of the stanza's
 //!   `<body/>`; all attributes and other children stay in place, in clear. The
 //!   four elements XEP-0364 recommends (`<encryption xmlns='urn:xmpp:eme:0'
@@ -162,6 +168,17 @@ impl Version {
             | libotr_sys::OTRL_POLICY_ERROR_START_AKE
     }
 
+    /// The whitespace tag that offers this version (base tag + version tag).
+    pub fn whitespace_tag(self) -> String {
+        let v: &[u8] = match self {
+            Version::V2 => libotr_sys::OTRL_MESSAGE_TAG_V2,
+            Version::V3 => libotr_sys::OTRL_MESSAGE_TAG_V3,
+        };
+        let strip =
+            |b: &[u8]| String::from_utf8_lossy(b.strip_suffix(&[0]).unwrap_or(b)).into_owned();
+        strip(libotr_sys::OTRL_MESSAGE_TAG_BASE) + &strip(v)
+    }
+
     /// The profile id.
     pub fn id(self) -> &'static str {
         match self {
@@ -186,10 +203,16 @@ pub const OTR_V2: Otr = Otr {
     version: Version::V2,
 };
 
-const OPTIONS: &[(&str, &str)] = &[(
-    "max_msg_size",
-    "maximum characters of one OTR message before libotr fragments it (0 = never; default 0)",
-)];
+const OPTIONS: &[(&str, &str)] = &[
+    (
+        "max_msg_size",
+        "maximum characters of one OTR message before libotr fragments it (0 = never; default 0)",
+    ),
+    (
+        "start",
+        "how the initiator offers OTR: query (libotr's default query message; default) or whitespace (the bare whitespace tag)",
+    ),
+];
 
 fn claims(v: Version) -> Vec<Claim> {
     let c = |property, level, source: &'static str, note: &'static str| Claim {
@@ -356,7 +379,18 @@ impl Otr {
     /// Create the concrete session (for SMP and test-only access).
     pub fn new_otr_session(&self, env: &mut Env, config: SessionConfig) -> Result<OtrSession> {
         config.identity.require_protocol(self.version.id())?;
-        config.options.check_known(&["max_msg_size"])?;
+        config.options.check_known(&["max_msg_size", "start"])?;
+        let whitespace_start = match config.options.get("start") {
+            None | Some("query") => false,
+            Some("whitespace") => true,
+            Some(other) => {
+                return Err(ApiMisuse::BadOption {
+                    key: "start".into(),
+                    reason: format!("query or whitespace, not {other}"),
+                }
+                .into())
+            }
+        };
         let mms = config.options.get_u64("max_msg_size", 0)?;
         // Smallest size libotr can fragment into: v3 headers take 37 chars.
         if mms != 0 && !(64..=1_000_000).contains(&mms) {
@@ -394,6 +428,7 @@ impl Otr {
             key_file: Zeroizing::new(config.identity.secret().expose().to_vec()),
             instag,
             max_message_size: i32::try_from(mms).unwrap_or(0),
+            whitespace_start,
         })
     }
 }

@@ -49,6 +49,7 @@ pub struct OtrSession {
     keyids: Option<(u32, u32)>,
     smp: SmpStatus,
     peer_fingerprint: Option<String>,
+    whitespace_start: bool,
 }
 
 impl std::fmt::Debug for OtrSession {
@@ -73,6 +74,7 @@ pub(crate) struct Setup {
     pub key_file: Zeroizing<Vec<u8>>,
     pub instag: InsTag,
     pub max_message_size: i32,
+    pub whitespace_start: bool,
 }
 
 impl OtrSession {
@@ -118,6 +120,7 @@ impl OtrSession {
             keyids: None,
             smp: SmpStatus::None,
             peer_fingerprint: None,
+            whitespace_start: s.whitespace_start,
         })
     }
 
@@ -146,6 +149,11 @@ impl OtrSession {
     /// The peer's instance tag once established (0 for OTR v2).
     pub fn their_instance(&self) -> InsTag {
         self.their_instag
+    }
+
+    /// The peer's DSA key fingerprint (hex) once established.
+    pub fn peer_fingerprint(&self) -> Option<&str> {
+        self.peer_fingerprint.as_deref()
     }
 
     /// The last SMP status reported by libotr.
@@ -463,7 +471,7 @@ impl OtrSession {
             out.send(self.wire_for_internal(t)?);
         }
         self.apply_events(&events, out);
-        if let Some(plain) = unprotected {
+        if let Some(plain) = unprotected.filter(|p| !p.trim().is_empty()) {
             // libotr's RCVDMSG_UNENCRYPTED: shown to the user as unprotected.
             let mut shown = st.clone();
             carriage::set_body(&mut shown, &plain);
@@ -506,6 +514,13 @@ impl Session for OtrSession {
         }
         if self.started || self.state != SessionState::Idle {
             return Err(ApiMisuse::AlreadyStarted.into());
+        }
+        if self.whitespace_start {
+            let tag = self.version.whitespace_tag();
+            out.send(self.wire_for_internal(&tag)?);
+            self.started = true;
+            self.state = SessionState::Handshaking;
+            return Ok(());
         }
         let cp = out.checkpoint();
         // Sending "?OTR?" makes libotr replace it with its default query

@@ -467,3 +467,49 @@ fn libotr_primitives_for_the_floor_work() {
     assert!(p.dsa_verify(&bad).is_err());
     assert!(e2elab_otr::ffi::Primitives::new(id.secret().expose(), "carol@example.org").is_err());
 }
+
+#[test]
+fn whitespace_start_offers_with_the_bare_tag() {
+    for (proto, v) in [(OTR_V3, 3u8), (OTR_V2, 2u8)] {
+        let p = Pair::established(proto, &Options::new().set("start", "whitespace"));
+        assert_eq!(p.wire.len(), 5);
+        let tag = body_of(&p.wire[0].1);
+        assert_eq!(tag.len(), 24);
+        assert!(tag.chars().all(|c| c == ' ' || c == '\t'));
+        assert_eq!(tag, proto.version().whitespace_tag());
+        assert_eq!(
+            otr_type(&p.wire[1].1),
+            0x02,
+            "the responder answers with a DH-Commit"
+        );
+        assert_eq!(decode_b64_prefix(&body_of(&p.wire[1].1)[5..13])[1], v);
+        assert!(p.p[1].unprotected.is_empty());
+        assert!(!p.p[1].events.iter().any(|e| matches!(e, Event::Warning(_))));
+        let mut env = e2elab_core::Env::for_party(4, "x");
+        let bob = proto
+            .generate_identity(&mut env, "bob@example.net")
+            .unwrap();
+        assert_eq!(
+            p.p[0].s.peer_fingerprint(),
+            bob.public.fingerprint.as_deref()
+        );
+    }
+    let mut env = e2elab_core::Env::for_party(4, "x");
+    let alice = Arc::new(
+        OTR_V3
+            .generate_identity(&mut env, "alice@example.org")
+            .unwrap(),
+    );
+    let bad = OTR_V3.new_session(
+        &mut env,
+        SessionConfig {
+            role: Role::Initiator,
+            local_jid: ALICE.into(),
+            peer_jid: BOB.into(),
+            identity: alice,
+            peer_public: None,
+            options: Options::new().set("start", "smoke-signals"),
+        },
+    );
+    assert!(bad.is_err());
+}
