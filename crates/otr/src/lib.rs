@@ -17,7 +17,11 @@
 //! `from`, `id`, `type`), `<subject/>`, `<thread/>` and every extension
 //! element travel in clear and unauthenticated, exactly as XEP-0364 carries
 //! OTR; the receiver rebuilds the stanza from what arrived, so those parts can
-//! be changed on the path without detection. Presence and iq are not
+//! be changed on the path without detection. An XHTML-IM `<html/>` copy of
+//! the text, or any extension repeating it, would travel in clear: the
+//! application must not add one to a stanza it hands to an OTR session.
+//! Carbons are out of scope here (XEP-0364's rule to ignore a carboned query
+//! has no counterpart on the lab's two-party link). Presence and iq are not
 //! protected at all (the session refuses to send them). Peer authentication is
 //! only as good as the user's fingerprint check or SMP run.
 //!

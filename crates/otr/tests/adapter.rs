@@ -513,3 +513,75 @@ fn whitespace_start_offers_with_the_bare_tag() {
     );
     assert!(bad.is_err());
 }
+
+#[test]
+fn markup_in_the_body_is_text() {
+    let mut p = Pair::established(OTR_V3, &Options::new());
+    let m = msg(0, "x", "<b>bold?</b> &amp; <script>alert(1)</script>");
+    p.send_deliver(0, m.clone());
+    assert_eq!(p.p[1].delivered, vec![m]);
+}
+
+#[test]
+fn random_bodies_never_panic_and_errors_change_nothing() {
+    let mut p = Pair::established(OTR_V3, &Options::new());
+    let w = p.send(0, msg(0, "r", "random target"));
+    let genuine = body_of(&w[0]);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let prefixes = [
+        "?OTR:AAMD",
+        "?OTR:AAMC",
+        "?OTR:AAIK",
+        "?OTR|",
+        "?OTR,",
+        "?OTRv3?",
+        "?OTR Error:",
+        "",
+    ];
+    for round in 0..300 {
+        let body = if round % 2 == 0 {
+            // Mutate the genuine message.
+            let mut b: Vec<u8> = genuine.clone().into_bytes();
+            for _ in 0..(1 + round % 4) {
+                let n = b.len() as u64;
+                let i = (next() % n) as usize;
+                b[i] = b"ABCDEFabcdef0123456789+/=.,|?"[(next() % 29) as usize];
+            }
+            String::from_utf8(b).unwrap()
+        } else {
+            let pre = prefixes[(next() % prefixes.len() as u64) as usize];
+            let len = (next() % 300) as usize;
+            let tail: String = (0..len)
+                .map(|_| char::from(b"ABCDEFGHab0189+/=.,|"[(next() % 20) as usize]))
+                .collect();
+            format!("{pre}{tail}")
+        };
+        let mut bad = w[0].clone();
+        carriage::set_body(&mut bad, &body);
+        let before = p.p[1].s.state();
+        let delivered = p.p[1].delivered.len();
+        let (r, out) = p.deliver(1, bad);
+        if r.is_err() {
+            assert!(out.is_empty(), "round {round}: error but emitted");
+            assert_eq!(p.p[1].s.state(), before);
+            assert_eq!(p.p[1].delivered.len(), delivered);
+        }
+        for d in &p.p[1].delivered {
+            assert_eq!(
+                body_of(d),
+                "random target",
+                "only genuine content is delivered"
+            );
+        }
+    }
+    // The session still works both ways.
+    p.send_deliver(0, msg(0, "a", "still alive"));
+    p.send_deliver(1, msg(1, "b", "still alive too"));
+    assert_eq!(p.p[0].delivered.len(), 1);
+}
