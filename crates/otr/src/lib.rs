@@ -115,7 +115,8 @@
 //!   `FILE*`; its public data is the 20-byte fingerprint. Keys are generated
 //!   once per bare JID per process and cached (DSA key generation costs tens
 //!   to hundreds of ms and cannot be seeded anyway); the harness reports the
-//!   first generation as the one-time cost.
+//!   first generation as the one-time cost. The cache keeps the key files
+//!   (as `SecretBytes`) in memory for the life of the process.
 //! - **Peer identity.** `Established` carries the peer's fingerprint and the
 //!   secure session id (as libotr displays it, the bold half in brackets) as
 //!   the SAS. A pinned `peer_public` fingerprint that differs yields a

@@ -464,7 +464,7 @@ impl OtrSession {
         if events.contains(&CbEvent::InstagMissing) {
             return Err(Error::Backend("libotr found no instance tag".into()));
         }
-        if self.state == SessionState::Idle {
+        if self.state == SessionState::Idle && (!injected.is_empty() || body.contains("?OTR")) {
             self.state = SessionState::Handshaking;
         }
         for t in &injected {

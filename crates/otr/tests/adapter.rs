@@ -585,3 +585,14 @@ fn random_bodies_never_panic_and_errors_change_nothing() {
     p.send_deliver(1, msg(1, "b", "still alive too"));
     assert_eq!(p.p[0].delivered.len(), 1);
 }
+
+#[test]
+fn plaintext_before_otr_does_not_start_a_handshake() {
+    let mut p = Pair::new(OTR_V3, &Options::new());
+    let (r, out) = p.deliver(1, msg(0, "pt", "hello in the clear"));
+    r.unwrap();
+    assert!(out.is_empty());
+    assert_eq!(p.p[1].s.state(), SessionState::Idle);
+    assert_eq!(p.p[1].unprotected.len(), 1);
+    assert!(p.p[1].delivered.is_empty());
+}
