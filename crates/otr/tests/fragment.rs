@@ -27,6 +27,10 @@ fn v3_64k_through_1k_reassembles_in_order() {
     let w = p.send(0, m.clone());
     // ~ (64 KiB plaintext + 252) * 4/3 base64 over (1024 - 37) chars per piece.
     assert!(w.len() >= 88, "{} fragments", w.len());
+    eprintln!(
+        "64 KiB body through max_msg_size=1024: {} fragments",
+        w.len()
+    );
     for (k, e) in w.iter().enumerate() {
         let b = body_of(e);
         assert!(b.len() <= 1024, "fragment {k} has {} chars", b.len());
