@@ -10,6 +10,10 @@ pub fn all() -> Vec<Box<dyn Protocol>> {
         Box::new(e2elab_esessions::Esessions::sigma_i()),
         Box::new(e2elab_esessions::Esessions::simplified()),
         Box::new(e2elab_esessions::Esessions::ssh()),
+        Box::new(e2elab_rfc3923::Rfc3923::classic()),
+        Box::new(e2elab_rfc3923::Rfc3923::modern()),
+        Box::new(e2elab_openpgp::Jep0027::default()),
+        Box::new(e2elab_openpgp::Ox::default()),
     ]
 }
 

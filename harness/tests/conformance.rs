@@ -5,6 +5,10 @@ e2elab::conformance_suite!(esessions_sigma_r, "esessions-sigma-r");
 e2elab::conformance_suite!(esessions_sigma_i, "esessions-sigma-i");
 e2elab::conformance_suite!(esessions_simplified, "esessions-simplified");
 e2elab::conformance_suite!(esessions_ssh, "esessions-ssh");
+e2elab::conformance_suite!(rfc3923, "rfc3923");
+e2elab::conformance_suite!(rfc3923_modern, "rfc3923-modern");
+e2elab::conformance_suite!(jep0027, "jep0027");
+e2elab::conformance_suite!(xep0373_ox, "xep0373-ox");
 
 /// Every registered protocol must be listed above: this test fails when one is not.
 #[test]

@@ -159,10 +159,12 @@ pub mod ssh;
 
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::error::backend;
+use e2elab_core::Error;
 use e2elab_core::{
     Env, Identity, Protocol, PublicIdentity, Result, SecretBytes, Session, SessionConfig,
     StanzaKind,
 };
+use openssl::pkey::{PKey, Private, Public};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -199,6 +201,44 @@ pub struct Store {
     pub retained: HashMap<(String, String), SecretBytes>,
     /// Remembered peer keys: (local bare JID, peer bare JID) -> normalized KeyValue.
     pub known_keys: HashMap<(String, String), Vec<u8>>,
+    /// Parsed long-term keys, so that a client loads its key once and OpenSSL's
+    /// per-key precomputation (Montgomery contexts, blinding) is not redone per session.
+    private_keys: HashMap<[u8; 32], PKey<Private>>,
+    /// Parsed peer public keys by their encoding.
+    public_keys: HashMap<Vec<u8>, PKey<Public>>,
+}
+
+impl Store {
+    /// The parsed private key for a PKCS#8 DER (cached).
+    pub fn private_key(store: &Mutex<Store>, der: &[u8]) -> Result<PKey<Private>> {
+        let id = prim::sha256(&[der])?;
+        let mut s = store
+            .lock()
+            .map_err(|_| Error::Backend("store poisoned".into()))?;
+        if let Some(k) = s.private_keys.get(&id) {
+            return Ok(k.clone());
+        }
+        let k = keys::private_from_der(der)?;
+        s.private_keys.insert(id, k.clone());
+        Ok(k)
+    }
+
+    /// A parsed public key for an encoding (cached); `parse` builds it on a miss.
+    pub fn public_key(
+        store: &Mutex<Store>,
+        encoded: &[u8],
+        parse: impl FnOnce(&[u8]) -> Result<PKey<Public>>,
+    ) -> Result<PKey<Public>> {
+        let mut s = store
+            .lock()
+            .map_err(|_| Error::Backend("store poisoned".into()))?;
+        if let Some(k) = s.public_keys.get(encoded) {
+            return Ok(k.clone());
+        }
+        let k = parse(encoded)?;
+        s.public_keys.insert(encoded.to_vec(), k.clone());
+        Ok(k)
+    }
 }
 
 /// An ESessions profile: a `Protocol` factory with its own key and secret memory.

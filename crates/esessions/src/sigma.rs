@@ -469,7 +469,7 @@ impl SigmaSession {
         let (key, key_value) = if cfg.identity.secret().is_empty() {
             (None, Vec::new())
         } else {
-            let k = keys::private_from_der(cfg.identity.secret().expose())?;
+            let k = Store::private_key(&store, cfg.identity.secret().expose())?;
             let kv = keys::key_value_of(&k)?;
             (Some(k), kv)
         };
@@ -788,7 +788,7 @@ impl SigmaSession {
         let mut parts: Vec<&[u8]> = vec![first, second, &dh_bytes, &kv];
         parts.extend_from_slice(forms);
         let mac = prim::hmac_sha256(pk.ks.expose(), &parts)?;
-        let pubkey = keys::public_from_bytes(&kv)?;
+        let pubkey = Store::public_key(&self.store, &kv, keys::public_from_bytes)?;
         if !self
             .ops
             .rsa_verify(&pubkey, MessageDigest::sha256(), &mac, &sig)?

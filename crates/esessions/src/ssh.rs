@@ -255,7 +255,7 @@ impl SshSession {
                 .into())
             }
         };
-        let key = crate::keys::private_from_der(cfg.identity.secret().expose())?;
+        let key = Store::private_key(&store, cfg.identity.secret().expose())?;
         let blob = rsa_blob(&key)?;
         Ok(SshSession {
             role: cfg.role,
@@ -475,7 +475,7 @@ impl SshSession {
         }
         let ks = Self::field(el, "ks")?;
         let sig = Self::field(el, "sig")?;
-        let host = rsa_from_blob(&ks)?;
+        let host = Store::public_key(&self.store, &ks, rsa_from_blob)?;
         let k = self.ops.dh_shared(&g, &f, x)?;
         let h = Self::exchange_hash(&ks, &e.to_vec(), &f.to_vec(), k.expose());
         if !verify_blob(&mut self.ops, &host, &h, &sig)? {
@@ -535,7 +535,7 @@ impl SshSession {
         if user_s != stanza::bare_jid(&self.peer) {
             return Err(PeerMisbehaved::WrongAddress(user_s).into());
         }
-        let pk = rsa_from_blob(&blob)?;
+        let pk = Store::public_key(&self.store, &blob, rsa_from_blob)?;
         let signed = Self::userauth_signed_data(&session_id, &user_s, &blob);
         if !verify_blob(&mut self.ops, &pk, &signed, &sig)? {
             return Err(PeerMisbehaved::BadSignature.into());
