@@ -8,6 +8,8 @@ PACKAGES=(
   pkg-config libssl-dev libclang-dev clang
   # OTR through libotr 4.1.1 and its tools (otr_parse, otr_sesskeys, otr_readforge, otr_remac)
   libotr5-dev libgcrypt20-dev libotr5-bin
+  # memcheck over the OTR adapter's tests (crates/otr/valgrind.sh)
+  valgrind
   # interop peers: GnuPG and the openssl CLI
   gnupg openssl
   # plots: plotters' bitmap backend and a font for chart text

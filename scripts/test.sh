@@ -7,3 +7,5 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# Valgrind memcheck over the OTR adapter's tests (no invalid access, no definite leak).
+bash crates/otr/valgrind.sh

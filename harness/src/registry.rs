@@ -14,6 +14,8 @@ pub fn all() -> Vec<Box<dyn Protocol>> {
         Box::new(e2elab_rfc3923::Rfc3923::modern()),
         Box::new(e2elab_openpgp::Jep0027::default()),
         Box::new(e2elab_openpgp::Ox::default()),
+        Box::new(e2elab_otr::OTR_V3),
+        Box::new(e2elab_otr::OTR_V2),
     ]
 }
 

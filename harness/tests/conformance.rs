@@ -9,6 +9,8 @@ e2elab::conformance_suite!(rfc3923, "rfc3923");
 e2elab::conformance_suite!(rfc3923_modern, "rfc3923-modern");
 e2elab::conformance_suite!(jep0027, "jep0027");
 e2elab::conformance_suite!(xep0373_ox, "xep0373-ox");
+e2elab::conformance_suite!(otr_v3, "otr-v3");
+e2elab::conformance_suite!(otr_v2, "otr-v2");
 
 /// Every registered protocol must be listed above: this test fails when one is not.
 #[test]
