@@ -213,6 +213,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             let proto = one(&protocol)?;
             let bare = stanza::bare_jid(&jid).to_string();
             let mut env = Env::for_party(seed.unwrap_or_else(os_seed), &format!("identity:{bare}"));
+            // A key made for live use is dated now, like the `peer` session that will use it.
+            env.set_now(wall_clock());
             let id = proto
                 .generate_identity(&mut env, &bare)
                 .map_err(|e| format!("keygen: {e}"))?;
