@@ -1110,13 +1110,7 @@ impl SigmaSession {
         else {
             return Err(unexpected("response", "state"));
         };
-        if form_b.ftype != "submit" {
-            return Err(unexpected("response form", &form_b.ftype));
-        }
-        check_value(&form_b, "FORM_TYPE", FORM_TYPE)?;
-        if b64d("nonce", form_b.value("nonce")?)? != *n_a {
-            return Err(PeerMisbehaved::IllegalParameter("nonce is not ours".into()).into());
-        }
+        check_answer(&form_b, "submit", n_a)?;
         // Every choice must be one of our offers (a choice outside them is a downgrade or an attack).
         let choose = |var: &str| -> Result<String> {
             let v = form_b.value(var)?.to_string();
@@ -1371,13 +1365,7 @@ impl SigmaSession {
         let St::AwaitAccept(b) = &self.st else {
             return Err(unexpected("accept", "state"));
         };
-        if fa2.ftype != "result" {
-            return Err(unexpected("accept form", &fa2.ftype));
-        }
-        check_value(&fa2, "FORM_TYPE", FORM_TYPE)?;
-        if b64d("nonce", fa2.value("nonce")?)? != b.n_b {
-            return Err(PeerMisbehaved::IllegalParameter("nonce is not ours".into()).into());
-        }
+        check_answer(&fa2, "result", &b.n_b)?;
         let suite = self.suite(&b.chosen);
         let form_a2_n = self.norm(&fa2.without(&["identity", "mac"]));
         let id_a = b64d("identity", fa2.value("identity")?)?;
@@ -1555,13 +1543,7 @@ impl SigmaSession {
         let St::AwaitInit(a) = &self.st else {
             return Err(unexpected("init", "state"));
         };
-        if fb2.ftype != "result" {
-            return Err(unexpected("init form", &fb2.ftype));
-        }
-        check_value(&fb2, "FORM_TYPE", FORM_TYPE)?;
-        if b64d("nonce", fb2.value("nonce")?)? != a.n_a {
-            return Err(PeerMisbehaved::IllegalParameter("nonce is not ours".into()).into());
-        }
+        check_answer(&fb2, "result", &a.n_a)?;
         let suite = self.suite(&a.chosen);
         let srshash = b64d("srshash", fb2.value("srshash")?)?;
         let (secrets, keys_of) = self.retained_for_peer()?;
@@ -1821,6 +1803,18 @@ fn unexpected(got: &str, expected: &str) -> Error {
         expected: expected.into(),
     }
     .into()
+}
+
+/// A form answering ours: its type, our FORM_TYPE, and our own nonce echoed back.
+fn check_answer(f: &Form, ftype: &str, our_nonce: &[u8]) -> Result<()> {
+    if f.ftype != ftype {
+        return Err(unexpected(&format!("{} form", f.ftype), ftype));
+    }
+    check_value(f, "FORM_TYPE", FORM_TYPE)?;
+    if b64d("nonce", f.value("nonce")?)? != our_nonce {
+        return Err(PeerMisbehaved::IllegalParameter("nonce is not ours".into()).into());
+    }
+    Ok(())
 }
 
 fn check_value(f: &Form, var: &str, want: &str) -> Result<()> {
