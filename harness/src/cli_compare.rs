@@ -1,0 +1,86 @@
+//! The `compare`, `report` and `reproduce` subcommands (CLI glue around
+//! [`crate::compare`] and [`crate::report`]).
+
+use crate::{compare, report};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::Path;
+use std::process::ExitCode;
+
+fn bar() -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("[{bar:30}] {pos}/{len} {elapsed_precise} {wide_msg}")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
+
+/// Run the comparison and write its files; returns the results.
+pub fn measure(
+    quick: bool,
+    protocols: Vec<String>,
+    out: &Path,
+    seed: u64,
+) -> Result<compare::Results, String> {
+    let pb = bar();
+    let cfg = compare::Config {
+        quick,
+        protocols,
+        seed,
+    };
+    let r = compare::run(&cfg, |pos, len, msg| {
+        pb.set_length(len);
+        pb.set_position(pos);
+        pb.set_message(msg.to_string());
+    });
+    pb.finish_and_clear();
+    let r = r?;
+    compare::write(&r, out)?;
+    eprintln!(
+        "compare ({}): {} profile(s) in {:.1} s -> {}",
+        r.plan.mode,
+        r.profiles.len(),
+        r.provenance.wall_seconds,
+        out.display()
+    );
+    Ok(r)
+}
+
+/// `e2elab compare`.
+pub fn compare(
+    quick: bool,
+    protocols: Vec<String>,
+    out: &Path,
+    seed: u64,
+) -> Result<ExitCode, String> {
+    measure(quick, protocols, out, seed)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `e2elab report`.
+pub fn report(dir: &Path) -> Result<ExitCode, String> {
+    let files = report::generate(dir)?;
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `e2elab reproduce`: the full comparison and its report into `out`.
+pub fn reproduce(out: &Path, seed: u64) -> Result<ExitCode, String> {
+    let t0 = std::time::Instant::now();
+    let mut r = measure(false, Vec::new(), out, seed)?;
+    report::generate(out)?;
+    // The report's closing note gives this wall time: record it, then
+    // regenerate the report from the updated files.
+    r.provenance.reproduce_wall_seconds = Some(t0.elapsed().as_secs_f64());
+    compare::write(&r, out)?;
+    report::generate(out)?;
+    eprintln!(
+        "reproduce: {:.1} s wall (compare + report) -> {}",
+        t0.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,175 @@
+//! `e2elab compare --quick` for three cheap profiles into a temp dir, then
+//! `e2elab report`: the files, the charts and the key fields exist and agree.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::Path;
+use std::process::Command;
+
+fn e2elab(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_e2elab"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "e2elab {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn csv_rows(dir: &Path, name: &str) -> Vec<Vec<String>> {
+    let s = std::fs::read_to_string(dir.join(name)).unwrap();
+    s.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn quick_compare_then_report() {
+    let dir = std::env::temp_dir().join(format!("e2elab-compare-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    e2elab(&[
+        "compare",
+        "--quick",
+        "-p",
+        "plaintext",
+        "-p",
+        "esessions-sigma-i",
+        "-p",
+        "rfc3923",
+        "--out",
+        d,
+        "--seed",
+        "7",
+    ]);
+    let r = e2elab::compare::read(&dir).unwrap();
+    let ids: Vec<&str> = r.profiles.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["plaintext", "esessions-sigma-i", "rfc3923"]);
+    assert_eq!(r.plan.mode, "quick");
+    assert_eq!(r.provenance.seed, 7);
+    assert!(
+        r.provenance.openssl.contains("OpenSSL"),
+        "{}",
+        r.provenance.openssl
+    );
+    assert!(r.provenance.sequoia_openpgp.starts_with('2'));
+    assert!(!r.provenance.cpu_model.is_empty());
+    assert!(r.provenance.date.ends_with('Z'));
+
+    // Handshakes: SIGMA-I is 3 stanzas in 3 flights, counted operations on
+    // both sides; the control and S/MIME have none.
+    let hs = |id: &str| r.handshake.iter().find(|h| h.protocol == id).unwrap();
+    assert_eq!(hs("esessions-sigma-i").messages, 3);
+    assert_eq!(hs("esessions-sigma-i").flights, 3);
+    assert_eq!(hs("esessions-sigma-i").round_trips, 1.5);
+    assert_eq!(hs("esessions-sigma-i").ops_source, "counted");
+    assert!(hs("esessions-sigma-i").ops_initiator.modexp >= 2.0);
+    assert!(hs("esessions-sigma-i").cpu_us_total.median > 0.0);
+    assert_eq!(hs("esessions-sigma-i").cpu_us_total.n, r.plan.reps);
+    assert_eq!(hs("plaintext").messages, 0);
+    assert_eq!(hs("rfc3923").messages, 0);
+
+    // The sweep: every size for every profile; the control row's expansion is 1.
+    assert_eq!(r.messages.len(), 3 * r.plan.sizes.len());
+    for m in r.messages.iter().filter(|m| m.protocol == "plaintext") {
+        assert_eq!(m.expansion.median, 1.0, "size {}", m.size);
+        assert_eq!(m.wire_bytes.median, m.plaintext_bytes.median);
+    }
+    for m in r.messages.iter().filter(|m| m.protocol != "plaintext") {
+        assert!(m.expansion.median > 1.0, "{} {}", m.protocol, m.size);
+        let s = m.send_cpu_us;
+        assert!(s.min <= s.q1 && s.q1 <= s.median && s.median <= s.q3 && s.q3 <= s.max);
+    }
+    let big = r
+        .messages
+        .iter()
+        .find(|m| m.protocol == "rfc3923" && m.size == 65536)
+        .unwrap();
+    assert!(big.wire_bytes.median > 65536.0);
+    assert_eq!(big.ops.sign, 1.0);
+    assert_eq!(big.ops.pk_decrypt, 1.0);
+
+    // Time to first message grows with the RTT by exactly legs x RTT/2.
+    let lat: Vec<_> = r
+        .latency
+        .iter()
+        .filter(|l| l.protocol == "esessions-sigma-i")
+        .collect();
+    assert_eq!(lat.len(), 4);
+    assert_eq!(lat[0].legs, 3);
+    let dt = lat[3].ttfm_ms.median - lat[0].ttfm_ms.median;
+    assert!((dt - 3.0 * (600.0 - 1.0) / 2.0).abs() < 1e-6, "{dt}");
+    assert_eq!(
+        r.latency
+            .iter()
+            .find(|l| l.protocol == "rfc3923")
+            .unwrap()
+            .legs,
+        1
+    );
+
+    // Floors: primitives measured, the handshake ratio of SIGMA-I and the
+    // per-message ratio of RFC 3923 present and positive.
+    assert!(r.primitives.len() >= 15);
+    assert!(r.primitives.iter().all(|p| p.cpu_us.median > 0.0));
+    assert!(r.primitives.iter().any(|p| p.library == "libgcrypt"));
+    let f = r
+        .floors
+        .iter()
+        .find(|f| f.protocol == "esessions-sigma-i" && f.phase == "handshake")
+        .unwrap();
+    assert!(f.floor_us > 0.0 && f.ratio > 0.0);
+    assert!((f.ratio - f.measured_us / f.floor_us).abs() < 1e-9);
+    assert!(r
+        .floors
+        .iter()
+        .any(|f| f.protocol == "rfc3923" && f.phase == "message"));
+    assert!(!r.floors.iter().any(|f| f.protocol == "plaintext"));
+
+    // The CSV files agree with the JSON.
+    let m = csv_rows(&dir, "messages.csv");
+    assert_eq!(m[0][0], "protocol");
+    assert_eq!(m.len(), 1 + r.messages.len());
+    let exp = m[0].iter().position(|c| c == "expansion").unwrap();
+    assert_eq!(m[1][0], "plaintext");
+    assert_eq!(m[1][exp], "1.0000");
+    let p = csv_rows(&dir, "provenance.csv");
+    assert!(p.iter().any(|r| r[0] == "seed" && r[1] == "7"));
+    for f in [
+        "handshake.csv",
+        "keygen.csv",
+        "latency.csv",
+        "primitives.csv",
+        "floors.csv",
+    ] {
+        assert!(csv_rows(&dir, f).len() > 1, "{f}");
+    }
+
+    // The report: markdown, HTML and the charts, from those files.
+    e2elab(&["report", "--in", d]);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(md.contains("esessions-sigma-i: handshake cost / primitive floor = "));
+    assert!(md.contains(&format!("{:.2}", f.ratio)));
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("rfc3923"));
+    for c in [
+        "handshake_cpu",
+        "handshake_bytes",
+        "overhead_vs_size",
+        "message_cpu_vs_size",
+        "ttfm_vs_rtt",
+        "floor_ratios",
+    ] {
+        let svg = std::fs::read_to_string(dir.join(format!("{c}.svg"))).unwrap();
+        assert!(
+            svg.contains("<svg") && svg.contains("esessions-sigma-i"),
+            "{c}"
+        );
+        let png = std::fs::read(dir.join(format!("{c}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{c}");
+        assert!(png.len() > 5000, "{c}");
+        assert!(md.contains(&format!("({c}.svg)")), "{c}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
