@@ -334,6 +334,47 @@ fn carrier(wires: &[(Dir, String)], dir: Dir) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+fn errs_full(link: &Link, idx: usize) -> String {
+    let e: Vec<String> = link
+        .party(idx)
+        .errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    if e.is_empty() {
+        "no error".into()
+    } else {
+        short(&e.join("; "))
+    }
+}
+
+/// What differs between the original and a delivered stanza, child by child.
+fn diff_children(orig: &Element, got: &Element) -> String {
+    let ser = |e: &Element| -> Vec<String> { e.children().map(stanza::serialize).collect() };
+    let (o, g) = (ser(orig), ser(got));
+    let added: Vec<String> = g
+        .iter()
+        .filter(|x| !o.contains(x))
+        .map(|x| short(x))
+        .collect();
+    let lost: Vec<String> = o
+        .iter()
+        .filter(|x| !g.contains(x))
+        .map(|x| short(x))
+        .collect();
+    let mut parts = Vec::new();
+    if !added.is_empty() {
+        parts.push(format!("delivered but never sent: {}", added.join(" ")));
+    }
+    if !lost.is_empty() {
+        parts.push(format!("sent but not delivered: {}", lost.join(" ")));
+    }
+    if orig.text() != got.text() {
+        parts.push("text nodes differ".into());
+    }
+    parts.join("; ")
+}
+
 fn short(s: &str) -> String {
     let s = s.replace('\n', " ");
     if s.chars().count() > 90 {
@@ -565,7 +606,7 @@ pub fn integrity(ctx: &Ctx) -> R<PropertyResult> {
             accepted_modified.push(if i < 4 { "payload" } else { *name });
             format!(
                 "DELIVERED MODIFIED content ({})",
-                short(&stanza::serialize(bad[0]))
+                diff_children(&el, bad[0])
             )
         } else if good > 0 {
             "delivered the original content intact (the change reached no content)".to_string()
@@ -1159,8 +1200,32 @@ pub fn identity_protection(ctx: &Ctx) -> R<PropertyResult> {
             ));
         }
     }
+    let norm = |f: &str| f.replace([':', ' '], "").to_lowercase();
+    let active = match mitm_run(ctx, true) {
+        _ if !ctx.has_handshake()? => {
+            "Active attacker: no handshake, nothing more to learn than the passive observer"
+                .to_string()
+        }
+        Ok((r, _)) => {
+            let learned = |i: usize, who: &str, role: &str| {
+                let real = ctx.ids.ids[i].public.fingerprint.as_deref().map(norm);
+                match r.mallory_learned[i].as_deref().map(norm) {
+                    Some(f) if Some(&f) == real.as_ref() => {
+                        format!("Mallory, acting as {role} with her own key, got {who}'s key authenticated")
+                    }
+                    _ => format!("Mallory, acting as {role} with her own key, did not get {who}'s key authenticated"),
+                }
+            };
+            format!(
+                "Active attacker: {}; {}",
+                learned(0, "Alice (initiator)", "the responder"),
+                learned(1, "Bob (responder)", "the initiator")
+            )
+        }
+        Err(e) => format!("Active attacker: not runnable ({e})"),
+    };
     let ev = format!(
-        "passive observer of an honest session ({} stanzas: handshake and one exchange) searched every stanza raw, base64- and hex-decoded for each party's public key bytes, fingerprint and key id. {}{}. The active-attacker side is covered by mitm_detection",
+        "passive observer of an honest session ({} stanzas: handshake and one exchange) searched every stanza raw, base64- and hex-decoded for each party's public key bytes, fingerprint and key id. {}{}. {active}",
         rec.emissions.len(),
         if found.is_empty() {
             "Nothing found".to_string()
@@ -1192,6 +1257,9 @@ struct MitmRun {
     eve_read: bool,
     bob_got: bool,
     errors: [String; 2],
+    /// The victim fingerprint each of Mallory's sessions authenticated
+    /// (as Bob towards Alice, as Alice towards Bob).
+    mallory_learned: [Option<String>; 2],
 }
 
 fn session_for(
@@ -1322,6 +1390,16 @@ fn mitm_run(ctx: &Ctx, pinned: bool) -> R<(MitmRun, &'static str)> {
             eve_read,
             bob_got,
             errors: [errs(&l1, 0), errs(&l2, 1)],
+            mallory_learned: [
+                l1.party(1)
+                    .established
+                    .as_ref()
+                    .and_then(|p| p.fingerprint.clone()),
+                l2.party(0)
+                    .established
+                    .as_ref()
+                    .and_then(|p| p.fingerprint.clone()),
+            ],
         },
         how,
     ))
@@ -1444,31 +1522,47 @@ impl Adversary for Stripper {
 }
 
 /// Remove the first (preferred) option of the `modp` and `crypt_algs` fields
-/// of an ESessions offer form.
+/// of an ESessions offer form, and with the first `modp` option the first
+/// `dhhashes` (or SIGMA-I `dhkeys`) value made for that group, so that the
+/// offer stays self-consistent.
 fn strip_esessions_offer(el: &mut Element) -> bool {
-    fn walk(e: &mut Element) -> bool {
+    fn first_removed(e: &mut Element, child: &str) {
+        let nodes = e.take_nodes();
+        let mut skipped = false;
+        for n in nodes {
+            if !skipped && matches!(&n, Node::Element(c) if c.name() == child) {
+                skipped = true;
+                continue;
+            }
+            e.append_node(n);
+        }
+    }
+    fn walk(e: &mut Element, modp_stripped: &mut bool) -> bool {
         let mut changed = false;
-        if e.name() == "field" && matches!(e.attr("var"), Some("modp") | Some("crypt_algs")) {
+        if e.name() == "field" {
+            let var = e.attr("var").unwrap_or("").to_string();
             let opts = e.children().filter(|c| c.name() == "option").count();
-            if opts > 1 {
-                let nodes = e.take_nodes();
-                let mut skipped = false;
-                for n in nodes {
-                    if !skipped && matches!(&n, Node::Element(c) if c.name() == "option") {
-                        skipped = true;
-                        continue;
-                    }
-                    e.append_node(n);
+            if (var == "modp" || var == "crypt_algs") && opts > 1 {
+                first_removed(e, "option");
+                if var == "modp" {
+                    *modp_stripped = true;
                 }
+                return true;
+            }
+            if (var == "dhhashes" || var == "dhkeys") && *modp_stripped {
+                first_removed(e, "value");
                 return true;
             }
         }
         for c in e.children_mut() {
-            changed |= walk(c);
+            changed |= walk(c, modp_stripped);
         }
         changed
     }
-    walk(el)
+    // The form lists modp before its commitments (dhhashes, or dhkeys in
+    // the 3-message SIGMA-I), so one pass in document order suffices.
+    let mut modp = false;
+    walk(el, &mut modp)
 }
 
 /// Replace an OTR v3 offer (`?OTRv3?`, or a whitespace tag with the v3 tag) by a v2-only one.
@@ -1552,7 +1646,7 @@ pub fn downgrade(ctx: &Ctx) -> R<PropertyResult> {
         "esessions-sigma-r" | "esessions-sigma-i" | "esessions-simplified" => (
             Options::new().set("modp", "16,14"),
             strip_esessions_offer,
-            "Alice offers modp 16,14; the attacker removes the preferred option (16) of every modp/crypt_algs field with more than one option",
+            "Alice offers modp 16,14; the attacker removes the preferred option (16) of every modp/crypt_algs field with more than one option, and the DH commitment made for group 16, so the offer stays consistent",
         ),
         "otr-v3" => (
             Options::new(),
@@ -1614,8 +1708,8 @@ pub fn downgrade(ctx: &Ctx) -> R<PropertyResult> {
             Err(e) => format!("FAILED ({})", short(e)),
         },
         if delivered { "delivered" } else { "not delivered" },
-        errs(&link, 0, 0),
-        errs(&link, 1, 0)
+        errs_full(&link, 0),
+        errs_full(&link, 1)
     );
     Ok(PropertyResult::new(
         if downgraded {
