@@ -103,11 +103,11 @@ impl Plan {
             Plan {
                 mode: "full".into(),
                 warmup: 1,
-                reps: 21,
-                messages_per_size: 4,
+                reps: 41,
+                messages_per_size: 8,
                 sizes: SIZES.to_vec(),
-                keygen_reps: 5,
-                primitive_calls: 10,
+                keygen_reps: 10,
+                primitive_calls: 20,
             }
         }
     }
@@ -452,14 +452,16 @@ pub mod names {
     pub const GCRY_DSA_VERIFY: &str = "libgcrypt DSA-1024 verify (otrl_privkey_verify)";
 }
 
-type PrimFn = Box<dyn FnMut() -> Result<(), String>>;
+/// One call of a primitive, checked.
+pub type PrimFn = Box<dyn FnMut() -> Result<(), String>>;
 
 fn e<T: std::fmt::Display>(what: &'static str) -> impl Fn(T) -> String {
     move |x| format!("{what}: {x}")
 }
 
-/// Build the primitive timers: (name, library, one call).
-fn primitives(seed: u64) -> Result<Vec<(&'static str, &'static str, PrimFn)>, String> {
+/// Build the primitive timers: (name, library, one call). Keys are made
+/// here (OpenSSL's and libotr's own RNG); exponents come from `seed`.
+pub fn primitives(seed: u64) -> Result<Vec<(&'static str, &'static str, PrimFn)>, String> {
     use names::*;
     let mut out: Vec<(&'static str, &'static str, PrimFn)> = Vec::new();
     let mut env = Env::for_party(seed, "floor");
@@ -1042,7 +1044,9 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(u64, u64, &str)) -> Result<Res
             })?;
             if keep && rep - plan.warmup < plan.keygen_reps {
                 progress(pos, len, &format!("{tag} {id}: long-term key generation"));
-                let jid = format!("keygen{}-{}@example.org", rep, cfg.seed);
+                // A fresh JID per profile and repetition: libotr keys are cached per
+                // JID process-wide (shared by otr-v3 and otr-v2).
+                let jid = format!("keygen-{id}-{rep}-{}@example.org", cfg.seed);
                 let mut env = Env::for_party(seed, &format!("identity:{jid}"));
                 let (r, c, _) = cpu::measure(|| p.generate_identity(&mut env, &jid));
                 r.map_err(|x| format!("{id}: keygen: {x}"))?;

@@ -1,0 +1,199 @@
+//! Criterion benches across every profile: groups `handshake`, `encrypt`,
+//! `decrypt` (`BenchmarkId::new(protocol, size)`, byte throughput) and
+//! `primitives` (the floors `e2elab compare` uses). Correctness is asserted
+//! outside the timed code. Short by default (10 samples, 1 s); run one group
+//! with e.g. `cargo bench -p e2elab --bench e2e -- encrypt/otr-v3`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use e2elab::{compare, driver, registry};
+use e2elab_core::{
+    stanza, Element, Env, Event, Options, Outbox, Protocol, Role, Session, SessionConfig,
+    SessionState,
+};
+use std::hint::black_box;
+use std::time::Duration;
+
+const SIZES: [usize; 3] = [64, 1024, 16384];
+
+struct Pair {
+    s: [Box<dyn Session>; 2],
+    env: [Env; 2],
+}
+
+fn pair(proto: &dyn Protocol, ids: &driver::Identities, seed: u64) -> Pair {
+    let mk = |idx: usize| {
+        let role = if idx == 0 {
+            Role::Initiator
+        } else {
+            Role::Responder
+        };
+        let mut env = Env::for_party(seed, role.name());
+        let s = proto
+            .new_session(
+                &mut env,
+                SessionConfig {
+                    role,
+                    local_jid: driver::full_jid(idx),
+                    peer_jid: driver::full_jid(1 - idx),
+                    identity: ids.ids[idx].clone(),
+                    peer_public: Some(ids.ids[1 - idx].public.clone()),
+                    options: Options::new(),
+                },
+            )
+            .unwrap();
+        (s, env)
+    };
+    let (a, ea) = mk(0);
+    let (b, eb) = mk(1);
+    Pair {
+        s: [a, b],
+        env: [ea, eb],
+    }
+}
+
+/// Deliver `wire` (to party `to`) and everything it provokes; returns the
+/// stanzas delivered to each party.
+fn pump(p: &mut Pair, mut wire: Vec<(usize, Element)>) -> [Vec<Element>; 2] {
+    let mut got = [Vec::new(), Vec::new()];
+    while !wire.is_empty() {
+        let (to, el) = wire.remove(0);
+        let mut out = Outbox::new();
+        p.s[to]
+            .handle_inbound(&mut p.env[to], el, &mut out)
+            .unwrap();
+        while let Some(e) = out.poll_transmit() {
+            wire.push((1 - to, e));
+        }
+        while let Some(ev) = out.poll_event() {
+            if let Event::Delivered(d) = ev {
+                got[to].push(d);
+            }
+        }
+    }
+    got
+}
+
+fn handshake(p: &mut Pair) {
+    let mut out = Outbox::new();
+    p.s[0].start(&mut p.env[0], &mut out).unwrap();
+    let wire: Vec<_> = std::iter::from_fn(|| out.poll_transmit())
+        .map(|e| (1, e))
+        .collect();
+    pump(p, wire);
+}
+
+fn send(p: &mut Pair, from: usize, el: Element) -> Vec<(usize, Element)> {
+    let mut out = Outbox::new();
+    p.s[from].send(&mut p.env[from], el, &mut out).unwrap();
+    std::iter::from_fn(|| out.poll_transmit())
+        .map(|e| (1 - from, e))
+        .collect()
+}
+
+fn established(proto: &dyn Protocol, ids: &driver::Identities, seed: u64) -> Pair {
+    let mut p = pair(proto, ids, seed);
+    handshake(&mut p);
+    assert_eq!(p.s[0].state(), SessionState::Established);
+    assert_eq!(p.s[1].state(), SessionState::Established);
+    p
+}
+
+fn bench_handshake(c: &mut Criterion) {
+    let mut g = c.benchmark_group("handshake");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(1))
+        .warm_up_time(Duration::from_millis(300))
+        .throughput(Throughput::Elements(1));
+    for proto in registry::all() {
+        let id = proto.info().id;
+        let ids = driver::provision(proto.as_ref(), 1).unwrap();
+        // Correctness outside the timed code.
+        established(proto.as_ref(), &ids, 1);
+        let mut seed = 1u64;
+        g.bench_function(BenchmarkId::new(id, 0), |b| {
+            b.iter_batched(
+                || {
+                    seed += 1;
+                    pair(proto.as_ref(), &ids, seed)
+                },
+                |mut p| {
+                    handshake(&mut p);
+                    p
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn bench_messages(c: &mut Criterion) {
+    let protos = registry::all();
+    let all_ids: Vec<_> = protos
+        .iter()
+        .map(|p| driver::provision(p.as_ref(), 1).unwrap())
+        .collect();
+    for group in ["encrypt", "decrypt"] {
+        let mut g = c.benchmark_group(group);
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(1))
+            .warm_up_time(Duration::from_millis(300));
+        for (proto, ids) in protos.iter().zip(&all_ids) {
+            let id = proto.info().id;
+            for size in SIZES {
+                let mut p = established(proto.as_ref(), ids, 1);
+                let m = driver::workload_stanza(1, 0, 1, size).unwrap();
+                // Correctness outside the timed code: one message arrives intact.
+                let w = send(&mut p, 0, m.clone());
+                assert_eq!(pump(&mut p, w)[1], vec![m.clone()], "{id} {size}");
+                g.throughput(Throughput::Bytes(stanza::wire_size(&m) as u64));
+                if group == "encrypt" {
+                    // The ciphertexts are dropped: the receiver never sees them.
+                    g.bench_function(BenchmarkId::new(id, size), |b| {
+                        b.iter(|| black_box(send(&mut p, 0, m.clone())))
+                    });
+                } else {
+                    // Each input is a fresh in-order ciphertext from the sender.
+                    let rx = std::cell::RefCell::new(established(proto.as_ref(), ids, 2));
+                    g.bench_function(BenchmarkId::new(id, size), |b| {
+                        b.iter_batched(
+                            || send(&mut rx.borrow_mut(), 0, m.clone()),
+                            |w| {
+                                let mut out = Outbox::new();
+                                let mut r = rx.borrow_mut();
+                                let Pair { s, env } = &mut *r;
+                                for (to, el) in w {
+                                    s[to].handle_inbound(&mut env[to], el, &mut out).unwrap();
+                                }
+                                out
+                            },
+                            BatchSize::SmallInput,
+                        )
+                    });
+                    // The timed receipts still deliver intact.
+                    let mut rx = rx.into_inner();
+                    let w = send(&mut rx, 0, m.clone());
+                    assert_eq!(pump(&mut rx, w)[1], vec![m.clone()], "{id} {size}");
+                }
+            }
+        }
+        g.finish();
+    }
+}
+
+fn bench_primitives(c: &mut Criterion) {
+    let mut g = c.benchmark_group("primitives");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(1))
+        .warm_up_time(Duration::from_millis(300))
+        .throughput(Throughput::Elements(1));
+    for (name, library, mut f) in compare::primitives(1).unwrap() {
+        f().unwrap();
+        g.bench_function(BenchmarkId::new(library, name), |b| b.iter(|| f().unwrap()));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_handshake, bench_messages, bench_primitives);
+criterion_main!(benches);
