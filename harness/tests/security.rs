@@ -54,22 +54,22 @@ fn plaintext() {
 
 #[test]
 fn esessions_sigma_r() {
-    check("esessions-sigma-r", [F, F, H, F, H, N, H, N, H, H, H, F]);
+    check("esessions-sigma-r", [F, F, H, F, H, N, H, H, H, H, H, F]);
 }
 
 #[test]
 fn esessions_sigma_i() {
-    check("esessions-sigma-i", [F, F, H, F, H, N, H, N, H, H, H, F]);
+    check("esessions-sigma-i", [F, F, H, F, H, N, H, H, H, H, H, F]);
 }
 
 #[test]
 fn esessions_simplified() {
-    check("esessions-simplified", [F, F, H, F, H, N, H, N, N, H, H, N]);
+    check("esessions-simplified", [F, F, H, F, H, N, H, F, N, H, H, N]);
 }
 
 #[test]
 fn esessions_ssh() {
-    check("esessions-ssh", [F, F, H, F, H, N, H, N, F, H, N, H]);
+    check("esessions-ssh", [F, F, H, F, H, N, H, F, F, H, N, H]);
 }
 
 #[test]

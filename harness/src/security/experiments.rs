@@ -1878,3 +1878,127 @@ pub fn otr_forgeability(ctx: &Ctx) -> R<PropertyResult> {
         ),
     })
 }
+
+const NS_XEP0200: &str = "http://www.xmpp.org/extensions/xep-0200.html#ns";
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> R<Vec<u8>> {
+    use openssl::{hash::MessageDigest, pkey::PKey, sign::Signer};
+    let k = PKey::hmac(key).map_err(|e| e.to_string())?;
+    let mut s = Signer::new(MessageDigest::sha256(), &k).map_err(|e| e.to_string())?;
+    for p in parts {
+        s.update(p).map_err(|e| e.to_string())?;
+    }
+    s.sign_to_vec().map_err(|e| e.to_string())
+}
+
+fn minimal_be(c: u128) -> Vec<u8> {
+    let b = c.to_be_bytes();
+    let first = b.iter().position(|x| *x != 0).unwrap_or(b.len());
+    b[first..].to_vec()
+}
+
+/// ESessions forgeability from the wire: XEP-0200 publishes retired MAC keys
+/// in `<old/>`; the block counters start from the `counter` the handshake
+/// form carries in clear. A published key and a counter near the announced
+/// start that reproduce a recorded `<c/>`'s HMAC-SHA256 make that stanza
+/// forgeable by anyone.
+pub fn esessions_forgeability(ctx: &Ctx) -> R<PropertyResult> {
+    let opts = if ctx.id() == "esessions-sigma-r" || ctx.id() == "esessions-sigma-i" {
+        Options::new().set("rekey_every", "1")
+    } else {
+        Options::new()
+    };
+    let mut link = driver::link_for(ctx.proto, &ctx.ids, ctx.next_seed(), &opts)?;
+    link.handshake()?;
+    link.set_phase(Phase::Data);
+    for n in 0..4u64 {
+        for from in 0..2 {
+            let el = message(from, &format!("fg{from}-{n}"), &canary("FGES", n))?;
+            link.send(from, el).map_err(|e| e.to_string())?;
+            link.pump().map_err(|e| e.to_string())?;
+        }
+    }
+    // What a passive observer collects.
+    let mut counters: Vec<u128> = Vec::new();
+    let mut cs: Vec<(usize, Element)> = Vec::new();
+    let mut published: Vec<(usize, Vec<u8>)> = Vec::new();
+    for (i, (_, _, x)) in link.emissions.iter().enumerate() {
+        let Ok(el) = stanza::parse(x) else { continue };
+        fn walk(e: &Element, counters: &mut Vec<u128>) {
+            if e.name() == "field" && e.attr("var") == Some("counter") {
+                for v in e.children().filter(|c| c.name() == "value") {
+                    if let Some(b) = wire::b64_decode(v.text().trim()) {
+                        if b.len() <= 16 {
+                            let mut a = [0u8; 16];
+                            a[16 - b.len()..].copy_from_slice(&b);
+                            counters.push(u128::from_be_bytes(a));
+                        }
+                    }
+                }
+            }
+            for c in e.children() {
+                walk(c, counters);
+            }
+        }
+        walk(&el, &mut counters);
+        if let Some(c) = el.get_child("c", NS_XEP0200) {
+            for o in c.children().filter(|k| k.name() == "old") {
+                if let Some(k) = wire::b64_decode(o.text().trim()) {
+                    published.push((i, k));
+                }
+            }
+            cs.push((i, c.clone()));
+        }
+    }
+    let bases: Vec<u128> = counters
+        .iter()
+        .flat_map(|c| [*c, *c ^ (1u128 << 127)])
+        .collect();
+    for (pi, key) in &published {
+        for (ci, c) in cs.iter().filter(|(ci, _)| ci < pi) {
+            let mut content = String::new();
+            let mut mac = None;
+            for k in c.children() {
+                if k.name() == "mac" {
+                    mac = wire::b64_decode(k.text().trim());
+                } else {
+                    content.push_str(&format!("<{0}>{1}</{0}>", k.name(), k.text().trim()));
+                }
+            }
+            let Some(mac) = mac else { continue };
+            for base in &bases {
+                for off in 0..512u128 {
+                    let ctr = minimal_be(base.wrapping_add(off));
+                    if hmac_sha256(key, &[content.as_bytes(), &ctr])? != mac {
+                        continue;
+                    }
+                    // Forge: a different <data/> with a valid MAC under the public key.
+                    let forged_content = content.replacen("<data>", "<data>AAAA", 1);
+                    let fmac = hmac_sha256(key, &[forged_content.as_bytes(), &ctr])?;
+                    return Ok(PropertyResult::new(
+                        Outcome::Holds,
+                        format!(
+                            "conversation with rekeys ({}); a passive observer read {} MAC key(s) published in clear in <old/> and the initial counters from the handshake forms. The key published in stanza #{} and counter start+{off} reproduce the HMAC-SHA256 of the recorded <c/> in stanza #{} exactly, so anyone can write a different <c/> (4 more ciphertext bytes) with the valid MAC {}",
+                            if opts.get("rekey_every").is_some() { "rekey_every=1" } else { "defaults" },
+                            published.len(),
+                            pi + 1,
+                            ci + 1,
+                            wire::b64_encode(&fmac)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(PropertyResult::new(
+        Outcome::Fails,
+        format!(
+            "recorded {} stanzas ({} <c/>, options: {}); {} MAC key(s) published in clear{}: no public key reproduces a recorded MAC, so only the session holders can write valid stanzas",
+            link.emissions.len(),
+            cs.len(),
+            if opts.get("rekey_every").is_some() { "rekey_every=1" } else { "defaults (this profile does not rekey or publish)" },
+            published.len(),
+            if published.is_empty() { "" } else { " but none matched (counter search window 512 blocks)" }
+        ),
+    ))
+}

@@ -53,6 +53,12 @@
 //!    with libotr's tools instead ([`otr_tools`]): `holds` iff a MAC key
 //!    revealed in clear reproduces an earlier data message's MAC under
 //!    `otr_remac`, and a modified message is then written with a valid MAC.
+//!    ESessions likewise publishes retired MAC keys in XEP-0200 `<old/>`
+//!    elements: the SIGMA profiles are run with `rekey_every=1` (the default
+//!    never rekeys, so nothing would be published), and `holds` iff a
+//!    published key with a block counter within 512 of the `counter` the
+//!    handshake form carries in clear reproduces a recorded `<c/>`'s
+//!    HMAC-SHA256; then a different `<c/>` is MACed with it.
 //! 8. **Identity protection**: a passive observer's search of an honest
 //!    session for each party's public-key bytes (12-byte windows not shared
 //!    with the other party's or Mallory's key, so common ASN.1/OpenPGP
@@ -169,6 +175,8 @@ pub fn run_protocol(proto: &dyn Protocol, seed: u64) -> Result<ProtocolSecurity,
             put(Property::MessageRepudiation, Ok(r));
             if proto.info().family == "otr" {
                 put(Property::Forgeability, x::otr_forgeability(&ctx));
+            } else if proto.info().family == "esessions" {
+                put(Property::Forgeability, x::esessions_forgeability(&ctx));
             } else {
                 put(Property::Forgeability, Ok(f));
             }
