@@ -126,3 +126,35 @@ fn findings_compare_claims_and_sok() {
     assert!(security::sok_disagrees(security::sok::Rating::Full, F));
     assert!(!security::sok_disagrees(security::sok::Rating::Partial, F));
 }
+
+#[test]
+fn cli_json_has_every_property() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_e2elab"))
+        .args(["security", "-p", "plaintext", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v["results"][0];
+    assert_eq!(r["protocol"], "plaintext");
+    for p in Property::ALL {
+        let o = r["properties"][p.name()]["outcome"].as_str().unwrap();
+        assert!(["holds", "fails", "not_applicable"].contains(&o), "{o}");
+        assert!(!r["properties"][p.name()]["evidence"]
+            .as_str()
+            .unwrap()
+            .is_empty());
+    }
+    assert!(v["findings"].is_array());
+    let md = std::process::Command::new(env!("CARGO_BIN_EXE_e2elab"))
+        .args(["security", "-p", "plaintext", "--format", "md"])
+        .output()
+        .unwrap();
+    let md = String::from_utf8(md.stdout).unwrap();
+    assert!(md.contains("### SoK ratings used"));
+    assert!(md.contains("| replay | fails / not_claimed |"), "{md}");
+}

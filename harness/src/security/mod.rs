@@ -351,6 +351,17 @@ pub fn markdown(results: &[ProtocolSecurity]) -> String {
             ));
         }
     }
+    s.push_str("\n### SoK ratings used\n\n| design | SoK property | rating | compared with | note |\n|---|---|---|---|---|\n");
+    for r in sok::SOK_RATINGS {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            r.design,
+            r.sok_property,
+            r.rating.symbol(),
+            r.property.name(),
+            cell(r.note)
+        ));
+    }
     s.push_str("\n### Evidence\n\n");
     for r in results {
         s.push_str(&format!("#### {} (seed {})\n\n", r.protocol, r.seed));
