@@ -84,6 +84,9 @@ pub struct Plan {
     pub keygen_reps: usize,
     /// Calls of each primitive per repetition.
     pub primitive_calls: usize,
+    /// Established session pairs held at once in the scale test (0: skipped).
+    #[serde(default)]
+    pub scale_pairs: usize,
 }
 
 impl Plan {
@@ -98,6 +101,7 @@ impl Plan {
                 sizes: SIZES.to_vec(),
                 keygen_reps: 1,
                 primitive_calls: 3,
+                scale_pairs: 20,
             }
         } else {
             Plan {
@@ -108,6 +112,7 @@ impl Plan {
                 sizes: SIZES.to_vec(),
                 keygen_reps: 10,
                 primitive_calls: 20,
+                scale_pairs: 1000,
             }
         }
     }
@@ -403,6 +408,54 @@ pub struct Results {
     pub primitives: Vec<PrimitiveRow>,
     /// Costs over floors.
     pub floors: Vec<FloorRow>,
+    /// Directed presence, for profiles that protect presence.
+    #[serde(default)]
+    pub presence: Vec<PresenceRow>,
+    /// Many established sessions at once.
+    #[serde(default)]
+    pub scale: Vec<ScaleRow>,
+}
+
+/// One directed presence each way (profiles whose `protects` has presence).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PresenceRow {
+    /// Profile.
+    pub protocol: String,
+    /// Serialized application presence bytes.
+    pub plaintext_bytes: Stat,
+    /// Serialized wire bytes.
+    pub wire_bytes: Stat,
+    /// wire / plaintext.
+    pub expansion: Stat,
+    /// `send` CPU, microseconds.
+    pub send_cpu_us: Stat,
+    /// Receiving CPU, microseconds.
+    pub recv_cpu_us: Stat,
+}
+
+/// N established session pairs held in memory at once, then a message mix
+/// over all of them (one measurement, not repeated).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleRow {
+    /// Profile.
+    pub protocol: String,
+    /// Session pairs (2 sessions each).
+    pub pairs: usize,
+    /// Growth of the malloc heap in use (glibc `mallinfo2`: arena + mmap)
+    /// per established session (one side), bytes, after the handshakes.
+    pub heap_bytes_per_session: f64,
+    /// Wall time to create and establish all pairs, seconds.
+    pub setup_seconds: f64,
+    /// Messages in the mix.
+    pub mix_messages: u64,
+    /// Body bytes in the mix.
+    pub mix_body_bytes: u64,
+    /// Wire bytes of the mix.
+    pub mix_wire_bytes: u64,
+    /// Messages per second of wall time (send + delivery, one thread).
+    pub mix_messages_per_second: f64,
+    /// CPU per message, microseconds (both sides).
+    pub mix_cpu_us_per_message: f64,
 }
 
 // ---------------------------------------------------------------------------
@@ -742,6 +795,7 @@ struct Acc {
     first_recv: Vec<f64>,
     crit_cpu: Vec<f64>,
     sizes: Vec<SizeAcc>,
+    presence: Option<SizeAcc>,
 }
 
 #[derive(Default, Clone)]
@@ -794,6 +848,47 @@ fn one_message(
     if got != [el] {
         return Err(format!(
             "message #{n} ({size} B) from party {from} not delivered intact ({} delivered; errors {:?})",
+            got.len(),
+            link.party(1 - from).errors
+        ));
+    }
+    Ok(pt)
+}
+
+/// A directed presence (show, status, priority) from party `from`.
+pub fn presence_stanza(seed: u64, from: usize, n: u64) -> Result<e2elab_core::Element, String> {
+    let mut p = stanza::new(e2elab_core::StanzaKind::Presence);
+    let to = driver::full_jid(1 - from);
+    let me = driver::full_jid(from);
+    for (k, v) in [
+        ("from", me.as_str()),
+        ("to", to.as_str()),
+        ("id", &format!("p{from}-{n}")),
+    ] {
+        stanza::set_attr(&mut p, k, v).map_err(|x| x.to_string())?;
+    }
+    p.append_child(stanza::text_element("show", stanza::NS_CLIENT, "away"));
+    p.append_child(stanza::text_element(
+        "status",
+        stanza::NS_CLIENT,
+        &driver::body_text(seed, n, 24),
+    ));
+    p.append_child(stanza::text_element("priority", stanza::NS_CLIENT, "5"));
+    Ok(p)
+}
+
+fn one_presence(link: &mut Link, seed: u64, from: usize, n: u64) -> Result<u64, String> {
+    let el = presence_stanza(seed, from, n)?;
+    let pt = stanza::wire_size(&el) as u64;
+    link.advance(driver::MESSAGE_INTERVAL);
+    let before = link.party(1 - from).delivered.len();
+    link.send(from, el.clone())
+        .map_err(|x| format!("send presence #{n}: {x}"))?;
+    link.pump().map_err(|x| x.to_string())?;
+    let got = &link.party(1 - from).delivered[before..];
+    if got != [el] {
+        return Err(format!(
+            "presence #{n} from party {from} not delivered intact ({} delivered; errors {:?})",
             got.len(),
             link.party(1 - from).errors
         ));
@@ -871,9 +966,43 @@ fn one_rep(
             k,
         ));
     }
+    let mut presence = None;
+    if proto
+        .info()
+        .protects
+        .contains(&e2elab_core::StanzaKind::Presence)
+    {
+        step("directed presence");
+        let mark = link.samples.len();
+        let c0 = link.counters(Phase::Data, Dir::AtoB).bytes
+            + link.counters(Phase::Data, Dir::BtoA).bytes;
+        let mut pt = 0u64;
+        for from in 0..2 {
+            pt += one_presence(&mut link, seed, from, n).map_err(|x| format!("{id}: {x}"))?;
+            n += 1;
+        }
+        let wire = link.counters(Phase::Data, Dir::AtoB).bytes
+            + link.counters(Phase::Data, Dir::BtoA).bytes
+            - c0;
+        presence = Some((
+            pt as f64 / 2.0,
+            wire as f64 / 2.0,
+            wire as f64 / pt as f64,
+            sum_cpu(&link, mark, Some(CallKind::Send), None) / 2.0,
+            sum_cpu(&link, mark, Some(CallKind::Receive), None) / 2.0,
+        ));
+    }
     link.finish();
     if !keep {
         return Ok(());
+    }
+    if let Some((pt, wire, exp, send, recv)) = presence {
+        let a = acc.presence.get_or_insert_with(SizeAcc::default);
+        a.plaintext.push(pt);
+        a.wire.push(wire);
+        a.expansion.push(exp);
+        a.send.push(send);
+        a.recv.push(recv);
     }
     let h = [link.counters(hs, Dir::AtoB), link.counters(hs, Dir::BtoA)];
     acc.hs_messages = h[0].messages + h[1].messages;
@@ -901,6 +1030,167 @@ fn one_rep(
         a.messages += k;
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Scale: many established sessions at once
+
+/// Bytes the malloc heap has in use (glibc `mallinfo2`: arena plus mmapped
+/// blocks). Rust's allocator, OpenSSL, libotr and libgcrypt (outside its
+/// secure pool) all allocate through malloc.
+pub fn heap_in_use() -> u64 {
+    // SAFETY: mallinfo2 takes no arguments and only reads glibc's allocator
+    // statistics into the returned struct.
+    #[allow(unsafe_code)]
+    let m = unsafe { libc::mallinfo2() };
+    (m.uordblks + m.hblkhd) as u64
+}
+
+struct Bare {
+    s: [Box<dyn e2elab_core::Session>; 2],
+    env: [Env; 2],
+}
+
+fn bare_pair(proto: &dyn Protocol, ids: &driver::Identities, seed: u64) -> Result<Bare, String> {
+    let mk = |idx: usize| -> Result<(Box<dyn e2elab_core::Session>, Env), String> {
+        let role = if idx == 0 {
+            e2elab_core::Role::Initiator
+        } else {
+            e2elab_core::Role::Responder
+        };
+        let mut env = Env::for_party(seed, role.name());
+        let s = proto
+            .new_session(
+                &mut env,
+                e2elab_core::SessionConfig {
+                    role,
+                    local_jid: driver::full_jid(idx),
+                    peer_jid: driver::full_jid(1 - idx),
+                    identity: ids.ids[idx].clone(),
+                    peer_public: Some(ids.ids[1 - idx].public.clone()),
+                    options: Options::new(),
+                },
+            )
+            .map_err(|x| x.to_string())?;
+        Ok((s, env))
+    };
+    let (a, ea) = mk(0)?;
+    let (b, eb) = mk(1)?;
+    Ok(Bare {
+        s: [a, b],
+        env: [ea, eb],
+    })
+}
+
+/// Carry stanzas (serialized and parsed, as a server would) until quiet;
+/// returns what was delivered to each side and the wire bytes.
+fn bare_pump(
+    p: &mut Bare,
+    out: &mut e2elab_core::Outbox,
+    from: usize,
+) -> Result<([Vec<e2elab_core::Element>; 2], u64), String> {
+    let mut wire: Vec<(usize, String)> = std::iter::from_fn(|| out.poll_transmit())
+        .map(|e| (1 - from, stanza::serialize(&e)))
+        .collect();
+    let mut got = [Vec::new(), Vec::new()];
+    let mut bytes = wire.iter().map(|(_, w)| w.len() as u64).sum::<u64>();
+    let mut steps = 0;
+    while !wire.is_empty() {
+        steps += 1;
+        if steps > 10_000 {
+            return Err("scale: link stalled".into());
+        }
+        let (to, w) = wire.remove(0);
+        let el = stanza::parse(&w).map_err(|x| x.to_string())?;
+        let mut o = e2elab_core::Outbox::new();
+        p.s[to]
+            .handle_inbound(&mut p.env[to], el, &mut o)
+            .map_err(|x| x.to_string())?;
+        while let Some(e) = o.poll_transmit() {
+            let w = stanza::serialize(&e);
+            bytes += w.len() as u64;
+            wire.push((1 - to, w));
+        }
+        while let Some(ev) = o.poll_event() {
+            if let e2elab_core::Event::Delivered(d) = ev {
+                got[to].push(d);
+            }
+        }
+    }
+    Ok((got, bytes))
+}
+
+/// The scale test of one profile: `pairs` established pairs at once, then
+/// 4 x `pairs` messages round-robin over them (bodies: 14 in 20 of 64 B,
+/// 5 in 20 of 1 KiB, 1 in 20 of 16 KiB; directions alternating by round).
+pub fn scale(
+    proto: &dyn Protocol,
+    ids: &driver::Identities,
+    pairs: usize,
+    seed: u64,
+) -> Result<ScaleRow, String> {
+    let id = proto.info().id;
+    let heap0 = heap_in_use();
+    let t = std::time::Instant::now();
+    let mut all = Vec::with_capacity(pairs);
+    for i in 0..pairs {
+        let mut p = bare_pair(proto, ids, seed.wrapping_add(1_000_000 + i as u64))?;
+        let mut out = e2elab_core::Outbox::new();
+        p.s[0]
+            .start(&mut p.env[0], &mut out)
+            .map_err(|x| format!("{id}: scale start: {x}"))?;
+        bare_pump(&mut p, &mut out, 0).map_err(|x| format!("{id}: scale handshake: {x}"))?;
+        if p.s
+            .iter()
+            .any(|s| s.state() != e2elab_core::SessionState::Established)
+        {
+            return Err(format!("{id}: scale: pair {i} not established"));
+        }
+        all.push(p);
+    }
+    let setup = t.elapsed().as_secs_f64();
+    let heap1 = heap_in_use();
+    let total = 4 * pairs as u64;
+    let (mut body, mut wire) = (0u64, 0u64);
+    let t = std::time::Instant::now();
+    let (r, cpu, _) = cpu::measure(|| -> Result<(), String> {
+        for k in 0..total {
+            let i = (k % pairs as u64) as usize;
+            let from = ((k / pairs as u64) % 2) as usize;
+            let size = match k % 20 {
+                0..=13 => 64,
+                14..=18 => 1024,
+                _ => 16384,
+            };
+            let el = driver::workload_stanza(seed, from, k, size)?;
+            body += size as u64;
+            let p = &mut all[i];
+            let mut out = e2elab_core::Outbox::new();
+            p.s[from]
+                .send(&mut p.env[from], el.clone(), &mut out)
+                .map_err(|x| format!("{id}: scale send: {x}"))?;
+            let (got, b) = bare_pump(p, &mut out, from)?;
+            wire += b;
+            if got[1 - from] != [el] {
+                return Err(format!("{id}: scale message {k} not delivered intact"));
+            }
+        }
+        Ok(())
+    });
+    r?;
+    let wall = t.elapsed().as_secs_f64();
+    drop(all);
+    Ok(ScaleRow {
+        protocol: id.to_string(),
+        pairs,
+        heap_bytes_per_session: (heap1 as f64 - heap0 as f64) / (2 * pairs) as f64,
+        setup_seconds: setup,
+        mix_messages: total,
+        mix_body_bytes: body,
+        mix_wire_bytes: wire,
+        mix_messages_per_second: if wall > 0.0 { total as f64 / wall } else { 0.0 },
+        mix_cpu_us_per_message: cpu.as_nanos() as f64 / 1000.0 / total as f64,
+    })
 }
 
 fn run_cmd(cmd: &str, args: &[&str]) -> Option<String> {
@@ -1011,8 +1301,21 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(u64, u64, &str)) -> Result<Res
     let protos = registry::resolve(&cfg.protocols)?;
     let total_reps = plan.warmup + plan.reps;
     let steps_per = 1 + plan.sizes.len() as u64;
-    let len = (total_reps as u64) * (protos.len() as u64 * steps_per + 1)
+    let with_presence = protos
+        .iter()
+        .filter(|p| {
+            p.info()
+                .protects
+                .contains(&e2elab_core::StanzaKind::Presence)
+        })
+        .count() as u64;
+    let len = (total_reps as u64) * (protos.len() as u64 * steps_per + with_presence + 1)
         + protos.len() as u64 * (plan.keygen_reps as u64 + 1)
+        + if plan.scale_pairs > 0 {
+            protos.len() as u64
+        } else {
+            0
+        }
         + 1;
     let mut pos = 0u64;
     progress(pos, len, "primitives: set-up (RSA, DSA keys)");
@@ -1066,6 +1369,18 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(u64, u64, &str)) -> Result<Res
         }
         pos += 1;
     }
+    let mut scale_rows = Vec::new();
+    if plan.scale_pairs > 0 {
+        for (i, p) in protos.iter().enumerate() {
+            progress(
+                pos,
+                len,
+                &format!("scale: {} pairs of {}", plan.scale_pairs, p.info().id),
+            );
+            scale_rows.push(scale(p.as_ref(), &ids[i], plan.scale_pairs, cfg.seed)?);
+            pos += 1;
+        }
+    }
     progress(len, len, "done");
     let primitives: Vec<PrimitiveRow> = prims
         .iter()
@@ -1088,6 +1403,8 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(u64, u64, &str)) -> Result<Res
         latency: Vec::new(),
         primitives,
         floors: Vec::new(),
+        presence: Vec::new(),
+        scale: scale_rows,
     };
     for (p, a) in protos.iter().zip(&accs) {
         let info = p.info();
@@ -1208,6 +1525,16 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(u64, u64, &str)) -> Result<Res
                     res.floors.push(r);
                 }
             }
+        }
+        if let Some(pr) = &a.presence {
+            res.presence.push(PresenceRow {
+                protocol: id.clone(),
+                plaintext_bytes: Stat::of(&pr.plaintext),
+                wire_bytes: Stat::of(&pr.wire),
+                expansion: Stat::of(&pr.expansion),
+                send_cpu_us: Stat::of(&pr.send),
+                recv_cpu_us: Stat::of(&pr.recv),
+            });
         }
         res.handshake.push(hs);
     }
@@ -1448,8 +1775,67 @@ pub fn csv_files(r: &Results) -> Vec<(&'static str, String)> {
             })
             .collect(),
     );
+    let mut h = vec![
+        "protocol".to_string(),
+        "plaintext_bytes".into(),
+        "wire_bytes".into(),
+        "expansion".into(),
+    ];
+    h.extend(stat_cols("send_cpu_us"));
+    h.extend(stat_cols("recv_cpu_us"));
+    let presence = csv(
+        h,
+        r.presence
+            .iter()
+            .map(|x| {
+                let mut v = vec![
+                    x.protocol.clone(),
+                    f(x.plaintext_bytes.median),
+                    f(x.wire_bytes.median),
+                    format!("{:.4}", x.expansion.median),
+                ];
+                v.extend(stat_cells(&x.send_cpu_us));
+                v.extend(stat_cells(&x.recv_cpu_us));
+                v
+            })
+            .collect(),
+    );
+    let scale = csv(
+        [
+            "protocol",
+            "pairs",
+            "heap_bytes_per_session",
+            "setup_seconds",
+            "mix_messages",
+            "mix_body_bytes",
+            "mix_wire_bytes",
+            "mix_messages_per_second",
+            "mix_cpu_us_per_message",
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .collect(),
+        r.scale
+            .iter()
+            .map(|x| {
+                vec![
+                    x.protocol.clone(),
+                    x.pairs.to_string(),
+                    f(x.heap_bytes_per_session.round()),
+                    format!("{:.3}", x.setup_seconds),
+                    x.mix_messages.to_string(),
+                    x.mix_body_bytes.to_string(),
+                    x.mix_wire_bytes.to_string(),
+                    format!("{:.1}", x.mix_messages_per_second),
+                    format!("{:.2}", x.mix_cpu_us_per_message),
+                ]
+            })
+            .collect(),
+    );
     vec![
         ("provenance.csv", prov),
+        ("presence.csv", presence),
+        ("scale.csv", scale),
         ("handshake.csv", hs),
         ("keygen.csv", kg),
         ("messages.csv", msgs),

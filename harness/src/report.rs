@@ -632,6 +632,36 @@ fn build(r: &Results, dir: &Path, files: &mut Vec<PathBuf>) -> Result<Vec<Block>
         "Per-message CPU vs size, log-log".into(),
     ));
 
+    // Presence
+    d.push(Block::H(2, "Directed presence".into()));
+    d.push(Block::P("One directed presence (show, status, priority) each way per repetition, for the profiles that protect presence (the others leave it to the server in the clear, or only sign it, and are not listed).".into()));
+    d.push(Block::Table(
+        [
+            "protocol",
+            "plaintext bytes",
+            "wire bytes",
+            "expansion",
+            "send CPU µs",
+            "receive CPU µs",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        r.presence
+            .iter()
+            .map(|x| {
+                vec![
+                    x.protocol.clone(),
+                    n(x.plaintext_bytes.median),
+                    n(x.wire_bytes.median),
+                    format!("{:.2}", x.expansion.median),
+                    stat(&x.send_cpu_us),
+                    stat(&x.recv_cpu_us),
+                ]
+            })
+            .collect(),
+    ));
+
     // Latency
     d.push(Block::H(2, "Time to first protected message".into()));
     d.push(Block::P(format!(
@@ -786,6 +816,71 @@ fn build(r: &Results, dir: &Path, files: &mut Vec<PathBuf>) -> Result<Vec<Block>
         "floor_ratios".into(),
         "Cost / floor ratios".into(),
     ));
+
+    // Scale
+    d.push(Block::H(2, "Scale: many established sessions".into()));
+    if r.scale.is_empty() {
+        d.push(Block::P("Not measured in this run.".into()));
+    } else {
+        d.push(Block::P(format!(
+            "{} established session pairs held in memory at once per profile (one measurement, not repeated). Memory is the growth of the malloc heap in use (glibc mallinfo2: Rust, OpenSSL, libotr and libgcrypt outside its secure pool all allocate there) per session (one side), after all handshakes. Then 4 messages per pair round-robin over all pairs (14 in 20 bodies of 64 B, 5 in 20 of 1 KiB, 1 in 20 of 16 KiB; directions alternating by round), each serialized, parsed and delivered, on one thread.",
+            r.scale.first().map(|x| x.pairs).unwrap_or(0)
+        )));
+        d.push(Block::Table(
+            [
+                "protocol",
+                "pairs",
+                "heap per session",
+                "set-up s",
+                "mix messages",
+                "mix msgs/s",
+                "CPU µs/msg",
+                "mix wire / body bytes",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            r.scale
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.protocol.clone(),
+                        x.pairs.to_string(),
+                        format!("{:.1} KiB", x.heap_bytes_per_session / 1024.0),
+                        format!("{:.2}", x.setup_seconds),
+                        x.mix_messages.to_string(),
+                        n(x.mix_messages_per_second),
+                        n(x.mix_cpu_us_per_message),
+                        format!(
+                            "{:.2}",
+                            x.mix_wire_bytes as f64 / x.mix_body_bytes.max(1) as f64
+                        ),
+                    ]
+                })
+                .collect(),
+        ));
+        render(
+            dir,
+            "scale_memory",
+            &Chart::Bars(
+                "Heap per established session (one side), KiB",
+                "KiB",
+                r.scale.iter().map(|x| x.protocol.clone()).collect(),
+                vec![(
+                    "KiB".into(),
+                    r.scale
+                        .iter()
+                        .map(|x| (x.heap_bytes_per_session / 1024.0).max(0.0))
+                        .collect(),
+                )],
+            ),
+            files,
+        )?;
+        d.push(Block::Img(
+            "scale_memory".into(),
+            "Memory per established session".into(),
+        ));
+    }
 
     // Closing note
     d.push(Block::H(2, "Closing note".into()));

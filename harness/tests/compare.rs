@@ -127,6 +127,27 @@ fn quick_compare_then_report() {
         .any(|f| f.protocol == "rfc3923" && f.phase == "message"));
     assert!(!r.floors.iter().any(|f| f.protocol == "plaintext"));
 
+    // Presence: the three protect it; the control row's expansion is 1.
+    assert_eq!(r.presence.len(), 3);
+    assert_eq!(r.presence[0].protocol, "plaintext");
+    assert_eq!(r.presence[0].expansion.median, 1.0);
+    assert!(r.presence[2].wire_bytes.median > r.presence[2].plaintext_bytes.median);
+
+    // Scale: every profile held its pairs and ran the mix.
+    assert_eq!(r.scale.len(), 3);
+    for x in &r.scale {
+        assert_eq!(x.pairs, r.plan.scale_pairs);
+        assert_eq!(x.mix_messages, 4 * x.pairs as u64);
+        assert!(x.mix_messages_per_second > 0.0, "{}", x.protocol);
+        assert!(x.mix_wire_bytes >= x.mix_body_bytes, "{}", x.protocol);
+    }
+    let sigma = r
+        .scale
+        .iter()
+        .find(|x| x.protocol == "esessions-sigma-i")
+        .unwrap();
+    assert!(sigma.heap_bytes_per_session > 0.0);
+
     // The CSV files agree with the JSON.
     let m = csv_rows(&dir, "messages.csv");
     assert_eq!(m[0][0], "protocol");
@@ -137,6 +158,8 @@ fn quick_compare_then_report() {
     let p = csv_rows(&dir, "provenance.csv");
     assert!(p.iter().any(|r| r[0] == "seed" && r[1] == "7"));
     for f in [
+        "presence.csv",
+        "scale.csv",
         "handshake.csv",
         "keygen.csv",
         "latency.csv",
@@ -160,6 +183,7 @@ fn quick_compare_then_report() {
         "message_cpu_vs_size",
         "ttfm_vs_rtt",
         "floor_ratios",
+        "scale_memory",
     ] {
         let svg = std::fs::read_to_string(dir.join(format!("{c}.svg"))).unwrap();
         assert!(
