@@ -372,11 +372,24 @@ fn build_info(p: Profile) -> ProtocolInfo {
             claim(Integrity, Claimed, "XEP-0200 §Decrypting; XEP-0210 §Integrity", "HMAC over the encrypted content and the implicit counter"),
             claim(Replay, Claimed, "XEP-0200 §Replay Attacks; XEP-0116 §Replay Attacks", "implicit per-direction counters; unique e and d per session"),
             claim(LossReorderTolerance, NotClaimed, "XEP-0200 §Decrypting", "strict in-order delivery assumed: a lost or reordered stanza terminates the session"),
-            claim(ForwardSecrecy, Claimed, "XEP-0210 §Forward Secrecy; XEP-0200 §Re-Key", "ephemeral DH, rekeys, keys destroyed"),
-            claim(PostCompromiseSecurity, Partial, "XEP-0200 §Re-Key", "a rekey mixes a fresh DH value from one side"),
+            if p == Profile::Simplified {
+                claim(ForwardSecrecy, Claimed, "XEP-0217 §Introduction (ephemeral DH of XEP-0116)", "ephemeral DH, keys destroyed at termination; no rekey")
+            } else {
+                claim(ForwardSecrecy, Claimed, "XEP-0210 §Forward Secrecy; XEP-0200 §Re-Key", "ephemeral DH, rekeys, keys destroyed")
+            },
+            if p == Profile::Simplified {
+                claim(PostCompromiseSecurity, NotClaimed, "XEP-0217 (rekey_freq fixed at 2^32-1)", "no rekey, so no recovery within a session")
+            } else {
+                claim(PostCompromiseSecurity, Partial, "XEP-0200 §Re-Key", "a rekey mixes a fresh DH value from one side")
+            },
             claim(MessageRepudiation, Claimed, "XEP-0210 §Repudiability; XEP-0188", "content authenticated by MACs only; signatures only over DH MACs"),
-            claim(Forgeability, Partial, "XEP-0200 §Publishing Old MAC Values", "old MAC keys MAY be published after an acknowledged rekey"),
-            claim(IdentityProtection, Claimed, "XEP-0210 §Identity Protection; XEP-0188", match p {
+            if p == Profile::Simplified {
+                claim(Forgeability, NotClaimed, "XEP-0217 (no rekey)", "MAC keys are published only after rekeys, which XEP-0217 never does")
+            } else {
+                claim(Forgeability, Partial, "XEP-0200 §Publishing Old MAC Values", "old MAC keys MAY be published after an acknowledged rekey")
+            },
+            claim(IdentityProtection, if p == Profile::Simplified { Partial } else { Claimed }, "XEP-0210 §Identity Protection; XEP-0188", match p {
+                Profile::Simplified => "no public keys on the wire at all; rshashes keyed with N_A hide retained secrets",
                 Profile::SigmaI => "keys sent encrypted; initiator protected against active attackers",
                 _ => "keys sent encrypted; responder protected against active attackers; rshashes keyed with N_A",
             }),

@@ -436,6 +436,7 @@ pub struct SigmaSession {
     queue: VecDeque<Element>,
     negotiated: Option<Chosen>,
     thread: String,
+    pending_key: Option<((String, String), Vec<u8>)>,
 }
 
 impl std::fmt::Debug for SigmaSession {
@@ -449,7 +450,7 @@ impl std::fmt::Debug for SigmaSession {
 }
 
 /// Retained secrets shared with the peer's clients, and their store keys.
-type RetainedList = (Vec<Vec<u8>>, Vec<(String, String)>);
+type RetainedList = (Vec<SecretBytes>, Vec<(String, String)>);
 
 /// The outcome of checking a peer's identity proof.
 struct Verified {
@@ -493,6 +494,7 @@ impl SigmaSession {
             queue: VecDeque::new(),
             negotiated: None,
             thread: String::new(),
+            pending_key: None,
         })
     }
 
@@ -788,7 +790,13 @@ impl SigmaSession {
         let mut parts: Vec<&[u8]> = vec![first, second, &dh_bytes, &kv];
         parts.extend_from_slice(forms);
         let mac = prim::hmac_sha256(pk.ks.expose(), &parts)?;
-        let pubkey = Store::public_key(&self.store, &kv, keys::public_from_bytes)?;
+        // Only pinned keys go into the shared parsed-key cache: a key from the
+        // wire is parsed afresh, so unauthenticated input cannot grow the cache.
+        let pubkey = if pinned.as_deref() == Some(kv.as_slice()) {
+            Store::public_key(&self.store, &kv, keys::public_from_bytes)?
+        } else {
+            keys::public_from_bytes(&kv)?
+        };
         if !self
             .ops
             .rsa_verify(&pubkey, MessageDigest::sha256(), &mac, &sig)?
@@ -817,9 +825,8 @@ impl SigmaSession {
                 Some(_) => {}
             }
         }
-        if let Ok(mut s) = self.store.lock() {
-            s.known_keys.insert((local_bare, peer_bare), kv);
-        }
+        // Remembered only once the session is established (see `establish`).
+        self.pending_key = Some(((local_bare, peer_bare), kv));
         Ok(Verified {
             fingerprint: Some(fp),
             warnings,
@@ -1232,7 +1239,7 @@ impl SigmaSession {
             let (rs, _) = self.retained_for_peer()?;
             let mut hashes: Vec<String> = rs
                 .iter()
-                .map(|s| prim::hmac_sha256(&n_a, &[s]).map(|h| B64.encode(h)))
+                .map(|s| prim::hmac_sha256(&n_a, &[s.expose()]).map(|h| B64.encode(h)))
                 .collect::<Result<_>>()?;
             for _ in 0..2 {
                 hashes.push(B64.encode(env.random_array::<32>()));
@@ -1258,7 +1265,7 @@ impl SigmaSession {
         self.negotiated = Some(chosen.clone());
         if let Some((v, kb)) = verified {
             // 3-message: done.
-            let x_own = match std::mem::replace(&mut self.st, St::Idle) {
+            let x_own = match std::mem::replace(&mut self.st, St::Closed) {
                 St::AwaitResponse { mut dh, .. } => dh.swap_remove(gi).1,
                 _ => return Err(unexpected("response", "state")),
             };
@@ -1287,7 +1294,7 @@ impl SigmaSession {
             };
             return Ok(Some((ch, peer, v.warnings)));
         }
-        let x_own = match std::mem::replace(&mut self.st, St::Idle) {
+        let x_own = match std::mem::replace(&mut self.st, St::Closed) {
             St::AwaitResponse { mut dh, .. } => dh.swap_remove(gi).1,
             _ => return Err(unexpected("response", "state")),
         };
@@ -1319,7 +1326,7 @@ impl SigmaSession {
         let mut keys = Vec::new();
         for ((l, p), v) in s.retained.iter() {
             if l == lb && stanza::bare_jid(p) == pb {
-                secrets.push(v.expose().to_vec());
+                secrets.push(v.clone());
                 keys.push((l.clone(), p.clone()));
             }
         }
@@ -1398,6 +1405,12 @@ impl SigmaSession {
         );
         let init_pubkey = b.chosen.init_pubkey;
         let resp_pubkey = b.chosen.resp_pubkey;
+        // Everything fallible in the peer's form is read before the state is taken.
+        let rshashes: Vec<String> = if b.three.is_none() {
+            fa2.values("rshashes")?.to_vec()
+        } else {
+            Vec::new()
+        };
         let ka_prov = match (&b.three, &k) {
             (Some((ka, _)), _) => ProofKeys {
                 kc: ka.kc.clone(),
@@ -1419,7 +1432,7 @@ impl SigmaSession {
             init_pubkey,
         )?;
         let mut warnings = v.warnings;
-        let St::AwaitAccept(b) = std::mem::replace(&mut self.st, St::Idle) else {
+        let St::AwaitAccept(b) = std::mem::replace(&mut self.st, St::Closed) else {
             return Err(unexpected("accept", "state"));
         };
         let b = *b;
@@ -1455,21 +1468,23 @@ impl SigmaSession {
         }
         // 4-message: retained secrets, final keys, Bob's identity.
         let k = k.ok_or_else(|| Error::Backend("no key".into()))?;
-        let rshashes = fa2.values("rshashes")?;
         let (secrets, keys_of) = self.retained_for_peer()?;
         let mut srs = None;
         for (i, s) in secrets.iter().enumerate() {
-            let h = B64.encode(prim::hmac_sha256(&n_a, &[s])?);
-            if rshashes.iter().any(|r| r.trim() == h) {
+            let h = prim::hmac_sha256(&n_a, &[s.expose()])?;
+            if rshashes.iter().any(|r| {
+                B64.decode(r.trim())
+                    .is_ok_and(|r| e2elab_core::ct_eq(&r, &h))
+            }) {
                 srs = Some((s.clone(), keys_of[i].clone()));
                 break;
             }
         }
-        let k_final = self.final_k(&k, srs.as_ref().map(|(s, _)| s.as_slice()))?;
+        let k_final = self.final_k(&k, srs.as_ref().map(|(s, _)| s.expose()))?;
         let ka = derive(&k_final, "Initiator", suite.key_len)?;
         let kb = derive(&k_final, "Responder", suite.key_len)?;
         let srshash = match &srs {
-            Some((s, _)) => prim::hmac_sha256(s, &[b"Shared Retained Secret"])?,
+            Some((s, _)) => prim::hmac_sha256(s.expose(), &[b"Shared Retained Secret"])?,
             None => env.random_array::<32>(),
         };
         let mut fb2 = Form::new("result");
@@ -1550,14 +1565,14 @@ impl SigmaSession {
         let mut srs = None;
         for (i, s) in secrets.iter().enumerate() {
             if e2elab_core::ct_eq(
-                &prim::hmac_sha256(s, &[b"Shared Retained Secret"])?,
+                &prim::hmac_sha256(s.expose(), &[b"Shared Retained Secret"])?,
                 &srshash,
             ) {
                 srs = Some((s.clone(), keys_of[i].clone()));
                 break;
             }
         }
-        let k_final = self.final_k(&a.k, srs.as_ref().map(|(s, _)| s.as_slice()))?;
+        let k_final = self.final_k(&a.k, srs.as_ref().map(|(s, _)| s.expose()))?;
         let ka = derive(&k_final, "Initiator", suite.key_len)?;
         let kb = derive(&k_final, "Responder", suite.key_len)?;
         let form_b2_n = self.norm(&fb2.without(&["identity", "mac"]));
@@ -1584,7 +1599,7 @@ impl SigmaSession {
             resp_pubkey,
         )?;
         let mut warnings = v.warnings;
-        let St::AwaitInit(a) = std::mem::replace(&mut self.st, St::Idle) else {
+        let St::AwaitInit(a) = std::mem::replace(&mut self.st, St::Closed) else {
             return Err(unexpected("init", "state"));
         };
         let a = *a;
@@ -1639,12 +1654,23 @@ impl SigmaSession {
     ) -> Result<()> {
         ch.publish_old = self.settings.publish_old;
         self.st = St::Established(Box::new(ch));
+        if let Some((k, kv)) = self.pending_key.take() {
+            if let Ok(mut s) = self.store.lock() {
+                s.known_keys.insert(k, kv);
+            }
+        }
         out.event(Event::Established(peer));
         for w in warnings {
             out.event(Event::Warning(w));
         }
+        // The handshake succeeded whatever happens to the held stanzas: a stanza
+        // the negotiation does not cover is reported, not turned into an error.
         while let Some(s) = self.queue.pop_front() {
-            self.seal_and_send(env, s, out)?;
+            if let Err(e) = self.seal_and_send(env, s, out) {
+                out.event(Event::Warning(Warning::Other(format!(
+                    "a stanza held during the negotiation was not sent: {e}"
+                ))));
+            }
         }
         Ok(())
     }
@@ -1715,6 +1741,18 @@ impl SigmaSession {
             .ok_or_else(|| DecodeError::Missing("<c/>".into()))?;
         if wire.children().filter(|x| x.is("c", NS_C)).count() != 1 {
             return Err(DecodeError::invalid("stanza", "more than one <c/>").into());
+        }
+        // Beside the <c/> only what XEP-0200 leaves in clear may stand: anything
+        // else was added on the path and must not be delivered as protected.
+        if let Some(extra) = wire
+            .children()
+            .find(|x| !x.is("c", NS_C) && !channel::stays_clear(x))
+        {
+            return Err(DecodeError::invalid(
+                "stanza",
+                format!("unprotected <{}> beside <c/>", extra.name()),
+            )
+            .into());
         }
         let opened = match ch.open(&mut self.ops, c) {
             Ok(o) => o,

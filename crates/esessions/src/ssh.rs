@@ -285,7 +285,7 @@ impl SshSession {
 
     /// RFC 4253 §7.2: HASH(K || H || X || session_id), K as mpint.
     fn derive(k: &[u8], h: &[u8], letter: u8, len: usize) -> Vec<u8> {
-        let mut kk = Vec::new();
+        let mut kk = zeroize::Zeroizing::new(Vec::new());
         put_mpint(&mut kk, k);
         let d = prim::sha1(&[&kk, h, &[letter], h]);
         d[..len.min(20)].to_vec()
@@ -312,7 +312,7 @@ impl SshSession {
     }
 
     fn exchange_hash(ks: &[u8], e: &[u8], f: &[u8], k: &[u8]) -> Vec<u8> {
-        let mut buf = Vec::new();
+        let mut buf = zeroize::Zeroizing::new(Vec::new());
         put_string(&mut buf, ks);
         put_mpint(&mut buf, e);
         put_mpint(&mut buf, f);
@@ -475,7 +475,7 @@ impl SshSession {
         }
         let ks = Self::field(el, "ks")?;
         let sig = Self::field(el, "sig")?;
-        let host = Store::public_key(&self.store, &ks, rsa_from_blob)?;
+        let host = rsa_from_blob(&ks)?;
         let k = self.ops.dh_shared(&g, &f, x)?;
         let h = Self::exchange_hash(&ks, &e.to_vec(), &f.to_vec(), k.expose());
         if !verify_blob(&mut self.ops, &host, &h, &sig)? {
@@ -535,7 +535,7 @@ impl SshSession {
         if user_s != stanza::bare_jid(&self.peer) {
             return Err(PeerMisbehaved::WrongAddress(user_s).into());
         }
-        let pk = Store::public_key(&self.store, &blob, rsa_from_blob)?;
+        let pk = rsa_from_blob(&blob)?;
         let signed = Self::userauth_signed_data(&session_id, &user_s, &blob);
         if !verify_blob(&mut self.ops, &pk, &signed, &sig)? {
             return Err(PeerMisbehaved::BadSignature.into());
@@ -715,6 +715,15 @@ impl Session for SshSession {
             }
             r
         } else if let Some(p) = el.get_child("packet", NS_SSH) {
+            // Exactly one packet; beside it only what stays in clear (as XEP-0200).
+            let extra = el
+                .children()
+                .find(|x| !(x.is("packet", NS_SSH) || crate::channel::stays_clear(x)));
+            if el.children().filter(|x| x.is("packet", NS_SSH)).count() != 1 || extra.is_some() {
+                return Err(
+                    DecodeError::invalid("stanza", "unexpected elements beside <packet/>").into(),
+                );
+            }
             let packet = B64
                 .decode(p.text().trim())
                 .map_err(|_| Error::from(DecodeError::invalid("packet", "not base64")));

@@ -558,3 +558,27 @@ fn sas28x5_digits() {
     assert_eq!(s, sas28x5(b"m", b"form", true).unwrap());
     assert_ne!(s, sas28x5(b"m2", b"form", true).unwrap());
 }
+
+#[test]
+fn clear_element_added_beside_c_is_not_delivered() {
+    for proto in [Esessions::sigma_r(), Esessions::ssh()] {
+        let mut p = pair(&proto);
+        p.handshake();
+        p.send(0, msg(0, "genuine")).unwrap();
+        let (to, w) = p.next().unwrap();
+        let injected = w
+            .replacen("<c xmlns", "<body>forged</body><c xmlns", 1)
+            .replacen("<packet xmlns", "<body>forged</body><packet xmlns", 1);
+        assert_ne!(injected, w);
+        let err = p.deliver(to, &injected).unwrap_err();
+        assert!(matches!(err, Error::Decode(_)), "{err:?}");
+        assert!(p.delivered(1).is_empty());
+        assert_eq!(
+            p.s[1].state(),
+            SessionState::Established,
+            "rejected before any key was used"
+        );
+        p.deliver(to, &w).unwrap();
+        assert_eq!(stanza::body(&p.delivered(1)[0]).as_deref(), Some("genuine"));
+    }
+}

@@ -570,7 +570,11 @@ impl Rfc3923Session {
         self.ops.pk_decrypt += 1;
         let key = self.check_open()?;
         let signed = Zeroizing::new(cms::decrypt_parsed(&enveloped, key, &self.own_cert)?);
-        let parts = mime::parse_multipart_signed(&signed)?;
+        // A padding failure and a garbled MIME structure after decryption give the
+        // same opaque error: distinguishing them would be a CBC padding oracle on
+        // the malleable EnvelopedData.
+        let parts =
+            mime::parse_multipart_signed(&signed).map_err(|_| e2elab_core::Error::DecryptFailed)?;
         self.ops.verify += 1;
         cms::verify_detached(&parts.signature, &parts.content, &self.peer_cert, now)?;
         if !cert::cert_names_jid(&self.peer_cert_der, from_bare) {

@@ -619,7 +619,10 @@ pub fn parse_multipart_signed(input: &[u8]) -> Result<Signed, DecodeError> {
     if c0 || c1 || !c2 {
         return Err(invalid("signed entity", "not exactly two parts"));
     }
-    let content = body[p1_start..p1_end].to_vec();
+    let content = body
+        .get(p1_start..p1_end)
+        .ok_or_else(|| DecodeError::Truncated("multipart: empty first part".into()))?
+        .to_vec();
     let sig_part = Entity::parse(&body[p2_start..p2_end.max(p2_start)], true)?;
     let sct = sig_part.content_type()?;
     if sct.mime != "application/pkcs7-signature" && sct.mime != "application/x-pkcs7-signature" {
@@ -662,6 +665,12 @@ pub fn decode_base64(text: &[u8], field: &str) -> Result<Vec<u8>, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn empty_first_part_is_an_error_not_a_panic() {
+        let e = b"Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha1; boundary=B\r\n\r\n--B\r\n--B\r\n--B--\r\n";
+        assert!(super::parse_multipart_signed(e).is_err());
+    }
+
     use super::*;
 
     fn sample() -> Cpim {
