@@ -860,7 +860,6 @@ fn replay_into_fresh(
         .collect();
     let mut errors = s.errors.clone();
     errors.dedup();
-    let _ = fed;
     Ok((fed, read.len(), errors))
 }
 

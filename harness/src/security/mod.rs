@@ -13,6 +13,12 @@
 //! with the SoK rating ([`sok::SOK_RATINGS`]); disagreements are listed as
 //! findings ([`findings`]). The claim and the measurement are never merged.
 //!
+//! Every experiment draws its session randomness from the run seed through
+//! [`e2elab_core::Env`]; outcomes are identical across runs and seeds. Where a
+//! backend takes no external RNG (OpenSSL RSA and CMS keys, Sequoia key
+//! generation, libgcrypt inside libotr) the *evidence* can differ between
+//! runs (SAS values, key ids, MACs), never the outcome.
+//!
 //! # DECISIONS
 //! 1. **Confidentiality coverage** counts a part as *in clear* when its canary
 //!    can be read raw, base64-decoded (any alignment) or hex-decoded in any
