@@ -91,8 +91,7 @@ impl std::fmt::Debug for Channel {
 /// The grace period for old key sets (XEP-0200 §Re-Key: "60 seconds should cover a round trip").
 pub const REKEY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// What a decrypted `<c/>` carried.
-#[derive(Debug)]
+/// What a decrypted `<c/>` carried (plaintext: no `Debug`).
 pub struct Opened {
     /// The decrypted content (serialized XML of the protected children).
     pub content: Vec<Element>,

@@ -544,13 +544,25 @@ impl UserState {
 /// `otrl_context_forget` (it only empties it), a definite leak of ~730 bytes
 /// per context. For exactly those versions we collect the blocks before
 /// `otrl_userstate_free` and free them after it.
-const FREE_CONTEXT_PRIV_AFTER: bool =
-    sys::OTRL_VERSION_MAJOR == 4 && sys::OTRL_VERSION_MINOR == 1 && sys::OTRL_VERSION_SUB <= 1;
+/// The workaround applies only when both the headers we were built against and
+/// the library loaded at run time are 4.1.0 or 4.1.1: a patched or newer
+/// runtime library that frees the block itself must not see a second free.
+fn free_context_priv_after() -> bool {
+    static LEAKY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LEAKY.get_or_init(|| {
+        let headers = sys::OTRL_VERSION_MAJOR == 4
+            && sys::OTRL_VERSION_MINOR == 1
+            && sys::OTRL_VERSION_SUB <= 1;
+        // SAFETY: otrl_version returns a pointer to a static NUL-terminated string.
+        let runtime = unsafe { std::ffi::CStr::from_ptr(sys::otrl_version()) };
+        headers && matches!(runtime.to_bytes(), b"4.1.0" | b"4.1.1")
+    })
+}
 
 impl Drop for UserState {
     fn drop(&mut self) {
         let mut orphans: Vec<*mut sys::ConnContextPriv> = Vec::new();
-        if FREE_CONTEXT_PRIV_AFTER {
+        if free_context_priv_after() {
             // SAFETY: walks the user state's context list (owned by it and not
             // being modified); only reads the `next` and `context_priv` pointers.
             unsafe {
