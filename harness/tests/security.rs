@@ -84,7 +84,7 @@ fn rfc3923_modern() {
 
 #[test]
 fn jep0027() {
-    check("jep0027", [F, F, F, H, F, F, F, H, F, F, N, F]);
+    check("jep0027", [F, F, F, H, F, F, F, H, F, F, F, F]);
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn otr_v2() {
 
 #[test]
 fn evidence_names_what_the_attacker_did() {
-    let r = check("jep0027", [F, F, F, H, F, F, F, H, F, F, N, F]);
+    let r = check("jep0027", [F, F, F, H, F, F, F, H, F, F, F, F]);
     let fs = &r.get(Property::ForwardSecrecy).unwrap().evidence;
     assert!(fs.contains("leaked"), "{fs}");
     let rp = &r.get(Property::Replay).unwrap().evidence;

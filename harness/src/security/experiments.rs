@@ -1652,6 +1652,7 @@ pub fn downgrade(ctx: &Ctx) -> R<PropertyResult> {
             strip_otr_v3,
             "the attacker rewrites Alice's OTR offer so that it no longer names version 3 (?OTRv3? becomes ?OTRv2?)",
         ),
+        "jep0027" => return jep0027_strip_signature(ctx),
         "otr-v2" => {
             return Ok(PropertyResult::new(
                 Outcome::NotApplicable,
@@ -1998,6 +1999,47 @@ pub fn esessions_forgeability(ctx: &Ctx) -> R<PropertyResult> {
             if opts.get("rekey_every").is_some() { "rekey_every=1" } else { "defaults (this profile does not rekey or publish)" },
             published.len(),
             if published.is_empty() { "" } else { " but none matched (counter search window 512 blocks)" }
+        ),
+    ))
+}
+
+/// JEP-0027's only capability signal is the signed presence: strip the
+/// signature in flight and see what Bob's application is told.
+fn jep0027_strip_signature(ctx: &Ctx) -> R<PropertyResult> {
+    let mut link = ctx.established()?;
+    let (p, _) = canary_presence(0, 500)?;
+    let wires = capture(&mut link, 0, &p)?;
+    let mut stripped = 0;
+    let e0 = link.party(1).errors.len();
+    let w0 = link.party(1).warnings.len();
+    let mut got = Vec::new();
+    let mut unprotected = 0;
+    for (d, x) in &wires {
+        let mut el = stanza::parse(x).map_err(|e| e.to_string())?;
+        if el.remove_child("x", "jabber:x:signed").is_some() {
+            stripped += 1;
+        }
+        let dl = link.deliver_raw(*d, &stanza::serialize(&el));
+        unprotected += dl.unprotected;
+        got.extend(dl.delivered);
+    }
+    let _ = link.pump();
+    let warned = link.party(1).warnings.len() > w0;
+    let rejected = link.party(1).errors.len() > e0;
+    let silent = stripped > 0 && !warned && !rejected && (unprotected > 0 || !got.is_empty());
+    Ok(PropertyResult::new(
+        if silent { Outcome::Fails } else { Outcome::Holds },
+        format!(
+            "JEP-0027 negotiates nothing; a signed presence is the only sign that Alice uses OpenPGP. The attacker removed the <x xmlns='jabber:x:signed'/> from Alice's presence ({stripped} stanza(s)): Bob's session delivered it {} ({}), raised {} warning(s); to Bob this is exactly a peer without OpenPGP support, so the capability signal is lost without notice",
+            if !got.is_empty() {
+                "as protected".to_string()
+            } else if unprotected > 0 {
+                "as an unprotected presence".to_string()
+            } else {
+                "not at all".to_string()
+            },
+            errs(&link, 1, e0),
+            usize::from(warned)
         ),
     ))
 }

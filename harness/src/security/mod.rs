@@ -74,13 +74,20 @@
 //!    attack counts as detected when a victim's session fails or rejects,
 //!    Mallory cannot read or relay, a `KeyChanged`/`Unauthenticated` warning
 //!    is raised, or the two victims' SASes differ. Run with the peer keys
-//!    pinned (as every run provisions) and at first contact (no pinned key;
-//!    skipped where the profile cannot create a session without one). `holds`
-//!    iff detected in every runnable variant.
-//! 10. **Downgrade**: ESessions SIGMA/simplified profiles offer `modp=16,14`
-//!     and the attacker removes the preferred option; `otr-v3` has `3` removed
-//!     from its offer. `fails` iff the attacked run establishes, delivers, and
-//!     negotiates something other than the honest run, with no warning.
+//!    pinned (as every run provisions) and at first contact: no peer key
+//!    (trust on first use) where the profile allows it, else the key a
+//!    directory under Mallory's control returns (hers). `holds` iff detected
+//!    in every variant.
+//! 10. **Downgrade**: ESessions SIGMA/simplified profiles offer `modp=16,14`;
+//!     the attacker removes the preferred option and the DH commitment made
+//!     for it (so the offer stays consistent). `otr-v3` has `3` removed from
+//!     its offer (`otr-v2` offers only the weakest version: not applicable).
+//!     `fails` iff the attacked run establishes, delivers and negotiates
+//!     something other than the honest run, with no warning. `jep0027`
+//!     negotiates nothing, but a signed presence is its only capability
+//!     signal: the signature is stripped, and `fails` iff Bob's session hands
+//!     the presence on with no warning or error. Profiles with fixed
+//!     algorithms and no offer are `not_applicable`.
 //! 11. **Identity misbinding**: Eve registers Alice's key under her own JID
 //!     (the Di Raimondo–Gennaro–Krawczyk premise) and relays Alice's stanzas to
 //!     Bob, rewriting the outer addressing; `fails` iff Bob delivers Alice's
