@@ -932,8 +932,13 @@ pub fn post_compromise(ctx: &Ctx) -> R<PropertyResult> {
         return Ok(PropertyResult::new(
             Outcome::NotApplicable,
             format!(
-                "{} keeps ephemeral session state (handshake keys, ratchets) that neither the Session trait nor the crate exposes, so 'leak one side's session state mid-session' cannot be run black-box; not measured",
-                ctx.id()
+                "{} keeps ephemeral session state (handshake keys, ratchets) that neither the Session trait nor the crate exposes, so 'leak one side's session state mid-session' cannot be run black-box; not measured{}",
+                ctx.id(),
+                if ctx.proto.info().family == "otr" {
+                    " (OTR is measured through its test-only DH export when e2elab is built with --features dangerous-testing, as its test suite is)"
+                } else {
+                    ""
+                }
             ),
         ));
     }

@@ -43,10 +43,12 @@
 //!    victims' seeds) that are fed the recording, data only and handshake
 //!    plus data, in both directions. Reading any canary body (or reading it in
 //!    clear on the wire) is `fails`.
-//! 6. **Post-compromise security** is run only where the session state *is*
-//!    the long-term identity (no handshake stanzas) or nothing is encrypted;
-//!    elsewhere the state is not exposed by any trait and the result is
-//!    `not_applicable` with that reason.
+//! 6. **Post-compromise security** is run where the session state *is* the
+//!    long-term identity (no handshake stanzas) or nothing is encrypted, and
+//!    for OTR through the OTR crate's test-only DH export ([`otr_pcs`], only
+//!    when this crate is built with its non-default `dangerous-testing`
+//!    feature, as its own test suite is); elsewhere the state is not exposed
+//!    and the result is `not_applicable` with that reason.
 //! 7. **Repudiation/forgeability**: the judge is a fresh receiving session
 //!    built from Bob's identity (Bob cooperates) and Alice's public identity;
 //!    the forger is Mallory with her own key under Alice's JID. A stanza is
@@ -94,6 +96,8 @@
 //!     message in a session whose peer is Eve.
 
 pub mod experiments;
+#[cfg(feature = "dangerous-testing")]
+pub mod otr_pcs;
 pub mod otr_tools;
 pub mod sok;
 pub mod wire;
@@ -182,7 +186,15 @@ pub fn run_protocol(proto: &dyn Protocol, seed: u64) -> Result<ProtocolSecurity,
     put(Property::Replay, x::replay(&ctx));
     put(Property::LossReorderTolerance, x::loss_reorder(&ctx));
     put(Property::ForwardSecrecy, x::forward_secrecy(&ctx));
-    put(Property::PostCompromiseSecurity, x::post_compromise(&ctx));
+    #[cfg(feature = "dangerous-testing")]
+    let pcs = if proto.info().family == "otr" {
+        otr_pcs::run(&ctx)
+    } else {
+        x::post_compromise(&ctx)
+    };
+    #[cfg(not(feature = "dangerous-testing"))]
+    let pcs = x::post_compromise(&ctx);
+    put(Property::PostCompromiseSecurity, pcs);
     match x::repudiation(&ctx) {
         Ok((r, f)) => {
             put(Property::MessageRepudiation, Ok(r));
