@@ -260,6 +260,20 @@ pub struct Provenance {
     /// when the run was made by it.
     #[serde(default)]
     pub reproduce_wall_seconds: Option<f64>,
+    /// `/proc/loadavg` (1, 5, 15 min) when the measurement started: other
+    /// work on the machine shows here.
+    #[serde(default)]
+    pub load_average_start: String,
+    /// `/proc/loadavg` when it ended.
+    #[serde(default)]
+    pub load_average_end: String,
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// A profile in the run.
@@ -1289,6 +1303,8 @@ fn provenance(seed: u64, date: String, wall: f64) -> Provenance {
         wall_seconds: wall,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         reproduce_wall_seconds: None,
+        load_average_start: String::new(),
+        load_average_end: load_average(),
     }
 }
 
@@ -1297,6 +1313,7 @@ fn provenance(seed: u64, date: String, wall: f64) -> Provenance {
 pub fn run(cfg: &Config, mut progress: impl FnMut(u64, u64, &str)) -> Result<Results, String> {
     let t0 = std::time::Instant::now();
     let date = utc_now();
+    let load_start = load_average();
     let plan = Plan::new(cfg.quick);
     let protos = registry::resolve(&cfg.protocols)?;
     let total_reps = plan.warmup + plan.reps;
@@ -1538,11 +1555,13 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(u64, u64, &str)) -> Result<Res
         }
         res.handshake.push(hs);
     }
-    res.provenance = provenance(
+    let mut prov = provenance(
         cfg.seed,
         res.provenance.date.clone(),
         t0.elapsed().as_secs_f64(),
     );
+    prov.load_average_start = load_start;
+    res.provenance = prov;
     Ok(res)
 }
 
@@ -1609,6 +1628,8 @@ pub fn csv_files(r: &Results) -> Vec<(&'static str, String)> {
             ("seed", p.seed.to_string()),
             ("date", p.date.clone()),
             ("wall_seconds", f(p.wall_seconds)),
+            ("load_average_start", p.load_average_start.clone()),
+            ("load_average_end", p.load_average_end.clone()),
             ("mode", r.plan.mode.clone()),
             ("warmup", r.plan.warmup.to_string()),
             ("reps", r.plan.reps.to_string()),

@@ -404,6 +404,10 @@ fn build(r: &Results, dir: &Path, files: &mut Vec<PathBuf>) -> Result<Vec<Block>
                     ),
                 ],
                 vec!["compare wall time".into(), format!("{:.1} s", p.wall_seconds)],
+                vec![
+                    "load average (1/5/15 min) at start, end".into(),
+                    format!("{}; {}", p.load_average_start, p.load_average_end),
+                ],
                 vec!["command".into(), p.command.clone()],
             ],
         ),
@@ -532,7 +536,7 @@ fn build(r: &Results, dir: &Path, files: &mut Vec<PathBuf>) -> Result<Vec<Block>
     // Messages
     d.push(Block::H(2, "Per-message overhead".into()));
     d.push(Block::P(format!(
-        "A `<message/>` with a `<body/>` of each size, {} each way per size and repetition. Wire bytes per message (median) and expansion = wire bytes / the serialized application stanza (exactly what the `plaintext` control row puts on the wire, so its expansion is 1).",
+        "A `<message/>` with a `<body/>` of each size, {} each way per size and repetition. Wire bytes per message (median) and expansion = wire bytes / the serialized application stanza (exactly what the `plaintext` control row puts on the wire, so its expansion is 1). Messages alternate direction (a conversation), so a protocol that ratchets on each change of speaker (OTR's DH key rotation) pays public-key operations on nearly every message; a one-way burst does not (see the criterion benches in harness/benches).",
         r.plan.messages_per_size
     )));
     let sizes = &r.plan.sizes;

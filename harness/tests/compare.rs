@@ -56,6 +56,7 @@ fn quick_compare_then_report() {
     assert!(r.provenance.sequoia_openpgp.starts_with('2'));
     assert!(!r.provenance.cpu_model.is_empty());
     assert!(r.provenance.date.ends_with('Z'));
+    assert_eq!(r.provenance.load_average_start.split(' ').count(), 3);
 
     // Handshakes: SIGMA-I is 3 stanzas in 3 flights, counted operations on
     // both sides; the control and S/MIME have none.
