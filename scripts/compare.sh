@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 cargo build --release -p e2elab
-./target/release/e2elab run --protocol all --messages 100 --size 64 "$@"
+./target/release/e2elab compare --quick --out results/quick "$@"
+./target/release/e2elab report --in results/quick

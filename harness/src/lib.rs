@@ -8,6 +8,8 @@
 //! [`conformance`] suite, the protocol [`registry`] and the `e2elab` CLI.
 
 pub mod adversary;
+pub mod cli_compare;
+pub mod compare;
 pub mod conformance;
 pub mod cpu;
 pub mod driver;
@@ -15,6 +17,8 @@ pub mod link;
 pub mod output;
 pub mod peer;
 pub mod registry;
+pub mod report;
+pub mod security;
 pub mod store;
 
 pub use e2elab_core as core;

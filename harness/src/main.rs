@@ -130,6 +130,40 @@ enum Cmd {
         #[arg(long = "protocol", short = 'p')]
         protocols: Vec<String>,
     },
+    /// Measure every profile (handshake, keygen, message sweep, time to first
+    /// message, primitive floors) and write DIR/results.json and CSV files.
+    Compare {
+        /// Few repetitions (a smoke run).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long = "protocol", short = 'p')]
+        protocols: Vec<String>,
+        #[arg(long, default_value = "results/run")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Generate DIR/report.md, DIR/report.html and charts from DIR/results.json.
+    Report {
+        #[arg(long = "in")]
+        input: PathBuf,
+    },
+    /// The full evaluation (compare + report) into results/.
+    Reproduce {
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Run the security experiments (attacks on the link) and print outcome and evidence per property.
+    Security {
+        #[arg(long = "protocol", short = 'p')]
+        protocols: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "md"])]
+        format: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -282,6 +316,22 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 ExitCode::from(1)
             })
         }
+        Cmd::Security {
+            protocols,
+            seed,
+            format,
+        } => {
+            print!("{}", e2elab::security::cli(&protocols, seed, &format)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Compare {
+            quick,
+            protocols,
+            out,
+            seed,
+        } => e2elab::cli_compare::compare(quick, protocols, &out, seed),
+        Cmd::Report { input } => e2elab::cli_compare::report(&input),
+        Cmd::Reproduce { out, seed } => e2elab::cli_compare::reproduce(&out, seed),
         Cmd::Conformance { protocols } => {
             let protos = registry::resolve(&protocols)?;
             let mut t = Table::new(&["protocol", "check", "result"]);
