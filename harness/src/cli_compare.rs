@@ -24,6 +24,7 @@ pub fn measure(
     seed: u64,
 ) -> Result<compare::Results, String> {
     let pb = bar();
+    let cfg_protocols = protocols.clone();
     let cfg = compare::Config {
         quick,
         protocols,
@@ -34,9 +35,23 @@ pub fn measure(
         pb.set_position(pos);
         pb.set_message(msg.to_string());
     });
-    pb.finish_and_clear();
     let r = r?;
     compare::write(&r, out)?;
+    // The security experiments for the same profiles and seed, so the report
+    // can set measured outcomes beside spec claims and SoK ratings.
+    let protos = crate::registry::resolve(&cfg_protocols)?;
+    let mut sec = Vec::new();
+    for (i, p) in protos.iter().enumerate() {
+        pb.set_length(protos.len() as u64);
+        pb.set_position(i as u64);
+        pb.set_message(format!("security experiments: {}", p.info().id));
+        sec.push(crate::security::run_protocol(p.as_ref(), seed)?);
+    }
+    pb.finish_and_clear();
+    let json = serde_json::to_string_pretty(&sec).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("security.json"), json).map_err(|e| format!("security.json: {e}"))?;
+    std::fs::write(out.join("security.md"), crate::security::markdown(&sec))
+        .map_err(|e| format!("security.md: {e}"))?;
     eprintln!(
         "compare ({}): {} profile(s) in {:.1} s -> {}",
         r.plan.mode,

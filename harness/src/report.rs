@@ -31,6 +31,8 @@ enum Block {
     P(String),
     Table(Vec<String>, Vec<Vec<String>>),
     Img(String, String),
+    /// Markdown generated elsewhere from this run's files (the security section).
+    Raw(String),
 }
 
 fn esc(s: &str) -> String {
@@ -58,6 +60,10 @@ fn markdown(doc: &[Block]) -> String {
             Block::Img(file, alt) => s.push_str(&format!(
                 "![{alt}]({file}.svg)\n\n([PNG]({file}.png), [SVG]({file}.svg))\n\n"
             )),
+            Block::Raw(md) => {
+                s.push_str(md);
+                s.push('\n');
+            }
         }
     }
     s
@@ -94,6 +100,10 @@ td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}code{{backg
             Block::Img(file, alt) => s.push_str(&format!(
                 "<figure><img src=\"{file}.svg\" alt=\"{a}\"><figcaption>{a} (<a href=\"{file}.png\">PNG</a>)</figcaption></figure>\n",
                 a = esc(alt)
+            )),
+            Block::Raw(md) => s.push_str(&format!(
+                "<p>Security section (Markdown, also in <a href=\"security.md\">security.md</a>):</p><pre>{}</pre>\n",
+                esc(md)
             )),
         }
     }
@@ -884,6 +894,12 @@ fn build(r: &Results, dir: &Path, files: &mut Vec<PathBuf>) -> Result<Vec<Block>
             "scale_memory".into(),
             "Memory per established session".into(),
         ));
+    }
+
+    // Security, from the same run's experiments (written by `compare`).
+    let sec = dir.join("security.md");
+    if let Ok(md) = std::fs::read_to_string(&sec) {
+        d.push(Block::Raw(md));
     }
 
     // Closing note

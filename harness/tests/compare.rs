@@ -174,6 +174,13 @@ fn quick_compare_then_report() {
     e2elab(&["report", "--in", d]);
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    // The security experiments of the same run sit in the report beside the measurements.
+    let sec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("security.json")).unwrap()).unwrap();
+    assert_eq!(sec.as_array().unwrap().len(), 3, "one security result per compared profile");
+    assert!(md.contains("## Security properties, measured"));
+    assert!(md.contains("| integrity |"));
+    assert!(html.contains("security.md"));
     assert!(md.contains("esessions-sigma-i: handshake cost / primitive floor = "));
     assert!(md.contains(&format!("{:.2}", f.ratio)));
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("rfc3923"));
