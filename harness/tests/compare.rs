@@ -177,7 +177,11 @@ fn quick_compare_then_report() {
     // The security experiments of the same run sit in the report beside the measurements.
     let sec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("security.json")).unwrap()).unwrap();
-    assert_eq!(sec.as_array().unwrap().len(), 3, "one security result per compared profile");
+    assert_eq!(
+        sec.as_array().unwrap().len(),
+        3,
+        "one security result per compared profile"
+    );
     assert!(md.contains("## Security properties, measured"));
     assert!(md.contains("| integrity |"));
     assert!(html.contains("security.md"));
