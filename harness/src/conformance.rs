@@ -1,5 +1,5 @@
 //! The conformance suite: one generic set of checks, run for every protocol,
-//! that tests what the protocol's spec *claims* (its [`ProtocolInfo`]).
+//! that tests what the protocol's spec *claims* (its [`ProtocolInfo`](e2elab_core::ProtocolInfo)).
 //!
 //! Every check returns `Err(description)` on a violation. Rules applied to any
 //! bad input (tampered, replayed, reordered, garbage):

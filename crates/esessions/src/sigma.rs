@@ -389,7 +389,6 @@ enum St {
 }
 
 struct AliceAwaitInit {
-    thread: String,
     chosen: Chosen,
     group: Group,
     x: DhPrivate,
@@ -1299,7 +1298,6 @@ impl SigmaSession {
             _ => return Err(unexpected("response", "state")),
         };
         self.st = St::AwaitInit(Box::new(AliceAwaitInit {
-            thread,
             chosen,
             group: g,
             x: x_own,
@@ -1331,6 +1329,46 @@ impl SigmaSession {
             }
         }
         Ok((secrets, keys))
+    }
+
+    /// The shared retained secret: the first of ours with the peer's clients that `matches`.
+    fn find_srs(
+        &self,
+        matches: impl Fn(&SecretBytes) -> Result<bool>,
+    ) -> Result<Option<(SecretBytes, (String, String))>> {
+        let (secrets, keys_of) = self.retained_for_peer()?;
+        for (s, k) in secrets.into_iter().zip(keys_of) {
+            if matches(&s)? {
+                return Ok(Some((s, k)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The end of a 4-message negotiation on either side: the SAS, the new
+    /// retained secret in place of the shared one, and the SAS reminder when
+    /// neither a key nor a retained secret authenticated the peer.
+    fn conclude(
+        &self,
+        k_final: &SecretBytes,
+        srs: Option<(SecretBytes, (String, String))>,
+        m_a: &[u8],
+        form_b: &[u8],
+        peer_mode: KeyMode,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<String> {
+        let sas = sas28x5(m_a, form_b, !self.settings.gajim)?;
+        let had_srs = srs.is_some();
+        self.retain(k_final, srs.map(|(_, k)| k))?;
+        if !had_srs && peer_mode == KeyMode::None {
+            warnings.push(Warning::Unauthenticated {
+                reason: format!(
+                    "no retained secret in common with {}: compare the SAS {sas}",
+                    self.peer
+                ),
+            });
+        }
+        Ok(sas)
     }
 
     fn final_k(&self, k: &SecretBytes, srs: Option<&[u8]>) -> Result<SecretBytes> {
@@ -1468,18 +1506,13 @@ impl SigmaSession {
         }
         // 4-message: retained secrets, final keys, Bob's identity.
         let k = k.ok_or_else(|| Error::Backend("no key".into()))?;
-        let (secrets, keys_of) = self.retained_for_peer()?;
-        let mut srs = None;
-        for (i, s) in secrets.iter().enumerate() {
+        let srs = self.find_srs(|s| {
             let h = prim::hmac_sha256(&n_a, &[s.expose()])?;
-            if rshashes.iter().any(|r| {
+            Ok(rshashes.iter().any(|r| {
                 B64.decode(r.trim())
                     .is_ok_and(|r| e2elab_core::ct_eq(&r, &h))
-            }) {
-                srs = Some((s.clone(), keys_of[i].clone()));
-                break;
-            }
-        }
+            }))
+        })?;
         let k_final = self.final_k(&k, srs.as_ref().map(|(s, _)| s.expose()))?;
         let ka = derive(&k_final, "Initiator", suite.key_len)?;
         let kb = derive(&k_final, "Responder", suite.key_len)?;
@@ -1508,17 +1541,8 @@ impl SigmaSession {
         init.append_child(fb2.to_element());
         m.append_child(init);
         out.send(m);
-        let sas = sas28x5(&m_a, &form_b, !self.settings.gajim)?;
         let had_srs = srs.is_some();
-        self.retain(&k_final, srs.map(|(_, k)| k))?;
-        if !had_srs && init_pubkey == KeyMode::None {
-            warnings.push(Warning::Unauthenticated {
-                reason: format!(
-                    "no retained secret in common with {}: compare the SAS {sas}",
-                    self.peer
-                ),
-            });
-        }
+        let sas = self.conclude(&k_final, srs, &m_a, &form_b, init_pubkey, &mut warnings)?;
         let ch = Channel::new(
             suite,
             b.group,
@@ -1561,17 +1585,12 @@ impl SigmaSession {
         check_answer(&fb2, "result", &a.n_a)?;
         let suite = self.suite(&a.chosen);
         let srshash = b64d("srshash", fb2.value("srshash")?)?;
-        let (secrets, keys_of) = self.retained_for_peer()?;
-        let mut srs = None;
-        for (i, s) in secrets.iter().enumerate() {
-            if e2elab_core::ct_eq(
+        let srs = self.find_srs(|s| {
+            Ok(e2elab_core::ct_eq(
                 &prim::hmac_sha256(s.expose(), &[b"Shared Retained Secret"])?,
                 &srshash,
-            ) {
-                srs = Some((s.clone(), keys_of[i].clone()));
-                break;
-            }
-        }
+            ))
+        })?;
         let k_final = self.final_k(&a.k, srs.as_ref().map(|(s, _)| s.expose()))?;
         let ka = derive(&k_final, "Initiator", suite.key_len)?;
         let kb = derive(&k_final, "Responder", suite.key_len)?;
@@ -1603,18 +1622,8 @@ impl SigmaSession {
             return Err(unexpected("init", "state"));
         };
         let a = *a;
-        let sas = sas28x5(&m_a, &form_b, !self.settings.gajim)?;
         let had_srs = srs.is_some();
-        self.retain(&k_final, srs.map(|(_, k)| k))?;
-        if !had_srs && resp_pubkey == KeyMode::None {
-            warnings.push(Warning::Unauthenticated {
-                reason: format!(
-                    "no retained secret in common with {}: compare the SAS {sas}",
-                    self.peer
-                ),
-            });
-        }
-        let _ = a.thread;
+        let sas = self.conclude(&k_final, srs, &m_a, &form_b, resp_pubkey, &mut warnings)?;
         let ch = Channel::new(
             suite,
             a.group,
