@@ -45,7 +45,7 @@
 //!    clear on the wire) is `fails`.
 //! 6. **Post-compromise security** is run where the session state *is* the
 //!    long-term identity (no handshake stanzas) or nothing is encrypted, and
-//!    for OTR through the OTR crate's test-only DH export ([`otr_pcs`], only
+//!    for OTR through the OTR crate's test-only DH export (`otr_pcs`, only
 //!    when this crate is built with its non-default `dangerous-testing`
 //!    feature, as its own test suite is); elsewhere the state is not exposed
 //!    and the result is `not_applicable` with that reason.
