@@ -14,6 +14,9 @@ PACKAGES=(
   gnupg openssl
   # plots: plotters' bitmap backend and a font for chart text
   libfontconfig1-dev libfreetype6-dev fonts-dejavu-core
+  # the real-server transport: Prosody 0.12 (and the Lua modules it recommends,
+  # so a fresh machine runs the same server as the one the figures came from)
+  prosody lua-event lua-unbound
 )
 
 missing=()
@@ -29,6 +32,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's prosody package starts a system-wide server on install. The harness
+# and the tests run their own throwaway Prosody (scripts/prosody.sh) on free
+# loopback ports; the system one is not used, so stop it.
+if [ -f /run/prosody/prosody.pid ] && kill -0 "$(cat /run/prosody/prosody.pid)" 2>/dev/null; then
+  kill "$(cat /run/prosody/prosody.pid)" 2>/dev/null || true
 fi
 
 # The Rust toolchain's own checkers.
