@@ -68,10 +68,10 @@ fn attr(mut e: Element, k: &str, v: &str) -> Result<Element, String> {
     Ok(e)
 }
 
-fn addressed(kind: StanzaKind, from: usize) -> Result<Element, String> {
+fn addressed(kind: StanzaKind, from: usize, jids: [&str; 2]) -> Result<Element, String> {
     let e = stanza::new(kind);
-    let e = attr(e, "from", &full_jid(from))?;
-    attr(e, "to", &full_jid(1 - from))
+    let e = attr(e, "from", jids[from])?;
+    attr(e, "to", jids[1 - from])
 }
 
 /// The varied application stanzas from party `from`, for the kinds the protocol protects.
@@ -79,9 +79,18 @@ pub fn varied_stanzas(
     proto: &dyn Protocol,
     from: usize,
 ) -> Result<Vec<(&'static str, Element)>, String> {
+    varied_stanzas_between(proto, from, [&full_jid(0), &full_jid(1)])
+}
+
+/// [`varied_stanzas`] between these full JIDs (initiator first).
+pub fn varied_stanzas_between(
+    proto: &dyn Protocol,
+    from: usize,
+    jids: [&str; 2],
+) -> Result<Vec<(&'static str, Element)>, String> {
     let ns = stanza::NS_CLIENT;
     let msg = |id: &str| -> Result<Element, String> {
-        let m = addressed(StanzaKind::Message, from)?;
+        let m = addressed(StanzaKind::Message, from, jids)?;
         let m = attr(m, "type", "chat")?;
         attr(m, "id", id)
     };
@@ -143,7 +152,7 @@ pub fn varied_stanzas(
 
     let protects = proto.info().protects;
     if protects.contains(&StanzaKind::Presence) {
-        let mut p = addressed(StanzaKind::Presence, from)?;
+        let mut p = addressed(StanzaKind::Presence, from, jids)?;
         p.append_child(stanza::text_element("show", ns, "away"));
         p.append_child(stanza::text_element(
             "status",
@@ -154,7 +163,7 @@ pub fn varied_stanzas(
         v.push(("presence", p));
     }
     if protects.contains(&StanzaKind::Iq) {
-        let q = attr(addressed(StanzaKind::Iq, from)?, "type", "get")?;
+        let q = attr(addressed(StanzaKind::Iq, from, jids)?, "type", "get")?;
         let mut q = attr(q, "id", "iq-1")?;
         q.append_child(el("query", "jabber:iq:version"));
         v.push(("iq", q));

@@ -31,9 +31,18 @@ pub struct Identities {
 
 /// Generate both parties' identities from the run seed.
 pub fn provision(proto: &dyn Protocol, seed: u64) -> Result<Identities, String> {
+    provision_as(proto, seed, [ALICE, BOB])
+}
+
+/// Generate identities for these two bare JIDs (initiator first) from the run seed.
+pub fn provision_as(
+    proto: &dyn Protocol,
+    seed: u64,
+    bare: [&str; 2],
+) -> Result<Identities, String> {
     let mut ids = Vec::new();
     let mut cpus = [Duration::ZERO; 2];
-    for (i, jid) in [ALICE, BOB].iter().enumerate() {
+    for (i, jid) in bare.iter().enumerate() {
         let mut env = Env::for_party(seed, &format!("identity:{jid}"));
         let (r, c, _) = cpu::measure(|| proto.generate_identity(&mut env, jid));
         cpus[i] = c;
@@ -56,6 +65,17 @@ pub fn link_for(
     seed: u64,
     options: &Options,
 ) -> Result<Link, String> {
+    link_between(proto, ids, seed, options, [&full_jid(0), &full_jid(1)])
+}
+
+/// Create both sessions for these full JIDs (initiator first) and a link between them.
+pub fn link_between(
+    proto: &dyn Protocol,
+    ids: &Identities,
+    seed: u64,
+    options: &Options,
+    jids: [&str; 2],
+) -> Result<Link, String> {
     let mut parties = Vec::new();
     for idx in 0..2 {
         let role = if idx == 0 {
@@ -66,8 +86,8 @@ pub fn link_for(
         let mut env = Env::for_party(seed, role.name());
         let cfg = SessionConfig {
             role,
-            local_jid: full_jid(idx),
-            peer_jid: full_jid(1 - idx),
+            local_jid: jids[idx].to_string(),
+            peer_jid: jids[1 - idx].to_string(),
             identity: ids.ids[idx].clone(),
             peer_public: Some(ids.ids[1 - idx].public.clone()),
             options: options.clone(),
@@ -100,9 +120,20 @@ pub fn body_text(seed: u64, n: u64, len: usize) -> String {
 
 /// The workload's application stanza number `n` from party `from`.
 pub fn workload_stanza(seed: u64, from: usize, n: u64, size: usize) -> Result<Element, String> {
+    workload_stanza_between(seed, from, n, size, [&full_jid(0), &full_jid(1)])
+}
+
+/// [`workload_stanza`] between these full JIDs (initiator first).
+pub fn workload_stanza_between(
+    seed: u64,
+    from: usize,
+    n: u64,
+    size: usize,
+    jids: [&str; 2],
+) -> Result<Element, String> {
     stanza::chat_message(
-        &full_jid(from),
-        &full_jid(1 - from),
+        jids[from],
+        jids[1 - from],
         &format!("m{from}-{n}"),
         &body_text(seed.wrapping_add(from as u64), n, size),
     )

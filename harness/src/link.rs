@@ -521,6 +521,12 @@ impl Link {
         self.deliver(0, dir, xml.to_string(), "inject", self.phase)
     }
 
+    /// Deliver a wire form that arrived by another transport (a real server)
+    /// to the receiver of `dir`, recorded in the transcript under `action`.
+    pub fn deliver_wire(&mut self, dir: Dir, xml: &str, action: &'static str) -> Delivery {
+        self.deliver(0, dir, xml.to_string(), action, self.phase)
+    }
+
     fn deliver(
         &mut self,
         seq: u64,
