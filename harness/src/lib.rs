@@ -20,5 +20,6 @@ pub mod registry;
 pub mod report;
 pub mod security;
 pub mod store;
+pub mod xmpp;
 
 pub use e2elab_core as core;

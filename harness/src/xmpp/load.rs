@@ -1,0 +1,241 @@
+//! Load: N concurrent session pairs through one server, bounded in count and
+//! time, stopping by itself.
+//!
+//! All pairs run as tasks on one client thread (a tokio current-thread
+//! runtime with a `LocalSet`): the sessions' CPU work is serialized on that
+//! thread while Prosody has the other core. Each pair logs in two accounts
+//! (`user{2i}`, `user{2i+1}`), runs its handshake, then `messages` stanzas each
+//! way (alternating, each awaited before the next) and hangs up. Long-term
+//! identities are generated before the timed window (key generation is a
+//! one-time cost reported elsewhere). A pair that fails, or that has not
+//! finished at the deadline, counts as failed.
+
+use super::conn::ServerSpec;
+use super::run::ServerPair;
+use super::Percentiles;
+use crate::driver::{self, Identities};
+use e2elab_core::{Options, Protocol};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// One load step's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadRow {
+    /// Profile id.
+    pub protocol: String,
+    /// `tcp` or `starttls`.
+    pub mode: String,
+    /// Concurrent pairs started.
+    pub pairs: usize,
+    /// Messages each way per pair.
+    pub messages_per_pair: u64,
+    /// Message body bytes.
+    pub body_size: usize,
+    /// Pairs that finished everything.
+    pub completed_pairs: usize,
+    /// Pairs that failed or were cut off by the deadline.
+    pub failed_pairs: usize,
+    /// Application stanzas delivered intact.
+    pub messages_delivered: u64,
+    /// Wall time from the first login to the last pair's end, seconds.
+    pub wall_s: f64,
+    /// From the first application stanza sent to the last delivered, seconds.
+    pub message_window_s: f64,
+    /// Delivered application stanzas per second of the message window.
+    pub throughput_msg_s: f64,
+    /// Send-to-delivery latency of application stanzas, ms.
+    pub latency_ms: Percentiles,
+    /// Handshake wall time per pair, ms.
+    pub handshake_ms: Percentiles,
+    /// Login (connect, TLS, SASL, bind) per connection, ms.
+    pub login_ms: Percentiles,
+    /// Wire stanzas that arrived altered.
+    pub altered: usize,
+    /// `completed` or `deadline after S s`.
+    pub stopped: String,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+    /// Key generation this step needed before its window (identities of
+    /// earlier steps and of the other transport mode are reused), seconds.
+    pub keygen_s: f64,
+}
+
+#[derive(Default)]
+struct Outcome {
+    ok: bool,
+    error: Option<String>,
+    latencies_ms: Vec<f64>,
+    handshake_ms: Option<f64>,
+    login_ms: Vec<f64>,
+    delivered: u64,
+    altered: usize,
+    first_send: Option<Instant>,
+    last_delivery: Option<Instant>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn one_pair(
+    spec: ServerSpec,
+    proto: Rc<dyn Protocol>,
+    ids: Rc<Identities>,
+    idx: usize,
+    resource: String,
+    messages: u64,
+    size: usize,
+    seed: u64,
+    sink: Rc<RefCell<Vec<Outcome>>>,
+) {
+    let mut o = Outcome::default();
+    let nodes = [format!("user{}", 2 * idx), format!("user{}", 2 * idx + 1)];
+    let r: Result<(), String> = async {
+        let (mut pair, _) = ServerPair::open(
+            &spec,
+            proto.as_ref(),
+            [&nodes[0], &nodes[1]],
+            &resource,
+            Some(&ids),
+            seed.wrapping_add(idx as u64),
+            &Options::new(),
+        )
+        .await?;
+        o.login_ms = pair
+            .conns
+            .iter()
+            .map(|c| c.login.as_secs_f64() * 1e3)
+            .collect();
+        let hs = pair.handshake().await;
+        o.altered = pair.rec.altered.len();
+        o.handshake_ms = Some(hs?.as_secs_f64() * 1e3);
+        for n in 0..messages {
+            for from in 0..2 {
+                let el = driver::workload_stanza_between(
+                    seed,
+                    from,
+                    n,
+                    size,
+                    [&pair.jids[0], &pair.jids[1]],
+                )?;
+                o.first_send.get_or_insert_with(Instant::now);
+                let t = pair.send_expect(from, &el).await?;
+                o.last_delivery = Some(Instant::now());
+                o.latencies_ms.push(t.as_secs_f64() * 1e3);
+                o.delivered += 1;
+            }
+        }
+        o.altered = pair.rec.altered.len();
+        Ok(())
+    }
+    .await;
+    match r {
+        Ok(()) => o.ok = true,
+        Err(e) => o.error = Some(e),
+    }
+    sink.borrow_mut().push(o);
+}
+
+/// Identities for `pairs` pairs of load accounts, extending `have`.
+pub fn provision(
+    proto: &dyn Protocol,
+    seed: u64,
+    domain: &str,
+    have: &mut Vec<Rc<Identities>>,
+    pairs: usize,
+) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    while have.len() < pairs {
+        let i = have.len();
+        let a = format!("user{}@{domain}", 2 * i);
+        let b = format!("user{}@{domain}", 2 * i + 1);
+        have.push(Rc::new(driver::provision_as(proto, seed, [&a, &b])?));
+    }
+    Ok(t0.elapsed())
+}
+
+/// Run one load step on the current `LocalSet`.
+#[allow(clippy::too_many_arguments)]
+pub async fn step(
+    spec: &ServerSpec,
+    proto: Rc<dyn Protocol>,
+    ids: &[Rc<Identities>],
+    pairs: usize,
+    messages: u64,
+    size: usize,
+    seed: u64,
+    deadline: Duration,
+    tag: &str,
+) -> LoadRow {
+    let sink = Rc::new(RefCell::new(Vec::new()));
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for (idx, id) in ids.iter().enumerate().take(pairs) {
+        handles.push(tokio::task::spawn_local(one_pair(
+            spec.clone(),
+            proto.clone(),
+            id.clone(),
+            idx,
+            format!("load-{tag}"),
+            messages,
+            size,
+            seed,
+            sink.clone(),
+        )));
+    }
+    let all = futures::future::join_all(handles.iter_mut());
+    let stopped = match tokio::time::timeout(deadline, all).await {
+        Ok(_) => "completed".to_string(),
+        Err(_) => {
+            for h in &handles {
+                h.abort();
+            }
+            format!("deadline after {:.0} s", deadline.as_secs_f64())
+        }
+    };
+    let wall = t0.elapsed().as_secs_f64();
+    let outs = std::mem::take(&mut *sink.borrow_mut());
+    let window = match (
+        outs.iter().filter_map(|o| o.first_send).min(),
+        outs.iter().filter_map(|o| o.last_delivery).max(),
+    ) {
+        (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let completed = outs.iter().filter(|o| o.ok).count();
+    let delivered: u64 = outs.iter().map(|o| o.delivered).sum();
+    let lat: Vec<f64> = outs.iter().flat_map(|o| o.latencies_ms.clone()).collect();
+    let hs: Vec<f64> = outs.iter().filter_map(|o| o.handshake_ms).collect();
+    let login: Vec<f64> = outs.iter().flat_map(|o| o.login_ms.clone()).collect();
+    let first_error = outs.iter().find_map(|o| o.error.clone()).or_else(|| {
+        (completed < pairs)
+            .then(|| format!("{} pair(s) unfinished at the deadline", pairs - outs.len()))
+    });
+    LoadRow {
+        protocol: proto.info().id.to_string(),
+        mode: spec.mode().to_string(),
+        pairs,
+        messages_per_pair: messages,
+        body_size: size,
+        completed_pairs: completed,
+        failed_pairs: pairs - completed,
+        messages_delivered: delivered,
+        wall_s: wall,
+        message_window_s: window,
+        throughput_msg_s: if window > 0.0 {
+            delivered as f64 / window
+        } else {
+            0.0
+        },
+        latency_ms: Percentiles::of(&lat),
+        handshake_ms: Percentiles::of(&hs),
+        login_ms: Percentiles::of(&login),
+        altered: outs.iter().map(|o| o.altered).sum(),
+        stopped,
+        first_error: first_error.map(|e| stanza_safe(&e)),
+        keygen_s: 0.0,
+    }
+}
+
+fn stanza_safe(e: &str) -> String {
+    e.chars().take(400).collect()
+}

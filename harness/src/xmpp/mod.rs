@@ -1,0 +1,742 @@
+//! The real-server transport: the same sans-IO sessions through Prosody.
+//!
+//! `e2elab compare --transport xmpp` runs the in-memory comparison and then
+//! this module's measurements through a real XMPP server (a throwaway Prosody
+//! on loopback started by the harness, or `--server ADDR`), once over plain
+//! TCP and once with STARTTLS:
+//! - per profile: login time, handshake wall time, wall-clock time to first
+//!   protected message (handshake start to the first 64-byte application
+//!   stanza delivered), server transit per wire stanza;
+//! - per profile and body size: send-to-delivery latency (median and spread),
+//!   serialized bytes per message beside the bytes that crossed the client
+//!   sockets (below TLS: what the server read and wrote; Prosody 0.12 exposes
+//!   no per-connection byte counters, so they are counted at the socket);
+//! - the conformance suite's varied stanzas (subject, thread, extensions,
+//!   Unicode, empty and 64 KiB bodies, presence) each way, each required to
+//!   arrive intact;
+//! - every wire stanza compared with what arrived (only the `from` stamp of
+//!   RFC 6120 §8.1.2.1 is expected to differ); alterations and losses are
+//!   findings, kept with both serialized forms;
+//! - a stanza-limit probe: a second server with a small explicit
+//!   `c2s_stanza_size_limit`, one large message per profile (and OTR with
+//!   libotr's fragmentation): which protocols get through, in how many stanzas;
+//! - load: N concurrent pairs (see [`load`]).
+//!
+//! Results go to `DIR/server.json` and CSV files; `e2elab report` puts them
+//! beside the in-memory figures.
+
+pub mod conn;
+pub mod load;
+pub mod run;
+pub mod server;
+
+use crate::compare::Stat;
+use crate::link::Phase;
+use crate::{driver, registry};
+use conn::ServerSpec;
+use e2elab_core::{Options, Protocol};
+use run::{Alteration, Loss, ServerPair};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Prosody's own default `c2s_stanza_size_limit` (0.12), set explicitly.
+pub const DEFAULT_STANZA_LIMIT: u64 = 256 * 1024;
+
+/// Percentiles of a sample.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    /// Samples.
+    pub n: usize,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles (all zero without samples).
+    pub fn of(v: &[f64]) -> Percentiles {
+        let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        if s.is_empty() {
+            return Percentiles::default();
+        }
+        s.sort_by(f64::total_cmp);
+        let at = |p: f64| {
+            let k = ((p * s.len() as f64).ceil() as usize).clamp(1, s.len());
+            s[k - 1]
+        };
+        Percentiles {
+            n: s.len(),
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: s[s.len() - 1],
+        }
+    }
+}
+
+/// A server someone else runs.
+#[derive(Debug, Clone)]
+pub struct External {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Certificate to trust for STARTTLS (no STARTTLS run without one).
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// What a server run does.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Smoke-run sizes.
+    pub quick: bool,
+    /// Profile ids (empty or `all`: every profile).
+    pub protocols: Vec<String>,
+    /// Profiles for the load test (empty: the default set).
+    pub load_protocols: Vec<String>,
+    /// Seed.
+    pub seed: u64,
+    /// `None`: start a throwaway Prosody.
+    pub server: Option<External>,
+    /// The explicit `c2s_stanza_size_limit` of the main server.
+    pub stanza_limit: u64,
+    /// The smaller limit of the probe server.
+    pub probe_limit: u64,
+}
+
+impl Config {
+    /// Defaults for a mode.
+    pub fn new(quick: bool, protocols: Vec<String>, seed: u64) -> Config {
+        Config {
+            quick,
+            protocols,
+            load_protocols: Vec::new(),
+            seed,
+            server: None,
+            stanza_limit: DEFAULT_STANZA_LIMIT,
+            probe_limit: 16 * 1024,
+        }
+    }
+}
+
+/// Profiles loaded by default: the control row and one per family whose
+/// long-term keys are cheap to make (load runs need two identities per pair;
+/// RSA-2048 and OpenPGP RSA keys cost 0.2-0.4 s each here).
+pub const DEFAULT_LOAD: [&str; 4] = ["plaintext", "esessions-simplified", "xep0373-ox", "otr-v3"];
+
+/// Repetition counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerPlan {
+    /// `quick` or `full`.
+    pub mode: String,
+    /// Warm-up handshakes (discarded).
+    pub warmup: usize,
+    /// Measured handshakes per profile and transport mode.
+    pub reps: usize,
+    /// Messages each way per body size.
+    pub messages_per_size: u64,
+    /// Body sizes.
+    pub sizes: Vec<usize>,
+    /// Load steps (concurrent pairs), run in order until one fails.
+    pub load_pairs: Vec<usize>,
+    /// Messages each way per pair in a load step.
+    pub load_messages: u64,
+    /// Body bytes of load messages.
+    pub load_size: usize,
+    /// Time bound of one load step, seconds.
+    pub load_deadline_s: f64,
+    /// Body bytes of the stanza-limit probe message.
+    pub probe_size: usize,
+}
+
+impl ServerPlan {
+    /// The plan of a mode.
+    pub fn new(quick: bool) -> ServerPlan {
+        if quick {
+            ServerPlan {
+                mode: "quick".into(),
+                warmup: 1,
+                reps: 3,
+                messages_per_size: 5,
+                sizes: vec![0, 64, 1024, 16384, 65536],
+                load_pairs: vec![10, 50],
+                load_messages: 5,
+                load_size: 64,
+                load_deadline_s: 60.0,
+                probe_size: 64 * 1024,
+            }
+        } else {
+            ServerPlan {
+                mode: "full".into(),
+                warmup: 1,
+                reps: 11,
+                messages_per_size: 20,
+                sizes: crate::compare::SIZES.to_vec(),
+                load_pairs: vec![100, 200, 400, 800],
+                load_messages: 10,
+                load_size: 64,
+                load_deadline_s: 120.0,
+                probe_size: 64 * 1024,
+            }
+        }
+    }
+}
+
+/// One profile through the server in one transport mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerProfileRow {
+    /// Profile id.
+    pub protocol: String,
+    /// `tcp` or `starttls`.
+    pub mode: String,
+    /// Login per connection (connect, STARTTLS, SASL, bind), ms.
+    pub login_ms: Stat,
+    /// Handshake wall time, ms (start to both established).
+    pub handshake_ms: Stat,
+    /// Wall-clock time to first protected message, ms: handshake start to the
+    /// first 64-byte application stanza delivered.
+    pub ttfm_ms: Stat,
+    /// Handshake stanzas.
+    pub handshake_stanzas: u64,
+    /// Handshake serialized bytes, both ways (as the in-memory link counts).
+    pub handshake_serialized_bytes: u64,
+    /// Handshake bytes through the client sockets, both clients' writes.
+    pub handshake_socket_bytes_sent: Stat,
+    /// Server transit of one wire stanza, µs (sender's connection -> receiver's).
+    pub transit_us: Stat,
+    /// Wire stanzas carried in this row's runs.
+    pub stanzas: u64,
+    /// Varied stanzas sent (both ways) and delivered intact.
+    pub varied_sent: usize,
+    /// Of those, delivered intact.
+    pub varied_intact: usize,
+    /// Wire stanzas that arrived with the server's `xml:lang` stamp (RFC 6120 §8.1.5).
+    pub lang_stamped: u64,
+    /// Application stanzas delivered exactly equal to the original.
+    pub delivered_exact: u64,
+    /// Application stanzas delivered equal but for the server's `xml:lang`
+    /// stamp (the protocol takes outer attributes from the unprotected stanza).
+    pub delivered_with_stamp: u64,
+    /// Wire stanzas altered by the server.
+    pub altered: usize,
+    /// Wire stanzas lost.
+    pub lost: usize,
+    /// Error that ended this profile's run early, if any.
+    pub error: Option<String>,
+}
+
+/// One profile, mode and body size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerMessageRow {
+    /// Profile id.
+    pub protocol: String,
+    /// Transport mode.
+    pub mode: String,
+    /// Body bytes.
+    pub size: usize,
+    /// Send call to delivery at the peer, ms.
+    pub latency_ms: Stat,
+    /// Serialized bytes per message (the in-memory measure).
+    pub serialized_bytes: f64,
+    /// Bytes the sender's socket wrote per message (what the server read).
+    pub socket_bytes_sent: f64,
+    /// Bytes the receiver's socket read per message (what the server wrote).
+    pub socket_bytes_received: f64,
+    /// Wire stanzas per message.
+    pub stanzas: f64,
+}
+
+/// One profile through the stanza-limit probe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeRow {
+    /// Profile id.
+    pub protocol: String,
+    /// Session options used (e.g. OTR fragmentation).
+    pub options: String,
+    /// `delivered` or `rejected` or `failed`.
+    pub outcome: String,
+    /// Wire stanzas the message took.
+    pub stanzas: u64,
+    /// Largest wire stanza, serialized bytes.
+    pub largest_stanza: usize,
+    /// Why it did not get through.
+    pub why: Option<String>,
+}
+
+/// Everything a server run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerResults {
+    /// `Prosody <version> (started by e2elab, 127.0.0.1)` or `external ADDR`.
+    pub server: String,
+    /// Explicit `c2s_stanza_size_limit` of the main server (own server only).
+    pub stanza_limit: Option<u64>,
+    /// Transport modes measured.
+    pub modes: Vec<String>,
+    /// Repetitions.
+    pub plan: ServerPlan,
+    /// Seed.
+    pub seed: u64,
+    /// Wall time of the server run, seconds.
+    pub wall_seconds: f64,
+    /// Per profile and mode.
+    pub profiles: Vec<ServerProfileRow>,
+    /// Per profile, mode and size.
+    pub messages: Vec<ServerMessageRow>,
+    /// Stanzas altered in transit.
+    pub altered: Vec<Alteration>,
+    /// Stanzas lost in transit.
+    pub lost: Vec<Loss>,
+    /// The probe server's explicit limit (bytes), if the probe ran.
+    pub probe_limit: Option<u64>,
+    /// Probe outcomes.
+    pub probe: Vec<ProbeRow>,
+    /// Load steps.
+    pub load: Vec<LoadRowOut>,
+}
+
+/// A load row (re-exported for the results file).
+pub type LoadRowOut = load::LoadRow;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Measure one profile in one mode; records figures and findings.
+async fn profile(
+    spec: &ServerSpec,
+    proto: &dyn Protocol,
+    plan: &ServerPlan,
+    seed: u64,
+    res: &mut ServerResults,
+) {
+    let id = proto.info().id.to_string();
+    let mode = spec.mode().to_string();
+    let mut row = ServerProfileRow {
+        protocol: id.clone(),
+        mode: mode.clone(),
+        login_ms: Stat::default(),
+        handshake_ms: Stat::default(),
+        ttfm_ms: Stat::default(),
+        handshake_stanzas: 0,
+        handshake_serialized_bytes: 0,
+        handshake_socket_bytes_sent: Stat::default(),
+        transit_us: Stat::default(),
+        stanzas: 0,
+        varied_sent: 0,
+        varied_intact: 0,
+        lang_stamped: 0,
+        delivered_exact: 0,
+        delivered_with_stamp: 0,
+        altered: 0,
+        lost: 0,
+        error: None,
+    };
+    let opts = Options::new();
+    let resource = format!("{id}-{mode}");
+    let (mut pair, ids) =
+        match ServerPair::open(spec, proto, ["alice", "bob"], &resource, None, seed, &opts).await {
+            Ok(x) => x,
+            Err(e) => {
+                row.error = Some(e);
+                res.profiles.push(row);
+                return;
+            }
+        };
+    row.login_ms = Stat::of(&pair.conns.iter().map(|c| ms(c.login)).collect::<Vec<_>>());
+    let r: Result<(), String> = async {
+        let ids = ids.ok_or("identities missing")?;
+        let (mut hs, mut tt, mut sock) = (Vec::new(), Vec::new(), Vec::new());
+        for rep in 0..plan.warmup + plan.reps {
+            if rep > 0 {
+                pair.renew(proto, &ids, seed.wrapping_add(rep as u64), &opts)?;
+            }
+            let b0 = pair.socket_bytes();
+            let h = pair.handshake().await?;
+            let b1 = pair.socket_bytes();
+            let jids = [pair.jids[0].clone(), pair.jids[1].clone()];
+            let first = driver::workload_stanza_between(
+                seed,
+                0,
+                0,
+                crate::compare::FIRST_MESSAGE_SIZE,
+                [&jids[0], &jids[1]],
+            )?;
+            let m = pair.send_expect(0, &first).await?;
+            if rep >= plan.warmup {
+                hs.push(ms(h));
+                tt.push(ms(h + m));
+                sock.push(((b1[0].0 - b0[0].0) + (b1[1].0 - b0[1].0)) as f64);
+                row.handshake_stanzas = pair
+                    .link
+                    .counters(Phase::Handshake, crate::link::Dir::AtoB)
+                    .messages
+                    + pair
+                        .link
+                        .counters(Phase::Handshake, crate::link::Dir::BtoA)
+                        .messages;
+                row.handshake_serialized_bytes = pair.serialized_bytes(Phase::Handshake);
+            }
+        }
+        row.handshake_ms = Stat::of(&hs);
+        row.ttfm_ms = Stat::of(&tt);
+        row.handshake_socket_bytes_sent = Stat::of(&sock);
+        // The size sweep on the last (established) sessions.
+        let jids = [pair.jids[0].clone(), pair.jids[1].clone()];
+        for &size in &plan.sizes {
+            let mut lat = Vec::new();
+            let b0 = pair.socket_bytes();
+            let s0 = pair.serialized_bytes(Phase::Data);
+            let n0 = pair.rec.stanzas;
+            for n in 0..plan.messages_per_size {
+                for from in 0..2 {
+                    let el = driver::workload_stanza_between(
+                        seed,
+                        from,
+                        1000 + n,
+                        size,
+                        [&jids[0], &jids[1]],
+                    )?;
+                    lat.push(ms(pair.send_expect(from, &el).await?));
+                }
+            }
+            let b1 = pair.socket_bytes();
+            let k = (plan.messages_per_size * 2) as f64;
+            res.messages.push(ServerMessageRow {
+                protocol: id.clone(),
+                mode: mode.clone(),
+                size,
+                latency_ms: Stat::of(&lat),
+                serialized_bytes: (pair.serialized_bytes(Phase::Data) - s0) as f64 / k,
+                socket_bytes_sent: ((b1[0].0 - b0[0].0) + (b1[1].0 - b0[1].0)) as f64 / k,
+                socket_bytes_received: ((b1[0].1 - b0[0].1) + (b1[1].1 - b0[1].1)) as f64 / k,
+                stanzas: (pair.rec.stanzas - n0) as f64 / k,
+            });
+        }
+        // Every kind of stanza the conformance suite sends, each way.
+        for from in 0..2 {
+            for (name, el) in
+                crate::conformance::varied_stanzas_between(proto, from, [&jids[0], &jids[1]])?
+            {
+                row.varied_sent += 1;
+                match pair.send_expect(from, &el).await {
+                    Ok(_) => row.varied_intact += 1,
+                    Err(e) => return Err(format!("varied stanza '{name}': {e}")),
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = r {
+        row.error = Some(e);
+    }
+    row.transit_us = Stat::of(&pair.rec.transit_us);
+    row.stanzas = pair.rec.stanzas;
+    row.altered = pair.rec.altered.len();
+    row.lost = pair.rec.lost.len();
+    row.lang_stamped = pair.rec.lang_stamped;
+    row.delivered_exact = pair.rec.delivered_exact;
+    row.delivered_with_stamp = pair.rec.delivered_with_stamp;
+    res.altered.append(&mut pair.rec.altered);
+    res.lost.append(&mut pair.rec.lost);
+    res.profiles.push(row);
+}
+
+/// One profile through the small-limit server with one large message.
+async fn probe(
+    spec: &ServerSpec,
+    proto: &dyn Protocol,
+    options: &Options,
+    size: usize,
+    seed: u64,
+) -> ProbeRow {
+    let id = proto.info().id.to_string();
+    let opt_text: Vec<String> = options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut row = ProbeRow {
+        protocol: id.clone(),
+        options: opt_text.join(" "),
+        outcome: "failed".into(),
+        stanzas: 0,
+        largest_stanza: 0,
+        why: None,
+    };
+    let res = format!("probe-{id}-{}", opt_text.len());
+    let r: Result<(u64, usize), String> = async {
+        let (mut pair, _) =
+            ServerPair::open(spec, proto, ["alice", "bob"], &res, None, seed, options).await?;
+        pair.handshake().await?;
+        let n0 = pair.rec.stanzas;
+        let e0 = pair.link.emissions.len();
+        let jids = [pair.jids[0].clone(), pair.jids[1].clone()];
+        let el = driver::workload_stanza_between(seed, 0, 0, size, [&jids[0], &jids[1]])?;
+        let sent = pair.send_expect(0, &el).await;
+        let largest = pair.link.emissions[e0..]
+            .iter()
+            .map(|(_, _, x)| x.len())
+            .max()
+            .unwrap_or(0);
+        row.largest_stanza = largest;
+        row.stanzas = pair.rec.stanzas - n0;
+        sent.map(|_| (pair.rec.stanzas - n0, largest))
+    }
+    .await;
+    match r {
+        Ok(_) => row.outcome = "delivered".into(),
+        Err(e) => {
+            row.outcome = if e.contains("did not arrive") {
+                "rejected"
+            } else {
+                "failed"
+            }
+            .into();
+            row.why = Some(e.chars().take(300).collect());
+        }
+    }
+    row
+}
+
+/// Run the server measurements; `progress(done, total, what)`.
+pub fn measure(
+    cfg: &Config,
+    mut progress: impl FnMut(u64, u64, &str),
+) -> Result<ServerResults, String> {
+    let t0 = Instant::now();
+    let plan = ServerPlan::new(cfg.quick);
+    let protos = registry::resolve(&cfg.protocols)?;
+    let load_ids: Vec<String> = if cfg.load_protocols.is_empty() {
+        DEFAULT_LOAD
+            .iter()
+            .filter(|l| protos.iter().any(|p| p.info().id == **l))
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        cfg.load_protocols.clone()
+    };
+    let load_protos = if load_ids.is_empty() {
+        Vec::new()
+    } else {
+        registry::resolve(&load_ids)?
+    };
+    let max_pairs = plan.load_pairs.iter().copied().max().unwrap_or(0);
+    let (own, base, server_name, limit) = match &cfg.server {
+        None => {
+            let p = server::Prosody::start(cfg.stanza_limit, 2 * max_pairs)?;
+            let spec = ServerSpec::plain(p.addr);
+            let name = format!("{} (started by e2elab on {})", server::version(), p.addr);
+            let limit = p.stanza_limit;
+            (Some(p), spec, name, Some(limit))
+        }
+        Some(x) => (
+            None,
+            ServerSpec::plain(x.addr),
+            format!("external server at {}", x.addr),
+            None,
+        ),
+    };
+    let mut specs = vec![base.clone()];
+    let ca = match (&own, &cfg.server) {
+        (Some(p), _) => Some(p.certificate()),
+        (None, Some(x)) => x.tls_ca.clone(),
+        (None, None) => None,
+    };
+    if let Some(ca) = ca {
+        specs.push(base.with_tls(ca));
+    }
+    let mut res = ServerResults {
+        server: server_name,
+        stanza_limit: limit,
+        modes: specs.iter().map(|s| s.mode().to_string()).collect(),
+        plan: plan.clone(),
+        seed: cfg.seed,
+        wall_seconds: 0.0,
+        profiles: Vec::new(),
+        messages: Vec::new(),
+        altered: Vec::new(),
+        lost: Vec::new(),
+        probe_limit: None,
+        probe: Vec::new(),
+        load: Vec::new(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let total =
+        (specs.len() * protos.len() + protos.len() + load_protos.len() * specs.len()) as u64;
+    let mut done = 0u64;
+    for spec in &specs {
+        for p in &protos {
+            progress(
+                done,
+                total,
+                &format!("server ({}): {}", spec.mode(), p.info().id),
+            );
+            rt.block_on(profile(spec, p.as_ref(), &plan, cfg.seed, &mut res));
+            done += 1;
+        }
+    }
+    // The stanza-limit probe needs a server of our own with a small limit.
+    if own.is_some() {
+        let small = server::Prosody::start(cfg.probe_limit, 0)?;
+        let spec = ServerSpec::plain(small.addr);
+        res.probe_limit = Some(cfg.probe_limit);
+        for p in &protos {
+            progress(done, total, &format!("stanza-limit probe: {}", p.info().id));
+            res.probe.push(rt.block_on(probe(
+                &spec,
+                p.as_ref(),
+                &Options::new(),
+                plan.probe_size,
+                cfg.seed,
+            )));
+            if p.info().family == "otr" {
+                // libotr fragments below the limit when told the maximum size.
+                let o = Options::new().set("max_msg_size", &(cfg.probe_limit / 2).to_string());
+                res.probe.push(rt.block_on(probe(
+                    &spec,
+                    p.as_ref(),
+                    &o,
+                    plan.probe_size,
+                    cfg.seed,
+                )));
+            }
+            done += 1;
+        }
+        drop(small);
+    }
+    // Load, ramping up until a step fails or the steps run out. Identities
+    // are made once per profile and reused by both transport modes.
+    let mut load_ids: std::collections::HashMap<String, Vec<Rc<driver::Identities>>> =
+        std::collections::HashMap::new();
+    for spec in &specs {
+        for p in &load_protos {
+            progress(
+                done,
+                total,
+                &format!("load ({}): {}", spec.mode(), p.info().id),
+            );
+            let proto: Rc<dyn Protocol> =
+                Rc::from(registry::get(p.info().id).ok_or("profile vanished")?);
+            let ids = load_ids.entry(p.info().id.to_string()).or_default();
+            for (k, &pairs) in plan.load_pairs.iter().enumerate() {
+                if own.as_ref().is_some_and(|o| o.users < 2 * pairs) {
+                    break;
+                }
+                let keygen = load::provision(proto.as_ref(), cfg.seed, &base.domain, ids, pairs)?;
+                let local = tokio::task::LocalSet::new();
+                let tag = format!("{}-{}-{k}", p.info().id, spec.mode());
+                let mut row = rt.block_on(local.run_until(load::step(
+                    spec,
+                    proto.clone(),
+                    ids,
+                    pairs,
+                    plan.load_messages,
+                    plan.load_size,
+                    cfg.seed,
+                    Duration::from_secs_f64(plan.load_deadline_s),
+                    &tag,
+                )));
+                row.keygen_s = keygen.as_secs_f64();
+                let failed = row.failed_pairs > 0;
+                res.load.push(row);
+                if failed {
+                    break;
+                }
+            }
+            done += 1;
+        }
+    }
+    progress(total, total, "server: done");
+    drop(own);
+    res.wall_seconds = t0.elapsed().as_secs_f64();
+    Ok(res)
+}
+
+fn csv_escape(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Write `server.json` and CSV files into `dir`.
+pub fn write(r: &ServerResults, dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let j = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
+    let w = |name: &str, body: String| -> Result<(), String> {
+        std::fs::write(dir.join(name), body).map_err(|e| format!("{name}: {e}"))
+    };
+    w("server.json", j)?;
+    let mut s = String::from("protocol,mode,login_ms,handshake_ms_median,handshake_ms_q1,handshake_ms_q3,ttfm_ms_median,ttfm_ms_q1,ttfm_ms_q3,handshake_stanzas,handshake_serialized_bytes,handshake_socket_bytes,transit_us_median,stanzas,varied_sent,varied_intact,lang_stamped,delivered_exact,delivered_with_stamp,altered,lost,error\n");
+    for p in &r.profiles {
+        s.push_str(&format!(
+            "{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{:.0},{:.1},{},{},{},{},{},{},{},{},{}\n",
+            p.protocol, p.mode, p.login_ms.median, p.handshake_ms.median, p.handshake_ms.q1, p.handshake_ms.q3,
+            p.ttfm_ms.median, p.ttfm_ms.q1, p.ttfm_ms.q3, p.handshake_stanzas, p.handshake_serialized_bytes,
+            p.handshake_socket_bytes_sent.median, p.transit_us.median, p.stanzas, p.varied_sent, p.varied_intact,
+            p.lang_stamped, p.delivered_exact, p.delivered_with_stamp, p.altered, p.lost, csv_escape(p.error.as_deref().unwrap_or(""))
+        ));
+    }
+    w("server_profiles.csv", s)?;
+    let mut s = String::from("protocol,mode,size,latency_ms_median,latency_ms_q1,latency_ms_q3,latency_ms_max,serialized_bytes,socket_bytes_sent,socket_bytes_received,stanzas\n");
+    for m in &r.messages {
+        s.push_str(&format!(
+            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.2}\n",
+            m.protocol,
+            m.mode,
+            m.size,
+            m.latency_ms.median,
+            m.latency_ms.q1,
+            m.latency_ms.q3,
+            m.latency_ms.max,
+            m.serialized_bytes,
+            m.socket_bytes_sent,
+            m.socket_bytes_received,
+            m.stanzas
+        ));
+    }
+    w("server_messages.csv", s)?;
+    let mut s = String::from("protocol,mode,pairs,messages_per_pair,completed_pairs,failed_pairs,messages_delivered,wall_s,message_window_s,throughput_msg_s,latency_ms_p50,latency_ms_p90,latency_ms_p99,latency_ms_max,handshake_ms_p50,handshake_ms_p99,login_ms_p50,login_ms_p99,altered,stopped,keygen_s,first_error\n");
+    for l in &r.load {
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{:.3},{:.3},{:.1},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{:.2},{}\n",
+            l.protocol, l.mode, l.pairs, l.messages_per_pair, l.completed_pairs, l.failed_pairs, l.messages_delivered,
+            l.wall_s, l.message_window_s, l.throughput_msg_s, l.latency_ms.p50, l.latency_ms.p90, l.latency_ms.p99, l.latency_ms.max,
+            l.handshake_ms.p50, l.handshake_ms.p99, l.login_ms.p50, l.login_ms.p99, l.altered, csv_escape(&l.stopped),
+            l.keygen_s, csv_escape(l.first_error.as_deref().unwrap_or(""))
+        ));
+    }
+    w("server_load.csv", s)?;
+    let mut s = String::from("protocol,options,outcome,stanzas,largest_stanza,why\n");
+    for p in &r.probe {
+        s.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            p.protocol,
+            csv_escape(&p.options),
+            p.outcome,
+            p.stanzas,
+            p.largest_stanza,
+            csv_escape(p.why.as_deref().unwrap_or(""))
+        ));
+    }
+    w("server_probe.csv", s)?;
+    Ok(())
+}
+
+/// Read `dir/server.json` if a server run wrote one.
+pub fn read(dir: &Path) -> Result<Option<ServerResults>, String> {
+    let p = dir.join("server.json");
+    match std::fs::read_to_string(&p) {
+        Ok(s) => serde_json::from_str(&s)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", p.display())),
+        Err(_) => Ok(None),
+    }
+}

@@ -1,0 +1,118 @@
+//! A throwaway Prosody on loopback, started and stopped by the harness with
+//! the project's own `scripts/prosody.sh` (embedded at build time, so the
+//! binary needs no checkout to run it).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The script, as built into this binary.
+pub const SCRIPT: &str = include_str!("../../../scripts/prosody.sh");
+
+/// A running Prosody; stopped when dropped.
+#[derive(Debug)]
+pub struct Prosody {
+    /// Its directory (config, data, log, pid file, certificate).
+    pub dir: PathBuf,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `c2s_stanza_size_limit` it was configured with, bytes.
+    pub stanza_limit: u64,
+    /// Accounts `user0..user{users-1}` exist (besides alice and bob).
+    pub users: usize,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port: {e}"))
+}
+
+fn script(args: &[String]) -> Result<(), String> {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg("prosody.sh")
+        .args(args)
+        .output()
+        .map_err(|e| format!("running bash: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "scripts/prosody.sh {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        ))
+    }
+}
+
+impl Prosody {
+    /// Start one in a fresh temporary directory on a free loopback port.
+    pub fn start(stanza_limit: u64, users: usize) -> Result<Prosody, String> {
+        let tmp = tempfile::Builder::new()
+            .prefix("e2elab-prosody-")
+            .tempdir()
+            .map_err(|e| format!("temporary directory: {e}"))?;
+        let dir = tmp.path().to_path_buf();
+        let mut p = Prosody::start_in(&dir, stanza_limit, users)?;
+        p._tmp = Some(tmp);
+        Ok(p)
+    }
+
+    /// Start one in `dir` on a free loopback port.
+    pub fn start_in(dir: &Path, stanza_limit: u64, users: usize) -> Result<Prosody, String> {
+        let port = free_port()?;
+        script(&[
+            "start".into(),
+            dir.display().to_string(),
+            port.to_string(),
+            stanza_limit.to_string(),
+            users.to_string(),
+        ])?;
+        Ok(Prosody {
+            dir: dir.to_path_buf(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            stanza_limit,
+            users,
+            _tmp: None,
+        })
+    }
+
+    /// The self-signed certificate clients trust for STARTTLS.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.join("localhost.crt")
+    }
+
+    /// The tail of its log (for failure messages).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("prosody.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Stop it (also done on drop).
+    pub fn stop(&self) -> Result<(), String> {
+        script(&["stop".into(), self.dir.display().to_string()])
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// The installed Prosody's version (Debian package version), or why not.
+pub fn version() -> String {
+    Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "prosody"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| format!("Prosody {}", String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or_else(|| "prosody (version unknown)".into())
+}
