@@ -22,6 +22,7 @@ pub fn measure(
     protocols: Vec<String>,
     out: &Path,
     seed: u64,
+    xmpp: Option<crate::xmpp::Config>,
 ) -> Result<compare::Results, String> {
     let pb = bar();
     let cfg_protocols = protocols.clone();
@@ -47,11 +48,33 @@ pub fn measure(
         pb.set_message(format!("security experiments: {}", p.info().id));
         sec.push(crate::security::run_protocol(p.as_ref(), seed)?);
     }
-    pb.finish_and_clear();
     let json = serde_json::to_string_pretty(&sec).map_err(|e| e.to_string())?;
     std::fs::write(out.join("security.json"), json).map_err(|e| format!("security.json: {e}"))?;
     std::fs::write(out.join("security.md"), crate::security::markdown(&sec))
         .map_err(|e| format!("security.md: {e}"))?;
+    // A stale server.json from an earlier run must not reach this run's report.
+    let stale = out.join("server.json");
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(|e| format!("{}: {e}", stale.display()))?;
+    }
+    if let Some(cfg) = xmpp {
+        let s = crate::xmpp::measure(&cfg, |pos, len, msg| {
+            pb.set_length(len);
+            pb.set_position(pos);
+            pb.set_message(msg.to_string());
+        })?;
+        crate::xmpp::write(&s, out)?;
+        eprintln!(
+            "server run ({}): {} profile row(s), {} load step(s), {} altered, {} lost, in {:.1} s",
+            s.server,
+            s.profiles.len(),
+            s.load.len(),
+            s.altered.len(),
+            s.lost.len(),
+            s.wall_seconds
+        );
+    }
+    pb.finish_and_clear();
     eprintln!(
         "compare ({}): {} profile(s) in {:.1} s -> {}",
         r.plan.mode,
@@ -68,8 +91,9 @@ pub fn compare(
     protocols: Vec<String>,
     out: &Path,
     seed: u64,
+    xmpp: Option<crate::xmpp::Config>,
 ) -> Result<ExitCode, String> {
-    measure(quick, protocols, out, seed)?;
+    measure(quick, protocols, out, seed, xmpp)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -85,7 +109,8 @@ pub fn report(dir: &Path) -> Result<ExitCode, String> {
 /// `e2elab reproduce`: the full comparison and its report into `out`.
 pub fn reproduce(out: &Path, seed: u64) -> Result<ExitCode, String> {
     let t0 = std::time::Instant::now();
-    let mut r = measure(false, Vec::new(), out, seed)?;
+    let xmpp = crate::xmpp::Config::new(false, Vec::new(), seed);
+    let mut r = measure(false, Vec::new(), out, seed, Some(xmpp))?;
     report::generate(out)?;
     // The report's closing note gives this wall time: record it, then
     // regenerate the report from the updated files.

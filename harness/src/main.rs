@@ -142,6 +142,26 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// `memory`: the in-memory link only; `xmpp`: also through a real XMPP
+        /// server (plain TCP and STARTTLS), written to DIR/server.json.
+        #[arg(long, default_value = "memory", value_parser = ["memory", "xmpp"])]
+        transport: String,
+        /// With `--transport xmpp`: a running server to use (domain `localhost`,
+        /// accounts alice, bob, user0.. with password `pass`) instead of a
+        /// throwaway Prosody on loopback started and stopped by e2elab.
+        #[arg(long)]
+        server: Option<std::net::SocketAddr>,
+        /// With `--server`: the certificate to trust for the STARTTLS run
+        /// (without it only plain TCP is measured).
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        /// Profiles of the load test (default: plaintext, esessions-simplified,
+        /// xep0373-ox, otr-v3 where selected).
+        #[arg(long = "load-protocol")]
+        load_protocols: Vec<String>,
+        /// `c2s_stanza_size_limit` set explicitly on the started server, bytes.
+        #[arg(long, default_value_t = e2elab::xmpp::DEFAULT_STANZA_LIMIT)]
+        stanza_limit: u64,
     },
     /// Generate DIR/report.md, DIR/report.html and charts from DIR/results.json.
     Report {
@@ -329,7 +349,24 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             protocols,
             out,
             seed,
-        } => e2elab::cli_compare::compare(quick, protocols, &out, seed),
+            transport,
+            server,
+            tls_ca,
+            load_protocols,
+            stanza_limit,
+        } => {
+            let xmpp = (transport == "xmpp").then(|| {
+                let mut c = e2elab::xmpp::Config::new(quick, protocols.clone(), seed);
+                c.server = server.map(|addr| e2elab::xmpp::External { addr, tls_ca });
+                c.load_protocols = load_protocols;
+                c.stanza_limit = stanza_limit;
+                c
+            });
+            if xmpp.is_none() && server.is_some() {
+                return Err("--server needs --transport xmpp".into());
+            }
+            e2elab::cli_compare::compare(quick, protocols, &out, seed, xmpp)
+        }
         Cmd::Report { input } => e2elab::cli_compare::report(&input),
         Cmd::Reproduce { out, seed } => e2elab::cli_compare::reproduce(&out, seed),
         Cmd::Conformance { protocols } => {

@@ -209,3 +209,113 @@ fn quick_compare_then_report() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `e2elab compare --quick --transport xmpp`: the in-memory run plus the same
+/// profiles through a throwaway Prosody (plain TCP and STARTTLS), the
+/// stanza-limit probe and the load ramp; the report sets them side by side.
+#[test]
+fn quick_compare_through_prosody_then_report() {
+    let dir = std::env::temp_dir().join(format!("e2elab-compare-xmpp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    e2elab(&[
+        "compare",
+        "--quick",
+        "--transport",
+        "xmpp",
+        "-p",
+        "plaintext",
+        "-p",
+        "esessions-sigma-i",
+        "-p",
+        "otr-v3",
+        "--load-protocol",
+        "plaintext",
+        "--out",
+        d,
+        "--seed",
+        "5",
+    ]);
+    let s = e2elab::xmpp::read(&dir).unwrap().expect("server.json");
+    assert!(s.server.starts_with("Prosody 0.12"), "{}", s.server);
+    assert_eq!(s.stanza_limit, Some(e2elab::xmpp::DEFAULT_STANZA_LIMIT));
+    assert_eq!(s.modes, ["tcp", "starttls"]);
+    assert_eq!(s.profiles.len(), 6);
+    for p in &s.profiles {
+        assert_eq!(p.error, None, "{p:?}");
+        assert_eq!(p.ttfm_ms.n, s.plan.reps);
+        assert!(p.ttfm_ms.median > p.handshake_ms.median, "{p:?}");
+        assert!(p.login_ms.median > 0.0);
+        assert_eq!(p.varied_intact, p.varied_sent);
+        assert!(p.varied_sent > 0);
+        assert_eq!((p.altered, p.lost), (0, 0));
+        // Prosody stamps xml:lang on every stanza (RFC 6120 §8.1.5).
+        assert_eq!(p.lang_stamped, p.stanzas);
+    }
+    let hs = |id: &str| s.profiles.iter().find(|p| p.protocol == id).unwrap();
+    assert_eq!(hs("esessions-sigma-i").handshake_stanzas, 3);
+    assert_eq!(hs("otr-v3").handshake_stanzas, 5);
+    assert_eq!(hs("plaintext").handshake_stanzas, 0);
+    assert_eq!(s.messages.len(), 3 * 2 * s.plan.sizes.len());
+    for m in &s.messages {
+        assert!(
+            m.latency_ms.n as u64 == 2 * s.plan.messages_per_size,
+            "{m:?}"
+        );
+        assert!(m.socket_bytes_sent > 0.0 && m.serialized_bytes > 0.0);
+        if m.mode == "starttls" {
+            // TLS records cost bytes on top of the plain run's.
+            let plain = s
+                .messages
+                .iter()
+                .find(|x| x.protocol == m.protocol && x.size == m.size && x.mode == "tcp")
+                .unwrap();
+            assert!(
+                m.socket_bytes_sent > plain.socket_bytes_sent,
+                "{m:?} vs {plain:?}"
+            );
+        }
+    }
+    // The probe: nobody gets a 64 KiB body through a 16 KiB limit, except OTR fragmenting.
+    assert_eq!(s.probe_limit, Some(16 * 1024));
+    let probe = |id: &str, opts: &str| {
+        s.probe
+            .iter()
+            .find(|p| p.protocol == id && p.options == opts)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(probe("plaintext", "").outcome, "rejected");
+    assert!(probe("plaintext", "")
+        .why
+        .unwrap()
+        .contains("policy-violation"));
+    assert_eq!(probe("esessions-sigma-i", "").outcome, "rejected");
+    assert_eq!(probe("otr-v3", "").outcome, "rejected");
+    let frag = probe("otr-v3", "max_msg_size=8192");
+    assert_eq!(frag.outcome, "delivered");
+    assert!(
+        frag.stanzas > 1 && (frag.largest_stanza as u64) < 16 * 1024,
+        "{frag:?}"
+    );
+    // Load: the ramp ran (both modes) and stopped by itself.
+    assert!(!s.load.is_empty());
+    for l in &s.load {
+        assert_eq!(l.protocol, "plaintext");
+        assert_eq!(l.failed_pairs, 0, "{l:?}");
+        assert_eq!(
+            l.messages_delivered,
+            l.pairs as u64 * l.messages_per_pair * 2
+        );
+        assert!(l.latency_ms.p99 >= l.latency_ms.p50);
+    }
+    assert_eq!(csv_rows(&dir, "server_profiles.csv").len(), 7);
+    e2elab(&["report", "--in", d]);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("## Through a real XMPP server"));
+    assert!(md.contains("Under a 16384-byte stanza limit"));
+    assert!(md.contains("Load: concurrent pairs"));
+    assert!(dir.join("server_latency_vs_size.svg").exists());
+    assert!(dir.join("server_latency_vs_size.png").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
