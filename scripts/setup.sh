@@ -38,7 +38,7 @@ fi
 # and the tests run their own throwaway Prosody (scripts/prosody.sh) on free
 # loopback ports; the system one is not used, so stop it.
 if [ -f /run/prosody/prosody.pid ] && kill -0 "$(cat /run/prosody/prosody.pid)" 2>/dev/null; then
-  kill "$(cat /run/prosody/prosody.pid)" 2>/dev/null || true
+  service prosody stop >/dev/null 2>&1 || true
 fi
 
 # The Rust toolchain's own checkers.

@@ -52,10 +52,20 @@ pub fn measure(
     std::fs::write(out.join("security.json"), json).map_err(|e| format!("security.json: {e}"))?;
     std::fs::write(out.join("security.md"), crate::security::markdown(&sec))
         .map_err(|e| format!("security.md: {e}"))?;
-    // A stale server.json from an earlier run must not reach this run's report.
-    let stale = out.join("server.json");
-    if stale.exists() {
-        std::fs::remove_file(&stale).map_err(|e| format!("{}: {e}", stale.display()))?;
+    // Server files of an earlier run must not reach this run's report.
+    for name in [
+        "server.json",
+        "server_profiles.csv",
+        "server_messages.csv",
+        "server_load.csv",
+        "server_probe.csv",
+        "server_latency_vs_size.svg",
+        "server_latency_vs_size.png",
+    ] {
+        let stale = out.join(name);
+        if stale.exists() {
+            std::fs::remove_file(&stale).map_err(|e| format!("{}: {e}", stale.display()))?;
+        }
     }
     if let Some(cfg) = xmpp {
         let s = crate::xmpp::measure(&cfg, |pos, len, msg| {
@@ -109,6 +119,9 @@ pub fn report(dir: &Path) -> Result<ExitCode, String> {
 /// `e2elab reproduce`: the full comparison and its report into `out`.
 pub fn reproduce(out: &Path, seed: u64) -> Result<ExitCode, String> {
     let t0 = std::time::Instant::now();
+    if !crate::xmpp::server::installed() {
+        return Err("reproduce measures through Prosody too, which is not installed (scripts/setup.sh installs it)".into());
+    }
     let xmpp = crate::xmpp::Config::new(false, Vec::new(), seed);
     let mut r = measure(false, Vec::new(), out, seed, Some(xmpp))?;
     report::generate(out)?;

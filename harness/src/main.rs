@@ -159,9 +159,10 @@ enum Cmd {
         /// xep0373-ox, otr-v3 where selected).
         #[arg(long = "load-protocol")]
         load_protocols: Vec<String>,
-        /// `c2s_stanza_size_limit` set explicitly on the started server, bytes.
-        #[arg(long, default_value_t = e2elab::xmpp::DEFAULT_STANZA_LIMIT)]
-        stanza_limit: u64,
+        /// `c2s_stanza_size_limit` set explicitly on the started server, bytes
+        /// (default 262144, Prosody's own default).
+        #[arg(long)]
+        stanza_limit: Option<u64>,
     },
     /// Generate DIR/report.md, DIR/report.html and charts from DIR/results.json.
     Report {
@@ -355,15 +356,45 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             load_protocols,
             stanza_limit,
         } => {
+            let xmpp_only = [
+                ("--server", server.is_some()),
+                ("--tls-ca", tls_ca.is_some()),
+                ("--load-protocol", !load_protocols.is_empty()),
+                ("--stanza-limit", stanza_limit.is_some()),
+            ];
+            if transport != "xmpp" {
+                if let Some((flag, _)) = xmpp_only.iter().find(|(_, set)| *set) {
+                    return Err(format!("{flag} needs --transport xmpp"));
+                }
+            }
+            if tls_ca.is_some() && server.is_none() {
+                return Err("--tls-ca is for --server (the started server's certificate is trusted by itself)".into());
+            }
+            if stanza_limit.is_some() && server.is_some() {
+                return Err(
+                    "--stanza-limit sets the started server's limit; it cannot change --server's"
+                        .into(),
+                );
+            }
+            if stanza_limit == Some(0) {
+                return Err("--stanza-limit 0 would refuse every stanza".into());
+            }
+            if !load_protocols.is_empty() {
+                registry::resolve(&load_protocols)?;
+            }
             let xmpp = (transport == "xmpp").then(|| {
                 let mut c = e2elab::xmpp::Config::new(quick, protocols.clone(), seed);
                 c.server = server.map(|addr| e2elab::xmpp::External { addr, tls_ca });
                 c.load_protocols = load_protocols;
-                c.stanza_limit = stanza_limit;
+                if let Some(l) = stanza_limit {
+                    c.stanza_limit = l;
+                }
                 c
             });
-            if xmpp.is_none() && server.is_some() {
-                return Err("--server needs --transport xmpp".into());
+            if xmpp.as_ref().is_some_and(|c| c.server.is_none())
+                && !e2elab::xmpp::server::installed()
+            {
+                return Err("--transport xmpp starts Prosody, which is not installed (scripts/setup.sh installs it)".into());
             }
             e2elab::cli_compare::compare(quick, protocols, &out, seed, xmpp)
         }

@@ -263,6 +263,14 @@ fn quick_compare_through_prosody_then_report() {
             "{m:?}"
         );
         assert!(m.socket_bytes_sent > 0.0 && m.serialized_bytes > 0.0);
+        // Prosody's own count (mod_e2elab_bytes) equals the sockets' over TCP
+        // and is the smaller XML inside TLS under STARTTLS.
+        let counted = m.server_bytes_in.unwrap();
+        if m.mode == "tcp" {
+            assert_eq!(counted, m.socket_bytes_sent, "{m:?}");
+        } else {
+            assert!(counted < m.socket_bytes_sent, "{m:?}");
+        }
         if m.mode == "starttls" {
             // TLS records cost bytes on top of the plain run's.
             let plain = s
@@ -298,16 +306,24 @@ fn quick_compare_through_prosody_then_report() {
         frag.stanzas > 1 && (frag.largest_stanza as u64) < 16 * 1024,
         "{frag:?}"
     );
-    // Load: the ramp ran (both modes) and stopped by itself.
-    assert!(!s.load.is_empty());
-    for l in &s.load {
-        assert_eq!(l.protocol, "plaintext");
-        assert_eq!(l.failed_pairs, 0, "{l:?}");
-        assert_eq!(
-            l.messages_delivered,
-            l.pairs as u64 * l.messages_per_pair * 2
-        );
-        assert!(l.latency_ms.p99 >= l.latency_ms.p50);
+    // Load: the ramp ran in both modes and stopped by itself. Its first step
+    // (10 pairs) must complete; later steps may find a limit, but their
+    // accounting must add up.
+    for mode in ["tcp", "starttls"] {
+        let steps: Vec<_> = s.load.iter().filter(|l| l.mode == mode).collect();
+        assert!(!steps.is_empty(), "{mode}");
+        assert_eq!(steps[0].pairs, s.plan.load_pairs[0]);
+        assert_eq!(steps[0].failed_pairs, 0, "{:?}", steps[0]);
+        for l in steps {
+            assert_eq!(l.protocol, "plaintext");
+            assert_eq!(l.completed_pairs + l.failed_pairs, l.pairs);
+            assert!(l.messages_delivered >= l.completed_pairs as u64 * l.messages_per_pair * 2);
+            assert!(l.messages_delivered <= l.pairs as u64 * l.messages_per_pair * 2);
+            assert_eq!(l.latency_ms.n as u64, l.messages_delivered);
+            assert!(l.latency_ms.p99 >= l.latency_ms.p50);
+            assert!(l.throughput_msg_s > 0.0);
+            assert_eq!(l.first_error.is_some(), l.failed_pairs > 0, "{l:?}");
+        }
     }
     assert_eq!(csv_rows(&dir, "server_profiles.csv").len(), 7);
     e2elab(&["report", "--in", d]);
@@ -318,4 +334,62 @@ fn quick_compare_through_prosody_then_report() {
     assert!(dir.join("server_latency_vs_size.svg").exists());
     assert!(dir.join("server_latency_vs_size.png").exists());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Server-only flags are refused without `--transport xmpp`, and flags that
+/// cannot apply together are refused, before anything is measured.
+#[test]
+fn server_flags_are_checked_before_measuring() {
+    let dir = std::env::temp_dir().join(format!("e2elab-compare-flags-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["--server", "127.0.0.1:5222"],
+            "--server needs --transport xmpp",
+        ),
+        (
+            vec!["--stanza-limit", "1000"],
+            "--stanza-limit needs --transport xmpp",
+        ),
+        (
+            vec!["--load-protocol", "plaintext"],
+            "--load-protocol needs --transport xmpp",
+        ),
+        (
+            vec!["--transport", "xmpp", "--tls-ca", "/x.pem"],
+            "--tls-ca is for --server",
+        ),
+        (
+            vec!["--transport", "xmpp", "--stanza-limit", "0"],
+            "--stanza-limit 0",
+        ),
+        (
+            vec![
+                "--transport",
+                "xmpp",
+                "--server",
+                "127.0.0.1:5222",
+                "--stanza-limit",
+                "9",
+            ],
+            "cannot change --server's",
+        ),
+        (
+            vec!["--transport", "xmpp", "--load-protocol", "nope"],
+            "unknown protocol 'nope'",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_e2elab"))
+            .args(["compare", "--quick", "-p", "plaintext", "--out", d])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(
+            !dir.join("results.json").exists(),
+            "{args:?} measured anyway"
+        );
+    }
 }

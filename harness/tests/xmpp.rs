@@ -258,3 +258,70 @@ fn load_of_concurrent_pairs_completes_and_stops_by_itself() {
     assert!(row.stopped.starts_with("deadline"), "{row:?}");
     assert!(row.failed_pairs > 0);
 }
+
+/// The test server counts bytes itself (mod_e2elab_bytes, Prosody's bytes/in
+/// and bytes/out filters). Over plain TCP its counts equal what crossed the
+/// client sockets, byte for byte; under STARTTLS it counts the XML inside TLS,
+/// fewer bytes than the sockets carried.
+#[test]
+fn prosody_counted_bytes_match_the_sockets_over_tcp() {
+    let server = Prosody::start(DEFAULT_STANZA_LIMIT, 0).unwrap();
+    let plain = ServerSpec::plain(server.addr);
+    let tls = plain.with_tls(server.certificate());
+    let rt = rt();
+    for spec in [&plain, &tls] {
+        let p = registry::get("esessions-sigma-i").unwrap();
+        let (server_in, server_out, sock_out, sock_in) = rt.block_on(async {
+            let res = format!("bytes-{}", spec.mode());
+            let (mut pair, _) = ServerPair::open(
+                spec,
+                p.as_ref(),
+                ["alice", "bob"],
+                &res,
+                None,
+                3,
+                &Options::new(),
+            )
+            .await
+            .unwrap();
+            pair.handshake().await.unwrap();
+            let cal = pair.calibrate_server_bytes().await.unwrap();
+            // Fixed-size queries and answers.
+            assert_eq!(cal, pair.calibrate_server_bytes().await.unwrap());
+            let s0 = pair.server_bytes().await.unwrap();
+            let b0 = pair.socket_bytes();
+            let jids = [pair.jids[0].clone(), pair.jids[1].clone()];
+            for (n, size) in [10usize, 1000, 20000].into_iter().enumerate() {
+                for from in 0..2 {
+                    let el = driver::workload_stanza_between(
+                        3,
+                        from,
+                        n as u64,
+                        size,
+                        [&jids[0], &jids[1]],
+                    )
+                    .unwrap();
+                    pair.send_expect(from, &el).await.unwrap();
+                }
+            }
+            let b1 = pair.socket_bytes();
+            let s1 = pair.server_bytes().await.unwrap();
+            let (mut si, mut so, mut ko, mut ki) = (0, 0, 0, 0);
+            for i in 0..2 {
+                si += s1[i].0 - s0[i].0 - cal[i].0;
+                so += s1[i].1 - s0[i].1 - cal[i].1;
+                ko += b1[i].0 - b0[i].0;
+                ki += b1[i].1 - b0[i].1;
+            }
+            (si, so, ko, ki)
+        });
+        assert!(server_in > 40_000, "{server_in}");
+        if spec.mode() == "tcp" {
+            assert_eq!(server_in, sock_out, "server read vs clients wrote");
+            assert_eq!(server_out, sock_in, "server wrote vs clients read");
+        } else {
+            assert!(server_in < sock_out, "{server_in} vs {sock_out}");
+            assert!(server_out < sock_in, "{server_out} vs {sock_in}");
+        }
+    }
+}

@@ -148,6 +148,8 @@ type Stream = BufStream<Box<dyn Io>>;
 pub enum Inbound {
     /// A stanza (or any other stream-level element), when it was parsed.
     Element(Element, Instant),
+    /// An element that did not parse (the stream goes on).
+    Unparseable(String),
     /// The stream ended or failed; nothing more will arrive.
     Closed(String),
 }
@@ -166,7 +168,14 @@ pub struct Conn {
     /// Elements read while waiting for something else.
     backlog: std::collections::VecDeque<(Element, Instant)>,
     closed: Option<String>,
+    unparseable: Vec<String>,
     timeout: Duration,
+    domain: String,
+    queries: u64,
+}
+
+fn ncname(n: &str) -> Result<e2elab_core::minidom::rxml::NcName, String> {
+    e2elab_core::stanza::ncname(n).map_err(|e| e.to_string())
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> String {
@@ -286,14 +295,8 @@ async fn login(
         .await
         .map_err(|e| io_err("stream features after SASL", e))?;
     let bind = Element::builder("iq", NS_CLIENT)
-        .attr(
-            e2elab_core::stanza::ncname("type").map_err(|e| e.to_string())?,
-            "set",
-        )
-        .attr(
-            e2elab_core::stanza::ncname("id").map_err(|e| e.to_string())?,
-            "bind-1",
-        )
+        .attr(ncname("type")?, "set")
+        .attr(ncname("id")?, "bind-1")
         .append(
             Element::builder("bind", NS_BIND)
                 .append(
@@ -352,7 +355,9 @@ async fn pump(
                 Some(Err(xmlstream::ReadError::SoftTimeout)) => {}
                 Some(Err(xmlstream::ReadError::ParseError(e))) => {
                     // Non-fatal for the stream; the element is lost.
-                    let _ = inbound.send(Inbound::Closed(format!("unparseable element: {e}")));
+                    if inbound.send(Inbound::Unparseable(e.to_string())).is_err() {
+                        break "owner gone".to_string();
+                    }
                 }
                 Some(Err(e)) => break format!("read: {e:?}"),
                 None => break "stream closed by the server".to_string(),
@@ -383,7 +388,10 @@ impl Conn {
             rx,
             backlog: Default::default(),
             closed: None,
+            unparseable: Vec::new(),
             timeout: spec.timeout,
+            domain: spec.domain.clone(),
+            queries: 0,
         })
     }
 
@@ -402,6 +410,7 @@ impl Conn {
             any = true;
             match m {
                 Inbound::Element(el, t) => self.backlog.push_back((el, t)),
+                Inbound::Unparseable(e) => self.unparseable.push(e),
                 Inbound::Closed(why) => {
                     self.closed.get_or_insert(why);
                 }
@@ -441,15 +450,67 @@ impl Conn {
             if let Some(why) = &self.closed {
                 return Err(RecvError::Closed(why.clone()));
             }
+            if let Some(e) = self.unparseable.pop() {
+                return Err(RecvError::Unparseable(e));
+            }
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                 Err(_) => return Err(RecvError::Timeout(wait)),
                 Ok(None) => return Err(RecvError::Closed("connection task ended".into())),
                 Ok(Some(Inbound::Element(el, t))) => self.backlog.push_back((el, t)),
+                Ok(Some(Inbound::Unparseable(e))) => self.unparseable.push(e),
                 Ok(Some(Inbound::Closed(why))) => {
                     self.closed.get_or_insert(why);
                 }
             }
         }
+    }
+
+    /// The bytes the server counted for this session so far, (read from us,
+    /// written to us), from the test server's `mod_e2elab_bytes` (Prosody's
+    /// `bytes/in` and `bytes/out` filters: XML text, inside TLS). The query
+    /// and its answer have a fixed size, so differences of two readings are
+    /// exact up to one request and one answer.
+    pub async fn server_bytes(&mut self) -> Result<(u64, u64), String> {
+        const NS: &str = "urn:e2elab:bytes";
+        self.queries += 1;
+        let id = format!("bq-{:09}", self.queries);
+        let iq = Element::builder("iq", NS_CLIENT)
+            .attr(ncname("type")?, "get")
+            .attr(ncname("id")?, id.as_str())
+            .attr(ncname("to")?, self.domain.as_str())
+            .append(Element::builder("query", NS).build())
+            .build();
+        self.send(iq)?;
+        let (answer, _) = self
+            .recv_matching(|e| e.name() == "iq" && e.attr("id") == Some(id.as_str()))
+            .await
+            .map_err(|e| format!("byte-count query: {e}"))?;
+        let q = answer
+            .get_child("query", NS)
+            .filter(|_| answer.attr("type") == Some("result"))
+            .ok_or_else(|| {
+                format!(
+                    "the server does not count bytes (mod_e2elab_bytes not loaded?): {}",
+                    e2elab_core::stanza::serialize(&answer)
+                )
+            })?;
+        let num = |k: &str| -> Result<u64, String> {
+            q.attr(k)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("byte-count answer without a number '{k}'"))
+        };
+        Ok((num("in")?, num("out")?))
+    }
+
+    /// Take the first stanza of `type='error'` from `from` that arrived and
+    /// was not asked for: the server bouncing a stanza this side sent.
+    pub fn take_bounce(&mut self, from: &str) -> Option<Element> {
+        self.pull();
+        let i = self
+            .backlog
+            .iter()
+            .position(|(e, _)| e.attr("type") == Some("error") && e.attr("from") == Some(from))?;
+        self.backlog.remove(i).map(|(e, _)| e)
     }
 
     /// Everything that arrived and was not asked for (server errors, pushes).
@@ -472,6 +533,10 @@ pub enum RecvError {
     Timeout(Duration),
     /// The stream ended.
     Closed(String),
+    /// An element arrived that did not parse.
+    Unparseable(String),
+    /// The server bounced the stanza with an error.
+    Bounced(String),
 }
 
 impl std::fmt::Display for RecvError {
@@ -479,6 +544,8 @@ impl std::fmt::Display for RecvError {
         match self {
             RecvError::Timeout(d) => write!(f, "nothing arrived within {d:?}"),
             RecvError::Closed(w) => write!(f, "stream ended: {w}"),
+            RecvError::Unparseable(e) => write!(f, "an element arrived that did not parse: {e}"),
+            RecvError::Bounced(e) => write!(f, "the server bounced it: {e}"),
         }
     }
 }

@@ -151,6 +151,8 @@ pub struct ServerPlan {
     pub load_size: usize,
     /// Time bound of one load step, seconds.
     pub load_deadline_s: f64,
+    /// Logins admitted at once in a load step.
+    pub load_logins_at_once: usize,
     /// Body bytes of the stanza-limit probe message.
     pub probe_size: usize,
 }
@@ -169,6 +171,7 @@ impl ServerPlan {
                 load_messages: 5,
                 load_size: 64,
                 load_deadline_s: 60.0,
+                load_logins_at_once: load::LOGINS_AT_ONCE,
                 probe_size: 64 * 1024,
             }
         } else {
@@ -182,6 +185,7 @@ impl ServerPlan {
                 load_messages: 10,
                 load_size: 64,
                 load_deadline_s: 120.0,
+                load_logins_at_once: load::LOGINS_AT_ONCE,
                 probe_size: 64 * 1024,
             }
         }
@@ -248,6 +252,12 @@ pub struct ServerMessageRow {
     pub socket_bytes_sent: f64,
     /// Bytes the receiver's socket read per message (what the server wrote).
     pub socket_bytes_received: f64,
+    /// Bytes per message as Prosody counted them reading from the sender
+    /// (`bytes/in` filter via mod_e2elab_bytes: XML, inside TLS); `None` on a
+    /// server without the module.
+    pub server_bytes_in: Option<f64>,
+    /// Bytes per message as Prosody counted them writing to the receiver.
+    pub server_bytes_out: Option<f64>,
     /// Wire stanzas per message.
     pub stanzas: f64,
 }
@@ -386,10 +396,18 @@ async fn profile(
         row.handshake_ms = Stat::of(&hs);
         row.ttfm_ms = Stat::of(&tt);
         row.handshake_socket_bytes_sent = Stat::of(&sock);
-        // The size sweep on the last (established) sessions.
+        // The size sweep on the last (established) sessions. The server's own
+        // counts are read right outside the socket window; a reading's request
+        // and the previous reading's answer fall inside the server's window and
+        // are subtracted (their sizes are fixed, measured here).
         let jids = [pair.jids[0].clone(), pair.jids[1].clone()];
+        let cal = pair.calibrate_server_bytes().await.ok();
         for &size in &plan.sizes {
             let mut lat = Vec::new();
+            let sv0 = match cal {
+                Some(_) => Some(pair.server_bytes().await?),
+                None => None,
+            };
             let b0 = pair.socket_bytes();
             let s0 = pair.serialized_bytes(Phase::Data);
             let n0 = pair.rec.stanzas;
@@ -407,6 +425,20 @@ async fn profile(
             }
             let b1 = pair.socket_bytes();
             let k = (plan.messages_per_size * 2) as f64;
+            let (mut server_in, mut server_out) = (None, None);
+            if let (Some(c), Some(s0)) = (cal, sv0) {
+                let s1 = pair.server_bytes().await?;
+                let mut tin = 0u64;
+                let mut tout = 0u64;
+                for p in 0..2 {
+                    let (i, o) = run::diff(s0[p], s1[p])?;
+                    let (i, o) = run::diff(c[p], (i, o))?;
+                    tin += i;
+                    tout += o;
+                }
+                server_in = Some(tin as f64 / k);
+                server_out = Some(tout as f64 / k);
+            }
             res.messages.push(ServerMessageRow {
                 protocol: id.clone(),
                 mode: mode.clone(),
@@ -415,6 +447,8 @@ async fn profile(
                 serialized_bytes: (pair.serialized_bytes(Phase::Data) - s0) as f64 / k,
                 socket_bytes_sent: ((b1[0].0 - b0[0].0) + (b1[1].0 - b0[1].0)) as f64 / k,
                 socket_bytes_received: ((b1[0].1 - b0[0].1) + (b1[1].1 - b0[1].1)) as f64 / k,
+                server_bytes_in: server_in,
+                server_bytes_out: server_out,
                 stanzas: (pair.rec.stanzas - n0) as f64 / k,
             });
         }
@@ -467,10 +501,13 @@ async fn probe(
         why: None,
     };
     let res = format!("probe-{id}-{}", opt_text.len());
+    let mut lost: Vec<Loss> = Vec::new();
     let r: Result<(u64, usize), String> = async {
         let (mut pair, _) =
             ServerPair::open(spec, proto, ["alice", "bob"], &res, None, seed, options).await?;
-        pair.handshake().await?;
+        pair.handshake()
+            .await
+            .map_err(|e| format!("handshake failed: {e}"))?;
         let n0 = pair.rec.stanzas;
         let e0 = pair.link.emissions.len();
         let jids = [pair.jids[0].clone(), pair.jids[1].clone()];
@@ -483,18 +520,19 @@ async fn probe(
             .unwrap_or(0);
         row.largest_stanza = largest;
         row.stanzas = pair.rec.stanzas - n0;
+        lost = pair.rec.lost.clone();
         sent.map(|_| (pair.rec.stanzas - n0, largest))
     }
     .await;
-    match r {
-        Ok(_) => row.outcome = "delivered".into(),
-        Err(e) => {
-            row.outcome = if e.contains("did not arrive") {
-                "rejected"
-            } else {
-                "failed"
-            }
-            .into();
+    match (r, lost.first()) {
+        (Ok(_), _) => row.outcome = "delivered".into(),
+        // The server refused a stanza of the message: it never arrived.
+        (Err(_), Some(l)) => {
+            row.outcome = "rejected".into();
+            row.why = Some(l.why.chars().take(300).collect());
+        }
+        (Err(e), None) => {
+            row.outcome = "failed".into();
             row.why = Some(e.chars().take(300).collect());
         }
     }
@@ -567,8 +605,8 @@ pub fn measure(
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
-    let total =
-        (specs.len() * protos.len() + protos.len() + load_protos.len() * specs.len()) as u64;
+    let probes = if own.is_some() { protos.len() } else { 0 };
+    let total = (specs.len() * protos.len() + probes + load_protos.len() * specs.len()) as u64;
     let mut done = 0u64;
     for spec in &specs {
         for p in &protos {
@@ -685,10 +723,10 @@ pub fn write(r: &ServerResults, dir: &Path) -> Result<(), String> {
         ));
     }
     w("server_profiles.csv", s)?;
-    let mut s = String::from("protocol,mode,size,latency_ms_median,latency_ms_q1,latency_ms_q3,latency_ms_max,serialized_bytes,socket_bytes_sent,socket_bytes_received,stanzas\n");
+    let mut s = String::from("protocol,mode,size,latency_ms_median,latency_ms_q1,latency_ms_q3,latency_ms_max,serialized_bytes,socket_bytes_sent,socket_bytes_received,server_bytes_in,server_bytes_out,stanzas\n");
     for m in &r.messages {
         s.push_str(&format!(
-            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.2}\n",
+            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{},{},{:.2}\n",
             m.protocol,
             m.mode,
             m.size,
@@ -699,6 +737,12 @@ pub fn write(r: &ServerResults, dir: &Path) -> Result<(), String> {
             m.serialized_bytes,
             m.socket_bytes_sent,
             m.socket_bytes_received,
+            m.server_bytes_in
+                .map(|x| format!("{x:.1}"))
+                .unwrap_or_default(),
+            m.server_bytes_out
+                .map(|x| format!("{x:.1}"))
+                .unwrap_or_default(),
             m.stanzas
         ));
     }

@@ -82,6 +82,8 @@ pub struct ServerPair {
     /// What the traffic showed.
     pub rec: Record,
     protocol: String,
+    /// When the last application stanza was delivered to a session.
+    delivered_at: Option<Instant>,
 }
 
 fn phase_name(p: Phase) -> &'static str {
@@ -170,6 +172,20 @@ pub fn survived(sent: &Element, got: &Element, sender: &str) -> Result<Arrival, 
     }
 }
 
+/// `later - earlier` of two server byte readings (the server's numbers are
+/// not trusted to grow).
+pub fn diff(earlier: (u64, u64), later: (u64, u64)) -> Result<(u64, u64), String> {
+    match (
+        later.0.checked_sub(earlier.0),
+        later.1.checked_sub(earlier.1),
+    ) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(format!(
+            "the server's byte counts went backwards: {earlier:?} then {later:?}"
+        )),
+    }
+}
+
 /// `condition: text` of a `<stream:error/>`, if `el` is one.
 fn stream_error(el: &Element) -> Option<String> {
     const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
@@ -237,6 +253,7 @@ impl ServerPair {
                 jids,
                 rec: Record::default(),
                 protocol: proto.info().id.to_string(),
+                delivered_at: None,
             },
             made,
         ))
@@ -272,7 +289,8 @@ impl ServerPair {
             for (dir, el, bytes, t0) in pending {
                 self.rec.stanzas += 1;
                 let sender = self.jids[dir.from_idx()].clone();
-                let got = self.await_from(dir, &sender).await;
+                let is_error = el.attr("type") == Some("error");
+                let got = self.await_from(dir, &sender, is_error).await;
                 let phase = phase_name(self.link.phase()).to_string();
                 match got {
                     Ok((g, at)) => {
@@ -291,8 +309,12 @@ impl ServerPair {
                                 received: stanza::serialize(&g),
                             }),
                         }
-                        self.link
+                        let d = self
+                            .link
                             .deliver_wire(dir, &stanza::serialize(&g), "server");
+                        if !d.delivered.is_empty() {
+                            self.delivered_at = Some(Instant::now());
+                        }
                     }
                     Err(e) => {
                         let from = dir.from_idx();
@@ -328,21 +350,35 @@ impl ServerPair {
         }
     }
 
-    /// Wait for the next stanza from `sender` at the receiver of `dir`, giving
-    /// up early when the sender's own stream ends (the server closed it).
+    /// Wait for the next stanza from `sender` at the receiver of `dir` (of
+    /// type `error` only if the sent one was: the server bouncing the
+    /// receiver's own earlier stanza is not it), giving up early when the
+    /// server bounces the stanza to its sender or closes the sender's stream.
     async fn await_from(
         &mut self,
         dir: Dir,
         sender: &str,
+        is_error: bool,
     ) -> Result<(Element, Instant), RecvError> {
         let deadline = Instant::now() + self.conns[dir.to_idx()].timeout();
+        let receiver = self.jids[dir.to_idx()].clone();
         loop {
             let slice = Duration::from_millis(100);
             match self.conns[dir.to_idx()]
-                .recv_matching_for(|e| is_stanza(e) && e.attr("from") == Some(sender), slice)
+                .recv_matching_for(
+                    |e| {
+                        is_stanza(e)
+                            && e.attr("from") == Some(sender)
+                            && (e.attr("type") == Some("error")) == is_error
+                    },
+                    slice,
+                )
                 .await
             {
                 Err(RecvError::Timeout(_)) => {
+                    if let Some(b) = self.conns[dir.from_idx()].take_bounce(&receiver) {
+                        return Err(RecvError::Bounced(short(&stanza::serialize(&b))));
+                    }
                     if let Some(why) = self.conns[dir.from_idx()].closed() {
                         return Err(RecvError::Closed(format!("sender's stream: {why}")));
                     }
@@ -382,15 +418,21 @@ impl ServerPair {
     /// intact: exactly once, equal to the original, or equal but for the
     /// server's `xml:lang` stamp where the original had none (counted apart
     /// in [`Record::delivered_with_stamp`]). Returns the wall time from the
-    /// `send` call to the delivery.
+    /// `send` call to the moment the receiving session delivered it.
     pub async fn send_expect(&mut self, from: usize, el: &Element) -> Result<Duration, String> {
         let before = self.link.party(1 - from).delivered.len();
+        self.delivered_at = None;
         let t0 = Instant::now();
         self.link
             .send(from, el.clone())
             .map_err(|e| format!("{}: send: {e}", self.protocol))?;
         self.pump().await?;
-        let wall = t0.elapsed();
+        // Up to the delivery, not to the end of the pump (a receiver may answer
+        // with stanzas of its own, e.g. OTR's heartbeat).
+        let wall = self
+            .delivered_at
+            .map(|t| t.saturating_duration_since(t0))
+            .unwrap_or_else(|| t0.elapsed());
         let got = &self.link.party(1 - from).delivered[before..];
         match got {
             [g] if g == el => self.rec.delivered_exact += 1,
@@ -420,6 +462,21 @@ impl ServerPair {
     /// Socket bytes (sent, received) of each party so far.
     pub fn socket_bytes(&self) -> [(u64, u64); 2] {
         [self.conns[0].bytes.get(), self.conns[1].bytes.get()]
+    }
+
+    /// The server's byte counts (read, written) for each party's session.
+    pub async fn server_bytes(&mut self) -> Result<[(u64, u64); 2], String> {
+        let a = self.conns[0].server_bytes().await?;
+        let b = self.conns[1].server_bytes().await?;
+        Ok([a, b])
+    }
+
+    /// The server-counted size of one byte-count query and of its answer, per
+    /// party: two queries back to back on a quiet pair.
+    pub async fn calibrate_server_bytes(&mut self) -> Result<[(u64, u64); 2], String> {
+        let x = self.server_bytes().await?;
+        let y = self.server_bytes().await?;
+        Ok([diff(x[0], y[0])?, diff(x[1], y[1])?])
     }
 
     /// Serialized bytes the link counted in `phase`, both directions.

@@ -9,7 +9,15 @@ use std::process::Command;
 /// The script, as built into this binary.
 pub const SCRIPT: &str = include_str!("../../../scripts/prosody.sh");
 
-/// A running Prosody; stopped when dropped.
+/// Whether the `prosody` binary is installed (checked before long runs that need it).
+pub fn installed() -> bool {
+    // (`prosody --version` would start a server with the system config.)
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("prosody").is_file()))
+}
+
+/// A running Prosody; stopped when dropped (and, through a watchdog the
+/// script starts, when this process dies without dropping it).
 #[derive(Debug)]
 pub struct Prosody {
     /// Its directory (config, data, log, pid file, certificate).
@@ -30,22 +38,29 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("finding a free port: {e}"))
 }
 
-fn script(args: &[String]) -> Result<(), String> {
+/// Exit status the script uses when another process took the port.
+const PORT_TAKEN: i32 = 3;
+
+fn script(args: &[String]) -> Result<(), (Option<i32>, String)> {
     let out = Command::new("bash")
         .arg("-c")
         .arg(SCRIPT)
         .arg("prosody.sh")
         .args(args)
+        .env("E2ELAB_OWNER_PID", std::process::id().to_string())
         .output()
-        .map_err(|e| format!("running bash: {e}"))?;
+        .map_err(|e| (None, format!("running bash: {e}")))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "scripts/prosody.sh {}: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
+        Err((
+            out.status.code(),
+            format!(
+                "scripts/prosody.sh {}: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            ),
         ))
     }
 }
@@ -63,23 +78,37 @@ impl Prosody {
         Ok(p)
     }
 
-    /// Start one in `dir` on a free loopback port.
+    /// Start one in `dir` on a free loopback port. The port is free when
+    /// chosen but may be taken before Prosody binds it (tests start servers in
+    /// parallel): the script then reports it and another port is tried.
     pub fn start_in(dir: &Path, stanza_limit: u64, users: usize) -> Result<Prosody, String> {
-        let port = free_port()?;
-        script(&[
-            "start".into(),
-            dir.display().to_string(),
-            port.to_string(),
-            stanza_limit.to_string(),
-            users.to_string(),
-        ])?;
-        Ok(Prosody {
-            dir: dir.to_path_buf(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            stanza_limit,
-            users,
-            _tmp: None,
-        })
+        if stanza_limit == 0 {
+            return Err("a stanza size limit of 0 bytes would refuse every stanza".into());
+        }
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port()?;
+            match script(&[
+                "start".into(),
+                dir.display().to_string(),
+                port.to_string(),
+                stanza_limit.to_string(),
+                users.to_string(),
+            ]) {
+                Ok(()) => {
+                    return Ok(Prosody {
+                        dir: dir.to_path_buf(),
+                        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                        stanza_limit,
+                        users,
+                        _tmp: None,
+                    })
+                }
+                Err((Some(PORT_TAKEN), e)) => last = e,
+                Err((_, e)) => return Err(e),
+            }
+        }
+        Err(format!("no free port after 5 tries: {last}"))
     }
 
     /// The self-signed certificate clients trust for STARTTLS.
@@ -96,7 +125,7 @@ impl Prosody {
 
     /// Stop it (also done on drop).
     pub fn stop(&self) -> Result<(), String> {
-        script(&["stop".into(), self.dir.display().to_string()])
+        script(&["stop".into(), self.dir.display().to_string()]).map_err(|(_, e)| e)
     }
 }
 
