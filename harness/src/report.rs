@@ -1260,12 +1260,13 @@ fn server_section(
         d.push(Block::P(format!(
             "Each step starts N pairs at once (two accounts each, one client thread for all of them, the server on the other \
              core): login ({} logins admitted at a time: a storm of 2N simultaneous SCRAM and TLS logins against Prosody's \
-             single thread is a test of the login path, not of the protocols), handshake, {} message(s) of {} bytes each way, \
-             each awaited before the next; a step is bounded by {:.0} s and every wait by 10 s, and the ramp stops at the \
+             single thread is a test of the login path, not of the protocols) and handshake; when every pair is set up (or has \
+             failed), all of them send {} message(s) of {} bytes each way, each awaited before the next; a step is bounded by {:.0} s and every wait by 10 s, and the ramp stops at the \
              first step with a failed pair. The client thread does every session's cryptography, so a step that fails may \
              have found the limit of this one client process rather than of the server; the first failure is quoted. Wall time runs from the first login to the last \
-             pair's end; throughput is delivered messages over the message window (first application stanza sent to last \
-             delivered); latency is per message, send call to delivery. Identities are generated before the timed window \
+             pair's end, set-up from the first login until every pair was established; throughput is delivered messages over \
+             the message window (first application stanza sent to last delivered); latency is per message, send call to \
+             delivery. Identities are generated before the timed window \
              (column keygen: what the step needed beyond earlier steps).",
             sv.plan.load_logins_at_once, sv.plan.load_messages, sv.plan.load_size, sv.plan.load_deadline_s
         )));
@@ -1277,6 +1278,7 @@ fn server_section(
                 "completed / failed".into(),
                 "messages".into(),
                 "wall s".into(),
+                "set-up s".into(),
                 "message window s".into(),
                 "throughput msg/s".into(),
                 "latency ms p50 / p90 / p99 / max".into(),
@@ -1295,6 +1297,7 @@ fn server_section(
                         format!("{} / {}", l.completed_pairs, l.failed_pairs),
                         l.messages_delivered.to_string(),
                         n(l.wall_s),
+                        n(l.setup_s),
                         n(l.message_window_s),
                         n(l.throughput_msg_s),
                         format!(

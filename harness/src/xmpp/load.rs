@@ -41,6 +41,9 @@ pub struct LoadRow {
     pub messages_delivered: u64,
     /// Wall time from the first login to the last pair's end, seconds.
     pub wall_s: f64,
+    /// Set-up phase: from the first login until every pair was established
+    /// (or had failed), seconds; messages start after it.
+    pub setup_s: f64,
     /// From the first application stanza sent to the last delivered, seconds.
     pub message_window_s: f64,
     /// Delivered application stanzas per second of the message window.
@@ -74,6 +77,7 @@ struct Outcome {
     first_send: Option<Instant>,
     last_delivery: Option<Instant>,
     finished: bool,
+    ready: bool,
 }
 
 /// Logins admitted at once. A storm of 2N simultaneous SCRAM (and TLS)
@@ -92,6 +96,7 @@ async fn one_pair(
     size: usize,
     seed: u64,
     logins: Rc<tokio::sync::Semaphore>,
+    mut gate: tokio::sync::watch::Receiver<bool>,
     out: Rc<RefCell<Outcome>>,
 ) {
     let nodes = [format!("user{}", 2 * idx), format!("user{}", 2 * idx + 1)];
@@ -121,6 +126,12 @@ async fn one_pair(
         let hs = pair.handshake().await;
         out.borrow_mut().altered = pair.rec.altered.len();
         out.borrow_mut().handshake_ms = Some(hs?.as_secs_f64() * 1e3);
+        // Every pair is set up before any sends: the message phase is then
+        // measured on its own, not mixed with other pairs' logins.
+        out.borrow_mut().ready = true;
+        gate.wait_for(|open| *open)
+            .await
+            .map_err(|e| format!("start gate: {e}"))?;
         for n in 0..messages {
             for from in 0..2 {
                 let el = driver::workload_stanza_between(
@@ -186,6 +197,7 @@ pub async fn step(
         .map(|_| Rc::new(RefCell::new(Outcome::default())))
         .collect();
     let logins = Rc::new(tokio::sync::Semaphore::new(LOGINS_AT_ONCE));
+    let (open, gate) = tokio::sync::watch::channel(false);
     let t0 = Instant::now();
     let mut handles = Vec::new();
     for ((idx, id), out) in ids.iter().enumerate().take(pairs).zip(&outs) {
@@ -199,11 +211,24 @@ pub async fn step(
             size,
             seed,
             logins.clone(),
+            gate.clone(),
             out.clone(),
         )));
     }
+    // Set-up phase: until every pair is established (or has failed), within
+    // the step's deadline; then the gate opens for the message phase.
+    while t0.elapsed() < deadline
+        && !outs.iter().all(|o| {
+            let o = o.borrow();
+            o.ready || o.finished
+        })
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let setup = t0.elapsed();
+    let _ = open.send(true);
     let all = futures::future::join_all(handles.iter_mut());
-    let stopped = match tokio::time::timeout(deadline, all).await {
+    let stopped = match tokio::time::timeout(deadline.saturating_sub(setup), all).await {
         Ok(_) => "completed".to_string(),
         Err(_) => {
             for h in &handles {
@@ -243,6 +268,7 @@ pub async fn step(
         failed_pairs: pairs - completed,
         messages_delivered: delivered,
         wall_s: wall,
+        setup_s: setup.as_secs_f64(),
         message_window_s: window,
         throughput_msg_s: if window > 0.0 {
             delivered as f64 / window

@@ -747,12 +747,12 @@ pub fn write(r: &ServerResults, dir: &Path) -> Result<(), String> {
         ));
     }
     w("server_messages.csv", s)?;
-    let mut s = String::from("protocol,mode,pairs,messages_per_pair,completed_pairs,failed_pairs,messages_delivered,wall_s,message_window_s,throughput_msg_s,latency_ms_p50,latency_ms_p90,latency_ms_p99,latency_ms_max,handshake_ms_p50,handshake_ms_p99,login_ms_p50,login_ms_p99,altered,stopped,keygen_s,first_error\n");
+    let mut s = String::from("protocol,mode,pairs,messages_per_pair,completed_pairs,failed_pairs,messages_delivered,wall_s,setup_s,message_window_s,throughput_msg_s,latency_ms_p50,latency_ms_p90,latency_ms_p99,latency_ms_max,handshake_ms_p50,handshake_ms_p99,login_ms_p50,login_ms_p99,altered,stopped,keygen_s,first_error\n");
     for l in &r.load {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{:.3},{:.3},{:.1},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{:.2},{}\n",
+            "{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.1},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{:.2},{}\n",
             l.protocol, l.mode, l.pairs, l.messages_per_pair, l.completed_pairs, l.failed_pairs, l.messages_delivered,
-            l.wall_s, l.message_window_s, l.throughput_msg_s, l.latency_ms.p50, l.latency_ms.p90, l.latency_ms.p99, l.latency_ms.max,
+            l.wall_s, l.setup_s, l.message_window_s, l.throughput_msg_s, l.latency_ms.p50, l.latency_ms.p90, l.latency_ms.p99, l.latency_ms.max,
             l.handshake_ms.p50, l.handshake_ms.p99, l.login_ms.p50, l.login_ms.p99, l.altered, csv_escape(&l.stopped),
             l.keygen_s, csv_escape(l.first_error.as_deref().unwrap_or(""))
         ));
