@@ -977,7 +977,8 @@ fn server_section(
          protocol differences. Times are wall-clock: *handshake* from `start` until both sides are established, *first \
          message* from `start` until the first 64-byte application stanza is delivered, *latency* from the `send` call until \
          the receiving session delivers the stanza (both sides' CPU plus two loopback hops through the server). Bytes per message: *serialized* is the in-memory measure \
-         of the same stanzas (each with its own `xmlns`); *socket* is what crossed the senders' TCP sockets (below TLS), \
+         of the same stanzas (each with its own `xmlns`; it exceeds the in-memory column by the server accounts' longer \
+         JIDs and resources, which every stanza carries); *socket* is what crossed the senders' TCP sockets (below TLS), \
          i.e. what the server read off the wire; *Prosody-counted* is what Prosody itself counted reading from the senders, \
          in its `bytes/in` filter (XML inside TLS), reported by the test server's module mod_e2elab_bytes because \
          Prosody 0.12 has no byte counters of its own.",
