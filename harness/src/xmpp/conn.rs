@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_xmpp::xmlstream::{self, StreamHeader, Timeouts, XmlStream, XmppStream};
+use tokio_xmpp::xmlstream::{
+    self, PendingFeaturesRecv, StreamHeader, Timeouts, XmlStream, XmppStream,
+};
 
 const NS_CLIENT: &str = "jabber:client";
 const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
@@ -210,16 +212,16 @@ async fn next_element(s: &mut XmlStream<Stream, Element>, what: &str) -> Result<
     }
 }
 
+/// Open an XML stream to `domain` over `io` (the stream header exchange).
+async fn initiate(io: Box<dyn Io>, domain: &str) -> Result<PendingFeaturesRecv<Stream>, String> {
+    xmlstream::initiate_stream(BufStream::new(io), NS_CLIENT, header(domain), timeouts())
+        .await
+        .map_err(|e| io_err("stream header", e))
+}
+
 async fn starttls(io: Box<dyn Io>, spec: &ServerSpec, ca: &PathBuf) -> Result<Box<dyn Io>, String> {
-    let pending = xmlstream::initiate_stream(
-        BufStream::new(io),
-        NS_CLIENT,
-        header(&spec.domain),
-        timeouts(),
-    )
-    .await
-    .map_err(|e| io_err("stream header", e))?;
-    let (features, mut s): (_, XmlStream<Stream, Element>) = pending
+    let (features, mut s): (_, XmlStream<Stream, Element>) = initiate(io, &spec.domain)
+        .await?
         .recv_features()
         .await
         .map_err(|e| io_err("stream features", e))?;
@@ -267,15 +269,8 @@ async fn login(
     if let Some(ca) = &spec.tls_ca {
         io = starttls(io, spec, ca).await?;
     }
-    let pending = xmlstream::initiate_stream(
-        BufStream::new(io),
-        NS_CLIENT,
-        header(&spec.domain),
-        timeouts(),
-    )
-    .await
-    .map_err(|e| io_err("stream header", e))?;
-    let (features, s): (_, XmppStream<Stream>) = pending
+    let (features, s): (_, XmppStream<Stream>) = initiate(io, &spec.domain)
+        .await?
         .recv_features()
         .await
         .map_err(|e| io_err("stream features", e))?;
