@@ -7,10 +7,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use e2elab::{compare, driver, registry};
-use e2elab_core::{
-    stanza, Element, Env, Event, Options, Outbox, Protocol, Role, Session, SessionConfig,
-    SessionState,
-};
+use e2elab_core::{stanza, Element, Env, Event, Options, Outbox, Protocol, Session, SessionState};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -22,30 +19,14 @@ struct Pair {
 }
 
 fn pair(proto: &dyn Protocol, ids: &driver::Identities, seed: u64) -> Pair {
-    let mk = |idx: usize| {
-        let role = if idx == 0 {
-            Role::Initiator
-        } else {
-            Role::Responder
-        };
-        let mut env = Env::for_party(seed, role.name());
-        let s = proto
-            .new_session(
-                &mut env,
-                SessionConfig {
-                    role,
-                    local_jid: driver::full_jid(idx),
-                    peer_jid: driver::full_jid(1 - idx),
-                    identity: ids.ids[idx].clone(),
-                    peer_public: Some(ids.ids[1 - idx].public.clone()),
-                    options: Options::new(),
-                },
-            )
-            .unwrap();
-        (s, env)
-    };
-    let (a, ea) = mk(0);
-    let (b, eb) = mk(1);
+    let [(a, ea), (b, eb)] = driver::sessions_between(
+        proto,
+        ids,
+        seed,
+        &Options::new(),
+        [&driver::full_jid(0), &driver::full_jid(1)],
+    )
+    .unwrap();
     Pair {
         s: [a, b],
         env: [ea, eb],

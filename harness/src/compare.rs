@@ -1066,30 +1066,13 @@ struct Bare {
 }
 
 fn bare_pair(proto: &dyn Protocol, ids: &driver::Identities, seed: u64) -> Result<Bare, String> {
-    let mk = |idx: usize| -> Result<(Box<dyn e2elab_core::Session>, Env), String> {
-        let role = if idx == 0 {
-            e2elab_core::Role::Initiator
-        } else {
-            e2elab_core::Role::Responder
-        };
-        let mut env = Env::for_party(seed, role.name());
-        let s = proto
-            .new_session(
-                &mut env,
-                e2elab_core::SessionConfig {
-                    role,
-                    local_jid: driver::full_jid(idx),
-                    peer_jid: driver::full_jid(1 - idx),
-                    identity: ids.ids[idx].clone(),
-                    peer_public: Some(ids.ids[1 - idx].public.clone()),
-                    options: Options::new(),
-                },
-            )
-            .map_err(|x| x.to_string())?;
-        Ok((s, env))
-    };
-    let (a, ea) = mk(0)?;
-    let (b, eb) = mk(1)?;
+    let [(a, ea), (b, eb)] = driver::sessions_between(
+        proto,
+        ids,
+        seed,
+        &Options::new(),
+        [&driver::full_jid(0), &driver::full_jid(1)],
+    )?;
     Ok(Bare {
         s: [a, b],
         env: [ea, eb],
@@ -1233,34 +1216,13 @@ pub fn sequoia_version() -> String {
     "unknown".into()
 }
 
-/// Civil date from days since 1970-01-01 (proleptic Gregorian).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// Now, UTC, RFC 3339 (seconds).
 pub fn utc_now() -> String {
-    let s = std::time::SystemTime::now()
+    let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(0);
-    let (y, m, d) = civil(s.div_euclid(86_400));
-    let t = s.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        t / 3600,
-        (t / 60) % 60,
-        t % 60
-    )
+    e2elab_core::Timestamp(micros).to_rfc3339()
 }
 
 fn provenance(seed: u64, date: String, wall: f64) -> Provenance {
@@ -1904,9 +1866,10 @@ mod tests {
 
     #[test]
     fn dates_and_versions() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(19_723), (2024, 1, 1));
-        assert_eq!(civil(11_016), (2000, 2, 29));
+        let day = |d: u64| e2elab_core::Timestamp(d * 86_400 * 1_000_000).to_rfc3339();
+        assert_eq!(day(0), "1970-01-01T00:00:00Z");
+        assert_eq!(day(19_723), "2024-01-01T00:00:00Z");
+        assert_eq!(day(11_016), "2000-02-29T00:00:00Z");
         assert_eq!(utc_now().len(), 20);
         assert!(sequoia_version().starts_with('2'), "{}", sequoia_version());
     }

@@ -264,50 +264,11 @@ pub fn round_trip(proto: &dyn Protocol) -> Check {
     Ok(())
 }
 
-fn count_texts(e: &Element) -> usize {
-    e.nodes()
-        .map(|n| match n {
-            Node::Text(_) => 1,
-            Node::Element(c) => count_texts(c),
-        })
-        .sum()
-}
-
 /// A copy of `e` with its k-th text node (document order) edited by `f`.
 fn edit_text(e: &Element, k: usize, f: impl FnOnce(&mut String)) -> Element {
     let mut c = e.clone();
-    let mut idx = k;
-    with_nth_text(&mut c, &mut idx, f);
+    stanza::edit_nth_text(&mut c, k, f);
     c
-}
-
-fn with_nth_text(e: &mut Element, k: &mut usize, f: impl FnOnce(&mut String)) -> bool {
-    let mut f = Some(f);
-    with_nth_text_dyn(e, k, &mut |t| {
-        if let Some(g) = f.take() {
-            g(t)
-        }
-    })
-}
-
-fn with_nth_text_dyn(e: &mut Element, k: &mut usize, f: &mut dyn FnMut(&mut String)) -> bool {
-    for n in e.nodes_mut() {
-        match n {
-            Node::Text(t) => {
-                if *k == 0 {
-                    f(t);
-                    return true;
-                }
-                *k -= 1;
-            }
-            Node::Element(c) => {
-                if with_nth_text_dyn(c, k, f) {
-                    return true;
-                }
-            }
-        }
-    }
-    false
 }
 
 /// Replace the character at `pos` (by chars) with a different one of the same class.
@@ -340,7 +301,7 @@ pub fn mutations(wire: &str) -> Vec<(String, String)> {
     let Ok(e) = stanza::parse(wire) else {
         return out;
     };
-    let texts = count_texts(&e);
+    let texts = stanza::count_texts(&e);
     for k in 0..texts {
         for (label, which) in [
             ("start", 0usize),

@@ -3,7 +3,7 @@
 use crate::cpu;
 use crate::link::{Dir, Link, Phase};
 use e2elab_core::{
-    stanza, Element, Env, Identity, OpCounts, Options, Protocol, Role, SessionConfig,
+    stanza, Element, Env, Identity, OpCounts, Options, Protocol, Role, Session, SessionConfig,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -68,16 +68,19 @@ pub fn link_for(
     link_between(proto, ids, seed, options, [&full_jid(0), &full_jid(1)])
 }
 
-/// Create both sessions for these full JIDs (initiator first) and a link between them.
-pub fn link_between(
+/// A session with its own environment.
+pub type SessionWithEnv = (Box<dyn Session>, Env);
+
+/// Both sessions (initiator first, each with its own environment) for these
+/// full JIDs, without a link.
+pub fn sessions_between(
     proto: &dyn Protocol,
     ids: &Identities,
     seed: u64,
     options: &Options,
     jids: [&str; 2],
-) -> Result<Link, String> {
-    let mut parties = Vec::new();
-    for idx in 0..2 {
+) -> Result<[SessionWithEnv; 2], String> {
+    let make = |idx: usize| {
         let role = if idx == 0 {
             Role::Initiator
         } else {
@@ -95,10 +98,20 @@ pub fn link_between(
         let s = proto
             .new_session(&mut env, cfg)
             .map_err(|e| format!("{}: new session ({}): {e}", proto.info().id, role.name()))?;
-        parties.push((s, env));
-    }
-    let b = parties.pop().ok_or("session missing")?;
-    let a = parties.pop().ok_or("session missing")?;
+        Ok::<_, String>((s, env))
+    };
+    Ok([make(0)?, make(1)?])
+}
+
+/// Create both sessions for these full JIDs (initiator first) and a link between them.
+pub fn link_between(
+    proto: &dyn Protocol,
+    ids: &Identities,
+    seed: u64,
+    options: &Options,
+    jids: [&str; 2],
+) -> Result<Link, String> {
+    let [a, b] = sessions_between(proto, ids, seed, options, jids)?;
     Ok(Link::new(a, b))
 }
 

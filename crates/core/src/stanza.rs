@@ -8,7 +8,7 @@
 
 use crate::error::DecodeError;
 use minidom::rxml::{Namespace, NcName};
-use minidom::Element;
+use minidom::{Element, Node};
 
 /// The client namespace stanzas live in.
 pub const NS_CLIENT: &str = "jabber:client";
@@ -123,6 +123,43 @@ pub fn bare_jid(jid: &str) -> &str {
     jid.split('/').next().unwrap_or(jid)
 }
 
+/// Text nodes in `el` and all its descendants.
+pub fn count_texts(el: &Element) -> usize {
+    el.nodes()
+        .map(|n| match n {
+            Node::Text(_) => 1,
+            Node::Element(c) => count_texts(c),
+        })
+        .sum()
+}
+
+/// Apply `f` to the `k`-th text node of `el` in document order (counting as
+/// [`count_texts`] does); `false` if there are not that many.
+pub fn edit_nth_text(el: &mut Element, k: usize, f: impl FnOnce(&mut String)) -> bool {
+    fn walk(el: &mut Element, k: &mut usize, f: &mut Option<impl FnOnce(&mut String)>) -> bool {
+        for n in el.nodes_mut() {
+            match n {
+                Node::Text(t) => {
+                    if *k == 0 {
+                        if let Some(f) = f.take() {
+                            f(t);
+                        }
+                        return true;
+                    }
+                    *k -= 1;
+                }
+                Node::Element(c) => {
+                    if walk(c, k, f) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+    walk(el, &mut { k }, &mut Some(f))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +215,16 @@ mod tests {
 
     fn body_or_empty(m: &Element) -> String {
         body(m).unwrap_or_default()
+    }
+
+    #[test]
+    fn nth_text_in_document_order() {
+        let mut m = chat_message("a@x/r", "b@y/r", "1", "body").unwrap();
+        m.append_child(text_element("subject", NS_CLIENT, "subj"));
+        assert_eq!(count_texts(&m), 2);
+        assert!(edit_nth_text(&mut m, 1, |t| t.push('!')));
+        assert_eq!(body(&m).as_deref(), Some("body"));
+        assert_eq!(m.get_child("subject", NS_CLIENT).unwrap().text(), "subj!");
+        assert!(!edit_nth_text(&mut m, 2, |t| t.clear()));
     }
 }

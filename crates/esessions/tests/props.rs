@@ -45,35 +45,6 @@ const PROFILES: [Profile; 4] = [
     Profile::Ssh,
 ];
 
-fn count_texts(e: &Element) -> usize {
-    e.nodes()
-        .map(|n| match n {
-            Node::Text(_) => 1,
-            Node::Element(c) => count_texts(c),
-        })
-        .sum()
-}
-
-fn edit_nth_text(e: &mut Element, k: &mut usize, f: &mut dyn FnMut(&mut String)) -> bool {
-    for n in e.nodes_mut() {
-        match n {
-            Node::Text(t) => {
-                if *k == 0 {
-                    f(t);
-                    return true;
-                }
-                *k -= 1;
-            }
-            Node::Element(c) => {
-                if edit_nth_text(c, k, f) {
-                    return true;
-                }
-            }
-        }
-    }
-    false
-}
-
 /// Mutate the protocol element of a wire stanza (not its clear routing parts).
 fn mutate(wire: &str, sel: u64, pos: u64, kind: u8) -> Option<String> {
     let mut el = stanza::parse(wire).unwrap();
@@ -85,12 +56,12 @@ fn mutate(wire: &str, sel: u64, pos: u64, kind: u8) -> Option<String> {
     })?;
     match kind % 3 {
         0 | 1 => {
-            let n = count_texts(target);
+            let n = stanza::count_texts(target);
             if n == 0 {
                 return None;
             }
-            let mut k = (sel % n as u64) as usize;
-            edit_nth_text(target, &mut k, &mut |t: &mut String| {
+            let k = (sel % n as u64) as usize;
+            stanza::edit_nth_text(target, k, |t: &mut String| {
                 let mut chars: Vec<char> = t.chars().collect();
                 if chars.is_empty() {
                     t.push('A');
