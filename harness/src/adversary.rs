@@ -25,6 +25,8 @@ pub struct Wire {
     pub phase: Phase,
     /// Serialized stanza as the sender emitted it.
     pub xml: String,
+    /// The virtual time it was emitted.
+    pub at: e2elab_core::Timestamp,
 }
 
 /// A stanza the adversary lets through or injects.

@@ -38,20 +38,24 @@ pub fn measure(
     });
     let r = r?;
     compare::write(&r, out)?;
-    // The security experiments for the same profiles and seed, so the report
-    // can set measured outcomes beside spec claims and SoK ratings.
-    let protos = crate::registry::resolve(&cfg_protocols)?;
-    let mut sec = Vec::new();
-    for (i, p) in protos.iter().enumerate() {
-        pb.set_length(protos.len() as u64);
+    // The security experiments for the same profiles and seed (plus every
+    // known-bad control), so the report can set measured outcomes beside
+    // spec claims and SoK ratings.
+    let entries = crate::registry::resolve_entries(&cfg_protocols)?;
+    let sec = crate::security::run(&entries, seed, |i, n, id| {
+        pb.set_length(n as u64);
         pb.set_position(i as u64);
-        pb.set_message(format!("security experiments: {}", p.info().id));
-        sec.push(crate::security::run_protocol(p.as_ref(), seed)?);
+        pb.set_message(format!("security experiments: {id}"));
+    })?;
+    crate::security::write(&sec, out)?;
+    let bad = sec.control_failures();
+    if !bad.is_empty() {
+        return Err(format!(
+            "security: {} control check(s) came out wrong (see {}/security.md)",
+            bad.len(),
+            out.display()
+        ));
     }
-    let json = serde_json::to_string_pretty(&sec).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("security.json"), json).map_err(|e| format!("security.json: {e}"))?;
-    std::fs::write(out.join("security.md"), crate::security::markdown(&sec))
-        .map_err(|e| format!("security.md: {e}"))?;
     // Server files of an earlier run must not reach this run's report.
     for name in [
         "server.json",

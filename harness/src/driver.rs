@@ -71,6 +71,22 @@ pub fn link_for(
 /// A session with its own environment.
 pub type SessionWithEnv = (Box<dyn Session>, Env);
 
+/// How far apart on the virtual clock the links of one process start.
+pub const LINK_SPACING: Duration = Duration::from_secs(20 * 60);
+
+/// The virtual start of the next link: each link of the process starts
+/// [`LINK_SPACING`] after the previous one, so that one client's sessions
+/// never overlap in time (what a client remembers across sessions, such as
+/// RFC 3923's 10-minute memory of accepted timestamps, sees time move on as
+/// it does for a real client). Whole minutes: no timestamp on any wire
+/// changes length.
+pub fn next_link_start() -> e2elab_core::Timestamp {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    e2elab_core::Timestamp::DEFAULT_START
+        .plus(LINK_SPACING * u32::try_from(n % 100_000).unwrap_or(0))
+}
+
 /// Both sessions (initiator first, each with its own environment) for these
 /// full JIDs, without a link.
 pub fn sessions_between(
@@ -80,6 +96,7 @@ pub fn sessions_between(
     options: &Options,
     jids: [&str; 2],
 ) -> Result<[SessionWithEnv; 2], String> {
+    let start = next_link_start();
     let make = |idx: usize| {
         let role = if idx == 0 {
             Role::Initiator
@@ -87,6 +104,7 @@ pub fn sessions_between(
             Role::Responder
         };
         let mut env = Env::for_party(seed, role.name());
+        env.set_now(start);
         let cfg = SessionConfig {
             role,
             local_jid: jids[idx].to_string(),

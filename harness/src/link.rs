@@ -259,6 +259,8 @@ pub struct Link {
     /// Every emitted stanza in order (direction, phase, wire form): what a
     /// passive observer of the honest senders saw.
     pub emissions: Vec<(Dir, Phase, String)>,
+    /// The virtual time of each emission (same order as `emissions`).
+    pub emission_times: Vec<Timestamp>,
     max_steps: usize,
     op_mark: [OpCounts; 2],
 }
@@ -298,6 +300,7 @@ impl Link {
             transcript: Vec::new(),
             samples: Vec::new(),
             emissions: Vec::new(),
+            emission_times: Vec::new(),
             max_steps: 1_000_000,
             op_mark: [OpCounts::default(); 2],
         }
@@ -476,6 +479,7 @@ impl Link {
             dir,
             phase: self.phase,
             xml,
+            at: self.clock,
         };
         self.emitted[from] += 1;
         let fwd = self.adversary.on_wire(&w);
@@ -492,6 +496,7 @@ impl Link {
             });
         }
         self.emissions.push((dir, self.phase, w.xml));
+        self.emission_times.push(self.clock);
         for f in fwd {
             self.queue.push_back((self.seq, f, self.phase));
         }

@@ -176,7 +176,7 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Run the security experiments (attacks on the link) and print outcome and evidence per property.
+    /// Run the security experiments (attacks on the link) on the profiles, plus every known-bad control, and print outcome and evidence per row; a control that comes out wrong exits non-zero.
     Security {
         #[arg(long = "protocol", short = 'p')]
         protocols: Vec<String>,
@@ -437,15 +437,36 @@ fn list(format: ListFormat) -> Result<ExitCode, String> {
             );
         }
         ListFormat::Table => {
-            let mut t = Table::new(&["protocol", "family", "spec", "claims (spec)", "summary"]);
+            let mut t = Table::new(&[
+                "protocol",
+                "family",
+                "spec",
+                "claims (spec) / control",
+                "summary",
+            ]);
             for p in &all {
                 let i = p.info();
-                let claimed: Vec<&str> = i
-                    .claims
-                    .iter()
-                    .filter(|c| c.level == e2elab_core::ClaimLevel::Claimed)
-                    .map(|c| c.property.name())
-                    .collect();
+                let claimed: Vec<String> = if i.family == "control" {
+                    i.control_for
+                        .iter()
+                        .map(|(p, v)| {
+                            if v.is_empty() {
+                                format!("must fail {}", p.name())
+                            } else {
+                                format!("must fail {} ({v})", p.name())
+                            }
+                        })
+                        .collect()
+                } else {
+                    let mut v: Vec<String> = i
+                        .claims
+                        .iter()
+                        .filter(|c| c.level == e2elab_core::ClaimLevel::Claimed)
+                        .map(|c| c.property.name().to_string())
+                        .collect();
+                    v.dedup();
+                    v
+                };
                 t.row(vec![
                     i.id.to_string(),
                     i.family.to_string(),

@@ -901,11 +901,9 @@ fn build(r: &Results, dir: &Path, files: &mut Vec<PathBuf>) -> Result<Vec<Block>
         d.extend(server_section(r, &sv, &ids, dir, files)?);
     }
 
-    // Security, from the same run's experiments (written by `compare`).
-    let sec = dir.join("security.md");
-    if let Ok(md) = std::fs::read_to_string(&sec) {
-        d.push(Block::Raw(md));
-    }
+    // Security, rendered from the same run's security.json (written by `compare`).
+    let sec = crate::security::SecurityRun::read(&dir.join("security.json"))?;
+    d.push(Block::Raw(crate::security::render::markdown(&sec)));
 
     // Closing note
     d.push(Block::H(2, "Closing note".into()));

@@ -24,8 +24,18 @@ fn list_json_has_plaintext_with_claims() {
     let arr = v.as_array().unwrap();
     let p = arr.iter().find(|p| p["id"] == "plaintext").unwrap();
     assert_eq!(p["family"], "control");
-    assert_eq!(p["claims"].as_array().unwrap().len(), 12);
+    assert_eq!(p["claims"].as_array().unwrap().len(), 13);
     assert!(p["spec"].as_str().unwrap().contains("RFC 6120"));
+    // The known-bad controls are listed, each with the rows it must fail.
+    let controls: Vec<&serde_json::Value> = arr
+        .iter()
+        .filter(|p| p["id"].as_str().unwrap().starts_with("control-"))
+        .collect();
+    assert_eq!(controls.len(), 10);
+    for c in controls {
+        assert_eq!(c["family"], "control");
+        assert!(!c["control_for"].as_array().unwrap().is_empty(), "{c}");
+    }
 }
 
 #[test]

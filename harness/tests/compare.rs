@@ -175,16 +175,26 @@ fn quick_compare_then_report() {
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     // The security experiments of the same run sit in the report beside the measurements.
-    let sec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("security.json")).unwrap()).unwrap();
+    let sec = e2elab::security::SecurityRun::read(&dir.join("security.json")).unwrap();
+    let real: Vec<&str> = sec
+        .profiles
+        .iter()
+        .filter(|p| !p.control)
+        .map(|p| p.id.as_str())
+        .collect();
     assert_eq!(
-        sec.as_array().unwrap().len(),
-        3,
-        "one security result per compared profile"
+        real.len(),
+        2,
+        "the compared profiles but the control row: {real:?}"
     );
+    assert!(
+        sec.profiles.iter().filter(|p| p.control).count() >= 10,
+        "every control ran"
+    );
+    assert!(sec.control_failures().is_empty());
     assert!(md.contains("## Security properties, measured"));
     assert!(md.contains("| integrity |"));
-    assert!(html.contains("security.md"));
+    assert!(md.contains("### Known-bad controls"));
     assert!(md.contains("esessions-sigma-i: handshake cost / primitive floor = "));
     assert!(md.contains(&format!("{:.2}", f.ratio)));
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("rfc3923"));

@@ -146,6 +146,7 @@ fn toy_info() -> &'static ProtocolInfo {
         summary: "claims integrity and replay protection, checks nothing",
         protects: &[StanzaKind::Message],
         after_bad_input: AfterBadInput::Unchanged,
+        control_for: &[],
         claims: [Property::Integrity, Property::Replay]
             .into_iter()
             .map(|property| Claim {
@@ -153,6 +154,7 @@ fn toy_info() -> &'static ProtocolInfo {
                 level: ClaimLevel::Claimed,
                 source: "test",
                 note: "a lie",
+                under: "",
             })
             .collect(),
     })

@@ -84,12 +84,15 @@ async fn through(spec: &ServerSpec, proto: &dyn Protocol) -> ServerPair {
 
 #[test]
 fn every_protocol_survives_prosody_over_tcp_and_starttls() {
+    // Every compared profile: the known-bad controls serve the security
+    // experiments only (control-signed-clear signs the stanza's attributes,
+    // which Prosody's xml:lang stamp changes).
     let server = Prosody::start(DEFAULT_STANZA_LIMIT, 0).unwrap();
     let plain = ServerSpec::plain(server.addr);
     let tls = plain.with_tls(server.certificate());
     let rt = rt();
     for spec in [&plain, &tls] {
-        for p in registry::all() {
+        for p in registry::compared() {
             let pair = rt.block_on(through(spec, p.as_ref()));
             assert!(pair.rec.stanzas > 0);
             // Prosody adds the stream's xml:lang to every stanza that has none

@@ -25,6 +25,8 @@ pub enum Property {
     PostCompromiseSecurity,
     /// The transcript holds no transferable proof of authorship.
     MessageRepudiation,
+    /// Nothing proves to a third party that a party took part in a session.
+    ParticipationRepudiation,
     /// Transcripts can be forged by the receiver or anyone after MAC keys are published.
     Forgeability,
     /// Long-term identities are hidden from a passive observer.
@@ -39,7 +41,7 @@ pub enum Property {
 
 impl Property {
     /// Every property, in report order.
-    pub const ALL: [Property; 12] = [
+    pub const ALL: [Property; 13] = [
         Property::ConfidentialityCoverage,
         Property::Integrity,
         Property::Replay,
@@ -47,6 +49,7 @@ impl Property {
         Property::ForwardSecrecy,
         Property::PostCompromiseSecurity,
         Property::MessageRepudiation,
+        Property::ParticipationRepudiation,
         Property::Forgeability,
         Property::IdentityProtection,
         Property::MitmDetection,
@@ -64,6 +67,7 @@ impl Property {
             Property::ForwardSecrecy => "forward_secrecy",
             Property::PostCompromiseSecurity => "post_compromise_security",
             Property::MessageRepudiation => "message_repudiation",
+            Property::ParticipationRepudiation => "participation_repudiation",
             Property::Forgeability => "forgeability",
             Property::IdentityProtection => "identity_protection",
             Property::MitmDetection => "mitm_detection",
@@ -98,6 +102,39 @@ pub struct Claim {
     pub source: &'static str,
     /// A sentence of context.
     pub note: &'static str,
+    /// Which measured variants of the property the claim speaks of: `""` for
+    /// all of them, else a prefix of the variant names (e.g. `"oob"`: only
+    /// when the users compare what the protocol shows out of band).
+    pub under: &'static str,
+}
+
+impl Claim {
+    /// A claim about every variant of `property`.
+    pub const fn new(
+        property: Property,
+        level: ClaimLevel,
+        source: &'static str,
+        note: &'static str,
+    ) -> Self {
+        Claim {
+            property,
+            level,
+            source,
+            note,
+            under: "",
+        }
+    }
+
+    /// The same claim, limited to the variants whose name starts with `prefix`.
+    pub const fn under(mut self, prefix: &'static str) -> Self {
+        self.under = prefix;
+        self
+    }
+
+    /// Whether the claim speaks of the measured `variant`.
+    pub fn applies_to(&self, variant: &str) -> bool {
+        variant.starts_with(self.under)
+    }
 }
 
 /// What a session does with itself after it rejects bad input.
@@ -127,6 +164,10 @@ pub struct ProtocolInfo {
     pub after_bad_input: AfterBadInput,
     /// The spec's claims, one per property.
     pub claims: Vec<Claim>,
+    /// For the `control` family: the measured rows (property, variant prefix;
+    /// `""` = every variant) this profile was built to fail. Empty for real
+    /// profiles. The security experiments must come out `fails` on each.
+    pub control_for: &'static [(Property, &'static str)],
 }
 
 impl ProtocolInfo {

@@ -32,5 +32,6 @@ pub use outbox::{Event, Outbox, PeerIdentity, Warning};
 pub use secret::{ct_eq, SecretBytes};
 pub use session::{
     CountSource, OpCounts, Options, Protocol, Role, Session, SessionConfig, SessionState,
+    StateExport,
 };
 pub use stanza::StanzaKind;

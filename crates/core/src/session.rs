@@ -2,9 +2,10 @@
 
 use crate::claims::ProtocolInfo;
 use crate::env::{Env, Timestamp};
-use crate::error::{ApiMisuse, Result};
+use crate::error::{ApiMisuse, Error, Result};
 use crate::identity::{Identity, PublicIdentity};
 use crate::outbox::Outbox;
+use crate::secret::SecretBytes;
 use minidom::Element;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -182,6 +183,31 @@ fn bad(key: &str, reason: &str) -> crate::Error {
     .into()
 }
 
+/// A session's whole secret state at one instant, exported for the
+/// compromise experiments (forward secrecy, post-compromise security, the
+/// repudiation judges). The bytes are protocol-defined (each protocol crate
+/// documents its format and offers the code that reads it); they never
+/// appear in `Debug` output and are wiped on drop.
+#[derive(Clone)]
+pub struct StateExport {
+    /// The profile that exported it.
+    pub protocol: String,
+    /// The side it came from.
+    pub role: Role,
+    /// Protocol-defined serialization of the keys and counters.
+    pub data: SecretBytes,
+}
+
+impl std::fmt::Debug for StateExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateExport")
+            .field("protocol", &self.protocol)
+            .field("role", &self.role)
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
 /// Everything needed to create one session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -250,6 +276,21 @@ pub trait Session: Send {
 
     /// Public-key operations so far.
     fn op_counts(&self) -> OpCounts;
+
+    /// RESEARCH HOOK: the session's whole secret state now (keys, counters,
+    /// DH private values it still holds), as an attacker who compromised this
+    /// side would find it. Never sent anywhere by the session itself; the
+    /// security experiments (`e2elab security`) use it in every build to
+    /// measure forward secrecy, post-compromise security and repudiation.
+    /// Protocols without session state beyond the long-term identity return
+    /// an export saying so; a protocol that cannot export returns
+    /// [`Error::Unsupported`], which makes those experiments fail loudly.
+    fn dangerous_export_state(&self) -> Result<StateExport> {
+        Err(Error::Unsupported(format!(
+            "{}: no session state export",
+            self.info().id
+        )))
+    }
 }
 
 /// A protocol profile: its description, identity provisioning and a session factory.

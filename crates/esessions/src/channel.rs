@@ -52,6 +52,21 @@ pub struct Suite {
     pub exponent: prim::ExponentSize,
 }
 
+/// XEP-0200 §Re-Key: the (initiator, acceptor) key sets from the raw shared value K.
+pub fn rekey_keys(k: &SecretBytes, key_len: usize) -> Result<[DirKeys; 2]> {
+    let h = |label: &str| prim::hmac_sha256(k.expose(), &[label.as_bytes()]);
+    Ok([
+        DirKeys {
+            kc: lsb(&h("Rekey Initiator Crypt")?, key_len),
+            km: lsb(&h("Rekey Initiator MAC")?, 32),
+        },
+        DirKeys {
+            kc: lsb(&h("Rekey Acceptor Crypt")?, key_len),
+            km: lsb(&h("Rekey Acceptor MAC")?, 32),
+        },
+    ])
+}
+
 /// Take the `len` least significant bytes of an HMAC output.
 pub fn lsb(mac: &[u8; 32], len: usize) -> SecretBytes {
     SecretBytes::from_slice(&mac[32 - len.min(32)..])
@@ -77,6 +92,44 @@ pub struct Channel {
     pub rekeys_sent: u64,
     /// Old MAC keys the peer published (for the repudiation experiments).
     pub published_by_peer: Vec<Vec<u8>>,
+    /// Known-bad control `control-no-mac`: accept any MAC.
+    pub skip_mac_check: bool,
+    /// Known-bad control `control-no-counter`: the counters never advance.
+    pub frozen_counters: bool,
+}
+
+/// Everything a [`Channel`] holds, for [`e2elab_core::Session::dangerous_export_state`].
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ChannelExport {
+    /// MODP group number.
+    pub group: u32,
+    /// Cipher key length.
+    pub key_len: usize,
+    /// Our sending keys (hex).
+    pub tx_kc: String,
+    /// Our sending MAC key (hex).
+    pub tx_km: String,
+    /// Next sending counter (hex of the 128-bit value).
+    pub tx_ctr: String,
+    /// Next receiving counter.
+    pub rx_ctr: String,
+    /// Receiving key sets, oldest first: (kc, km, our DH private value), hex.
+    pub rx_sets: Vec<(String, String, String)>,
+    /// The peer's latest DH public value (hex).
+    pub peer_dh: String,
+}
+
+impl Drop for ChannelExport {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.tx_kc.zeroize();
+        self.tx_km.zeroize();
+        for (a, b, c) in &mut self.rx_sets {
+            a.zeroize();
+            b.zeroize();
+            c.zeroize();
+        }
+    }
 }
 
 impl std::fmt::Debug for Channel {
@@ -130,7 +183,33 @@ impl Channel {
             sent_since_rekey: 0,
             rekeys_sent: 0,
             published_by_peer: Vec::new(),
+            skip_mac_check: false,
+            frozen_counters: false,
         }
+    }
+
+    /// The whole state, for the compromise experiments.
+    pub fn export(&self) -> Result<ChannelExport> {
+        Ok(ChannelExport {
+            group: self.group.id,
+            key_len: self.suite.key_len,
+            tx_kc: hex::encode(self.tx.kc.expose()),
+            tx_km: hex::encode(self.tx.km.expose()),
+            tx_ctr: format!("{:032x}", self.tx_ctr),
+            rx_ctr: format!("{:032x}", self.rx_ctr),
+            rx_sets: self
+                .sets
+                .iter()
+                .map(|s| {
+                    (
+                        hex::encode(s.keys.kc.expose()),
+                        hex::encode(s.keys.km.expose()),
+                        s.own_dh.to_hex(),
+                    )
+                })
+                .collect(),
+            peer_dh: hex::encode(self.peer_dh.to_vec()),
+        })
     }
 
     /// When an old key set expires (if any is kept).
@@ -150,18 +229,7 @@ impl Channel {
     }
 
     fn rekey_keys(&self, k: &SecretBytes) -> Result<[DirKeys; 2]> {
-        let h = |label: &str| prim::hmac_sha256(k.expose(), &[label.as_bytes()]);
-        let l = self.suite.key_len;
-        Ok([
-            DirKeys {
-                kc: lsb(&h("Rekey Initiator Crypt")?, l),
-                km: lsb(&h("Rekey Initiator MAC")?, 32),
-            },
-            DirKeys {
-                kc: lsb(&h("Rekey Acceptor Crypt")?, l),
-                km: lsb(&h("Rekey Acceptor MAC")?, 32),
-            },
-        ])
+        rekey_keys(k, self.suite.key_len)
     }
 
     /// Whether a rekey we started is still unacknowledged.
@@ -194,6 +262,9 @@ impl Channel {
             let ct = prim::aes_ctr(self.tx.kc.expose(), ctr, m.as_bytes())?;
             self.tx_ctr = self.tx_ctr.wrapping_add(prim::blocks(ct.len()));
             parts.push(("data", B64.encode(ct)));
+        }
+        if self.frozen_counters {
+            self.tx_ctr = ctr;
         }
         let mut new_keys = None;
         if rekey && !self.rekey_pending() {
@@ -299,7 +370,7 @@ impl Channel {
             self.sets[set_idx].keys.km.expose(),
             &[m_content.as_bytes(), &prim::counter_bytes(ctr)],
         )?;
-        if !ct_eq(&want, &mac) {
+        if !ct_eq(&want, &mac) && !self.skip_mac_check {
             return Err(Error::DecryptFailed);
         }
         // Authenticated from here on.
@@ -339,6 +410,9 @@ impl Channel {
             Some(ct) => ctr.wrapping_add(prim::blocks(ct.len())),
             None => ctr.wrapping_add(1),
         };
+        if self.frozen_counters {
+            self.rx_ctr = ctr;
+        }
         if set_idx > 0 {
             // The peer now uses our new key: older sets go, and old MAC keys may be published.
             let dropped: Vec<RxSet> = self.sets.drain(..set_idx).collect();
@@ -377,7 +451,8 @@ impl Channel {
     }
 }
 
-fn m_content(parts: &[(&'static str, String)]) -> String {
+/// XEP-0200 `m_content`: the `<c/>` children but `<mac/>`, as `<name>text</name>`, text trimmed.
+pub fn m_content(parts: &[(&'static str, String)]) -> String {
     let mut s = String::new();
     for (k, v) in parts {
         s.push('<');

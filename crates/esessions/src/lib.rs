@@ -116,6 +116,36 @@
 //!   (their own `<thread/>`, if any, stays in clear as XEP-0200 requires).
 //!   Decrypted children are put back where the `<c/>` stood; clear children
 //!   keep their order.
+//! - *State export* (`Session::dangerous_export_state`, a research hook the
+//!   security experiments use in every build; nothing in a session calls
+//!   it): JSON of the XEP-0200 channel (sending and receiving key sets, the
+//!   counters, the DH private values kept for the peer's rekeys, the peer's
+//!   latest DH value) and of the peer's identity proof as this side verified
+//!   it (the signed SIGMA MAC, the signature, the key, and the SIGMA key and
+//!   inputs that recompute the MAC: [`sigma::ProofRecord`]); for the
+//!   SSH-style profile, both directions' keys, IVs and sequence numbers and
+//!   the peer's verified signature. Keeping the proof record after the
+//!   handshake costs nothing secret beyond KS, which derives no traffic key.
+//!   [`dangerous`] reads these exports and transcripts the way an attacker
+//!   or a judge would.
+//! - *Known-bad controls* ([`Weakness`], profiles `control-*`, family
+//!   `control`): each takes one design element out of `esessions-sigma-i`
+//!   (`control-anon-dh`: of `esessions-sigma-r`), for the security
+//!   experiments to show that the attack on that element works:
+//!   `control-static-dh` derives every DH exponent from the long-term key
+//!   (SHA-256 over a label, the PKCS#8 key and the group, top bit set) and
+//!   never rekeys; `control-no-mac` accepts any XEP-0200 MAC;
+//!   `control-no-counter` never advances the counters (and so reuses
+//!   keystream); `control-anon-dh` uses key mode `none`, shows no SAS and
+//!   keeps no retained secret; `control-clear-identity` sends the identity
+//!   proof unencrypted (still MACed); `control-unsigned-offer` leaves the
+//!   forms out of the SIGMA MACs; `control-unbound-identity` sends BADH
+//!   proofs (the key and an RSA signature over the two nonces and the
+//!   prover's DH value, in clear, all-zero MAC field, counters not
+//!   advanced); `control-signed-messages` appends a
+//!   `<sig xmlns='urn:xmpp-e2e-lab:control:signed-messages'/>` (RSA-SHA256 by
+//!   the sender's long-term key over the serialized protected children)
+//!   inside every `<c/>` and requires it on receipt. Never for real use.
 //! - *Gajim compatibility* (`gajim-compat=true`, SIGMA-R with key mode `none`
 //!   only): reproduces its deviations listed in `../shared/specs/GAJIM-NOTES.md`:
 //!   32-byte cipher keys under the name `aes128-ctr` (so AES-256-CTR runs),
@@ -151,6 +181,7 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod dangerous;
 pub mod form;
 pub mod keys;
 pub mod prim;
@@ -189,6 +220,102 @@ impl Profile {
             Profile::SigmaI => "esessions-sigma-i",
             Profile::Simplified => "esessions-simplified",
             Profile::Ssh => "esessions-ssh",
+        }
+    }
+}
+
+/// The deliberately weakened ESessions variants that the security
+/// experiments run as known-bad controls (family `control`, ids
+/// `control-*`). Each differs from `esessions-sigma-i` (or, for
+/// [`Weakness::AnonDh`], from `esessions-sigma-r` in key mode `none`) in one
+/// design element, so the experiment that measures the property that
+/// element provides must come out `fails` on it. Never for real use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Weakness {
+    /// The DH private value is derived from the long-term key (no ephemeral
+    /// DH, no rekey): no forward secrecy, no post-compromise security.
+    StaticDh,
+    /// The receiver does not check XEP-0200 MACs: no integrity.
+    NoMac,
+    /// The XEP-0200 counters never advance: no replay protection.
+    NoCounter,
+    /// SIGMA-R with no public keys, no SAS shown, nothing retained:
+    /// unauthenticated DH, a man in the middle is never detected.
+    AnonDh,
+    /// The identity proof (public key and signature) travels unencrypted: no
+    /// identity protection.
+    ClearIdentity,
+    /// The negotiation forms are left out of the SIGMA MACs: the offer can be
+    /// downgraded.
+    UnsignedOffer,
+    /// "BADH": identity and a signature over the nonces and DH values only,
+    /// in clear, without the SIGMA MAC: identity misbinding.
+    UnboundIdentity,
+    /// Every stanza also carries an RSA signature by the sender's long-term
+    /// key inside the encrypted content: no message repudiation.
+    SignedMessages,
+}
+
+impl Weakness {
+    /// Every control, in report order.
+    pub const ALL: [Weakness; 8] = [
+        Weakness::StaticDh,
+        Weakness::NoMac,
+        Weakness::NoCounter,
+        Weakness::AnonDh,
+        Weakness::ClearIdentity,
+        Weakness::UnsignedOffer,
+        Weakness::UnboundIdentity,
+        Weakness::SignedMessages,
+    ];
+
+    /// The profile id.
+    pub fn id(self) -> &'static str {
+        match self {
+            Weakness::StaticDh => "control-static-dh",
+            Weakness::NoMac => "control-no-mac",
+            Weakness::NoCounter => "control-no-counter",
+            Weakness::AnonDh => "control-anon-dh",
+            Weakness::ClearIdentity => "control-clear-identity",
+            Weakness::UnsignedOffer => "control-unsigned-offer",
+            Weakness::UnboundIdentity => "control-unbound-identity",
+            Weakness::SignedMessages => "control-signed-messages",
+        }
+    }
+
+    /// The real profile it weakens.
+    pub fn base(self) -> Profile {
+        match self {
+            Weakness::AnonDh => Profile::SigmaR,
+            _ => Profile::SigmaI,
+        }
+    }
+
+    fn summary(self) -> &'static str {
+        match self {
+            Weakness::StaticDh => "known-bad control: esessions-sigma-i with DH values derived from the long-term key and no rekey",
+            Weakness::NoMac => "known-bad control: esessions-sigma-i whose receiver ignores the XEP-0200 MAC",
+            Weakness::NoCounter => "known-bad control: esessions-sigma-i whose XEP-0200 counters never advance",
+            Weakness::AnonDh => "known-bad control: esessions-sigma-r with key mode none, no SAS and no retained secrets (unauthenticated DH)",
+            Weakness::ClearIdentity => "known-bad control: esessions-sigma-i sending its identity proof unencrypted",
+            Weakness::UnsignedOffer => "known-bad control: esessions-sigma-i leaving the negotiation forms out of the SIGMA MACs",
+            Weakness::UnboundIdentity => "known-bad control: esessions-sigma-i with BADH identity proofs (signature over nonces and DH values only, in clear, no MAC)",
+            Weakness::SignedMessages => "known-bad control: esessions-sigma-i adding an RSA signature by the sender inside every encrypted stanza",
+        }
+    }
+
+    /// The measured rows this control must fail (property, variant prefix).
+    pub fn control_for(self) -> &'static [(Property, &'static str)] {
+        use Property::*;
+        match self {
+            Weakness::StaticDh => &[(ForwardSecrecy, ""), (PostCompromiseSecurity, "")],
+            Weakness::NoMac => &[(Integrity, "")],
+            Weakness::NoCounter => &[(Replay, "")],
+            Weakness::AnonDh => &[(MitmDetection, "")],
+            Weakness::ClearIdentity => &[(IdentityProtection, "")],
+            Weakness::UnsignedOffer => &[(DowngradeResistance, "")],
+            Weakness::UnboundIdentity => &[(IdentityMisbinding, "")],
+            Weakness::SignedMessages => &[(MessageRepudiation, "online"), (Forgeability, "")],
         }
     }
 }
@@ -246,6 +373,7 @@ impl Store {
 pub struct Esessions {
     profile: Profile,
     store: Arc<Mutex<Store>>,
+    weakness: Option<Weakness>,
 }
 
 impl Esessions {
@@ -254,6 +382,34 @@ impl Esessions {
         Esessions {
             profile,
             store: Arc::new(Mutex::new(Store::default())),
+            weakness: None,
+        }
+    }
+
+    /// A known-bad control (family `control`), with a fresh store.
+    pub fn control(w: Weakness) -> Self {
+        Esessions {
+            profile: w.base(),
+            store: Arc::new(Mutex::new(Store::default())),
+            weakness: Some(w),
+        }
+    }
+
+    /// The control this profile is, if any.
+    pub fn weakness(&self) -> Option<Weakness> {
+        self.weakness
+    }
+
+    /// The profile it is (for a control: the profile it weakens).
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// The protocol id (a control's own id).
+    pub fn id(&self) -> &'static str {
+        match self.weakness {
+            Some(w) => w.id(),
+            None => self.profile.id(),
         }
     }
 
@@ -284,12 +440,29 @@ impl Esessions {
 }
 
 fn claim(property: Property, level: ClaimLevel, source: &'static str, note: &'static str) -> Claim {
-    Claim {
-        property,
-        level,
-        source,
-        note,
-    }
+    Claim::new(property, level, source, note)
+}
+
+/// The static description of a control.
+pub fn control_info(w: Weakness) -> &'static ProtocolInfo {
+    static INFOS: OnceLock<Vec<ProtocolInfo>> = OnceLock::new();
+    let all = INFOS.get_or_init(|| {
+        Weakness::ALL
+            .iter()
+            .map(|w| ProtocolInfo {
+                id: w.id(),
+                family: "control",
+                spec: "none: a deliberately weakened ESessions variant (harness control)",
+                summary: w.summary(),
+                protects: &[StanzaKind::Message, StanzaKind::Presence, StanzaKind::Iq],
+                after_bad_input: AfterBadInput::Terminate,
+                control_for: w.control_for(),
+                claims: Vec::new(),
+            })
+            .collect()
+    });
+    let i = Weakness::ALL.iter().position(|x| *x == w).unwrap_or(0);
+    &all[i]
 }
 
 /// The static description of a profile.
@@ -322,6 +495,7 @@ fn ssh_info() -> ProtocolInfo {
         summary: "ESessions as first designed: SSH transport in stanzas (DH group 14, ssh-rsa, aes128-cbc, hmac-sha1)",
         protects: &[StanzaKind::Message, StanzaKind::Presence, StanzaKind::Iq],
         after_bad_input: AfterBadInput::Terminate,
+        control_for: &[],
         claims: vec![
             claim(ConfidentialityCoverage, Partial, SRC, "the same coverage as XEP-0200: content except <thread/>, <amp/>, <error/>"),
             claim(Integrity, Claimed, "RFC 4253 §6.4", "HMAC-SHA1 over sequence number and packet"),
@@ -329,10 +503,13 @@ fn ssh_info() -> ProtocolInfo {
             claim(LossReorderTolerance, NotClaimed, "RFC 4253 §6.4", "a lost packet breaks the sequence; the session ends"),
             claim(ForwardSecrecy, Claimed, "RFC 4253 §8", "ephemeral Diffie-Hellman"),
             claim(PostCompromiseSecurity, NotClaimed, SRC, "no rekey in the reconstruction"),
-            claim(MessageRepudiation, Partial, SRC, "content is MACed only, but both sides sign the session id: participation is provable"),
+            claim(MessageRepudiation, Claimed, SRC, "content is MACed only"),
+            claim(ParticipationRepudiation, NotClaimed, "RFC 4252 §7, RFC 4253 §8", "both sides sign the session id (host key signature, publickey user authentication): participation is provable"),
             claim(Forgeability, NotClaimed, SRC, "MAC keys are never published"),
             claim(IdentityProtection, Partial, SRC, "the responder's host key goes in clear; the initiator's key only encrypted"),
-            claim(MitmDetection, Claimed, "RFC 4251 §4.1 (host keys), digest §2.1 (known_hosts-like TOFU)", "host key signature; remembered keys; key-change warning"),
+            claim(MitmDetection, Claimed, "RFC 4251 §4.1 (host keys), digest §2.1 (known_hosts-like TOFU)", "host key signature; remembered keys; key-change warning").under("none/pinned"),
+            claim(MitmDetection, Claimed, "RFC 4251 §4.1", "users compare the host key fingerprint").under("oob"),
+            claim(MitmDetection, NotClaimed, "RFC 4251 §4.1", "a new host key is accepted on first use").under("none/first-contact"),
             claim(DowngradeResistance, NotApplicable, SRC, "nothing is negotiated: fixed algorithms"),
             claim(IdentityMisbinding, Partial, SRC, "the exchange hash covers the host key but not the JIDs"),
         ],
@@ -367,6 +544,7 @@ fn build_info(p: Profile) -> ProtocolInfo {
         summary,
         protects: &[StanzaKind::Message, StanzaKind::Presence, StanzaKind::Iq],
         after_bad_input: AfterBadInput::Terminate,
+        control_for: &[],
         claims: vec![
             claim(ConfidentialityCoverage, Partial, "XEP-0200 §Encryptable Content", "all child content except <thread/>, <amp/>, <error/>; stanza attributes in clear"),
             claim(Integrity, Claimed, "XEP-0200 §Decrypting; XEP-0210 §Integrity", "HMAC over the encrypted content and the implicit counter"),
@@ -384,6 +562,11 @@ fn build_info(p: Profile) -> ProtocolInfo {
             },
             claim(MessageRepudiation, Claimed, "XEP-0210 §Repudiability; XEP-0188", "content authenticated by MACs only; signatures only over DH MACs"),
             if p == Profile::Simplified {
+                claim(ParticipationRepudiation, Claimed, "XEP-0217 §Introduction", "no public keys: the identity proof is a MAC that either side can compute")
+            } else {
+                claim(ParticipationRepudiation, NotClaimed, "XEP-0188 (SIGMA); XEP-0210 §Repudiability (stanzas only)", "each side signs the SIGMA MAC over both nonces and DH values with its long-term key: the peer can show the signature")
+            },
+            if p == Profile::Simplified {
                 claim(Forgeability, NotClaimed, "XEP-0217 (no rekey)", "MAC keys are published only after rekeys, which XEP-0217 never does")
             } else {
                 claim(Forgeability, Partial, "XEP-0200 §Publishing Old MAC Values", "old MAC keys MAY be published after an acknowledged rekey")
@@ -392,8 +575,17 @@ fn build_info(p: Profile) -> ProtocolInfo {
                 Profile::Simplified => "no public keys on the wire at all; rshashes keyed with N_A hide retained secrets",
                 Profile::SigmaI => "keys sent encrypted; initiator protected against active attackers",
                 _ => "keys sent encrypted; responder protected against active attackers; rshashes keyed with N_A",
-            }),
-            claim(MitmDetection, Claimed, "XEP-0116 §Verifying Keys, §Short Authentication String", auth_note),
+            }).under(if p == Profile::Simplified { "" } else { "passive" }),
+            claim(IdentityProtection, Partial, "XEP-0188 (SIGMA-I / SIGMA-R)", match p {
+                Profile::SigmaI => "against an active attacker only the initiator's identity is protected",
+                _ => "against an active attacker only the responder's identity is protected",
+            }).under(if p == Profile::Simplified { "none-such" } else { "active" }),
+            claim(MitmDetection, Claimed, "XEP-0116 §Verifying Keys, §Short Authentication String", auth_note).under("oob"),
+            claim(MitmDetection, if p == Profile::Simplified { Partial } else { Claimed }, "XEP-0116 §Verifying Keys; §Retained Secrets", match p {
+                Profile::Simplified => "a retained secret from an earlier session reveals a later MITM as a missing shared secret (a warning)",
+                _ => "a remembered or pinned public key must match the signature's key",
+            }).under("none/pinned"),
+            claim(MitmDetection, NotClaimed, "XEP-0116 §Verifying Keys", "at first contact a new key (or no key) is accepted with a prompt to compare the SAS or fingerprint; without the comparison nothing is detected").under("none/first-contact"),
             claim(DowngradeResistance, Claimed, "XEP-0116 §Hiding Bob's Identity (form_A, form_B in the MACs)", "both negotiation forms are covered by the SIGMA MACs"),
             claim(IdentityMisbinding, if p == Profile::Simplified { Partial } else { Claimed }, "XEP-0188 (SIGMA)", "identities inside the MACed, signed SIGMA proofs"),
         ],
@@ -402,7 +594,10 @@ fn build_info(p: Profile) -> ProtocolInfo {
 
 impl Protocol for Esessions {
     fn info(&self) -> &ProtocolInfo {
-        info(self.profile)
+        match self.weakness {
+            Some(w) => control_info(w),
+            None => info(self.profile),
+        }
     }
 
     fn options(&self) -> &'static [(&'static str, &'static str)] {
@@ -417,7 +612,7 @@ impl Protocol for Esessions {
         if self.profile == Profile::Simplified {
             return Ok(Identity::new(
                 PublicIdentity {
-                    protocol: self.profile.id().into(),
+                    protocol: self.id().into(),
                     jid: jid.into(),
                     data: Vec::new(),
                     fingerprint: None,
@@ -432,7 +627,7 @@ impl Protocol for Esessions {
             let blob = ssh::rsa_blob(&key)?;
             return Ok(Identity::new(
                 PublicIdentity {
-                    protocol: self.profile.id().into(),
+                    protocol: self.id().into(),
                     jid: jid.into(),
                     fingerprint: Some(ssh::md5_fingerprint(&blob)?),
                     data: blob,
@@ -443,7 +638,7 @@ impl Protocol for Esessions {
         let kv = keys::key_value_of(&key)?;
         Ok(Identity::new(
             PublicIdentity {
-                protocol: self.profile.id().into(),
+                protocol: self.id().into(),
                 jid: jid.into(),
                 fingerprint: Some(keys::fingerprint_hex(&kv)?),
                 data: kv,
@@ -453,19 +648,23 @@ impl Protocol for Esessions {
     }
 
     fn new_session(&self, _env: &mut Env, config: SessionConfig) -> Result<Box<dyn Session>> {
-        config.identity.require_protocol(self.profile.id())?;
+        config.identity.require_protocol(self.id())?;
         if let Some(p) = &config.peer_public {
-            e2elab_core::identity::require_protocol(p, self.profile.id())?;
+            e2elab_core::identity::require_protocol(p, self.id())?;
         }
         if self.profile == Profile::Ssh {
             return Ok(Box::new(ssh::SshSession::new(config, self.store.clone())?));
         }
-        let settings = sigma::Settings::from(self.profile, &config.options)?;
+        let settings = sigma::Settings::from(self.profile, &config.options, self.weakness)?;
         Ok(Box::new(sigma::SigmaSession::new(
             self.profile,
             settings,
             config,
             self.store.clone(),
+            match self.weakness {
+                Some(w) => control_info(w),
+                None => info(self.profile),
+            },
         )?))
     }
 }

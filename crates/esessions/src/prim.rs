@@ -94,6 +94,53 @@ impl std::fmt::Debug for DhPrivate {
     }
 }
 
+impl DhPrivate {
+    /// Wrap an exponent (the static-DH control and the compromise experiments' observer).
+    pub fn from_bn(x: BigNum) -> Self {
+        DhPrivate { x }
+    }
+
+    /// The exponent.
+    pub fn bn(&self) -> &BigNum {
+        &self.x
+    }
+
+    /// The exponent as lowercase hex (for a state export; secret).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.x.to_vec())
+    }
+
+    /// Parse hex back into an exponent.
+    pub fn from_hex(h: &str) -> Result<Self> {
+        let b = hex::decode(h).map_err(|_| Error::Backend("bad hex exponent".into()))?;
+        Ok(DhPrivate {
+            x: BigNum::from_slice(&b).map_err(backend)?,
+        })
+    }
+
+    /// g^x mod p, uncounted (for observers outside a session).
+    pub fn public(&self, g: &Group) -> Result<BigNum> {
+        let mut ops = Ops::default();
+        ops.modexp_g(g, &self.x)
+    }
+}
+
+/// The static-DH control's exponent: 256 bits from SHA-256 over a label, the
+/// long-term identity's private key bytes and the group number (top bit set).
+/// Anyone who holds the long-term key derives it again: that is the
+/// weakness the control exists to show.
+pub fn static_exponent(identity_secret: &[u8], group: u32) -> Result<DhPrivate> {
+    let mut d = sha256(&[
+        b"xmpp-e2e-lab control-static-dh",
+        identity_secret,
+        &group.to_be_bytes(),
+    ])?;
+    d[0] |= 0x80;
+    Ok(DhPrivate {
+        x: BigNum::from_slice(&d).map_err(backend)?,
+    })
+}
+
 impl Drop for DhPrivate {
     fn drop(&mut self) {
         self.x.clear();

@@ -5,7 +5,7 @@ use crate::channel::{self, lsb, Channel, DirKeys, Suite, NS_C};
 use crate::form::{EmptyStyle, Field, Form, NS_DATA};
 use crate::keys;
 use crate::prim::{self, DhPrivate, ExponentSize, Group, Ops};
-use crate::{Profile, Store};
+use crate::{Profile, Store, Weakness};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use e2elab_core::error::backend;
@@ -89,6 +89,8 @@ pub struct Settings {
     pub stanzas: Vec<StanzaKind>,
     /// Publish old MAC keys after acknowledged rekeys.
     pub publish_old: bool,
+    /// The known-bad control this session is, if any (family `control`).
+    pub weakness: Option<Weakness>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -99,6 +101,7 @@ impl std::fmt::Debug for Settings {
             .field("init_pubkey", &self.init_pubkey)
             .field("resp_pubkey", &self.resp_pubkey)
             .field("gajim", &self.gajim)
+            .field("weakness", &self.weakness)
             .finish_non_exhaustive()
     }
 }
@@ -164,7 +167,11 @@ pub const OPTIONS: &[(&str, &str)] = &[
 
 impl Settings {
     /// From a profile and options.
-    pub fn from(profile: Profile, o: &e2elab_core::Options) -> Result<Settings> {
+    pub fn from(
+        profile: Profile,
+        o: &e2elab_core::Options,
+        weakness: Option<Weakness>,
+    ) -> Result<Settings> {
         o.check_known(OPTION_KEYS)?;
         let gajim = o.get_bool("gajim-compat", false)?;
         let simplified = profile == Profile::Simplified;
@@ -175,7 +182,7 @@ impl Settings {
                 Some(v) => KeyMode::parse(v).ok_or_else(|| bad(k, "key, hash or none")),
             }
         };
-        let default_mode = if simplified || gajim {
+        let default_mode = if simplified || gajim || weakness == Some(Weakness::AnonDh) {
             KeyMode::None
         } else {
             KeyMode::Key
@@ -241,6 +248,9 @@ impl Settings {
             return Err(bad("rekey_freq", "1 ..= 2^32-1"));
         }
         let rekey_every = o.get_u64("rekey_every", 0)?;
+        if weakness == Some(Weakness::StaticDh) && rekey_every != 0 {
+            return Err(bad("rekey_every", "the static-DH control never rekeys"));
+        }
         if simplified && rekey_every != 0 {
             return Err(bad("rekey_every", "XEP-0217 does not rekey"));
         }
@@ -269,6 +279,7 @@ impl Settings {
             gajim,
             stanzas,
             publish_old: o.get_bool("publish_old", true)?,
+            weakness,
         })
     }
 
@@ -436,6 +447,41 @@ pub struct SigmaSession {
     negotiated: Option<Chosen>,
     thread: String,
     pending_key: Option<((String, String), Vec<u8>)>,
+    info: &'static ProtocolInfo,
+    /// SHA-256 of the long-term private key (the static-DH control's seed).
+    identity_secret: SecretBytes,
+    /// The peer's identity proof as verified (kept for the participation judge).
+    peer_proof: Option<ProofRecord>,
+    /// The peer's verified public key (the signed-messages control checks each stanza with it).
+    peer_key: Option<openssl::pkey::PKey<openssl::pkey::Public>>,
+}
+
+/// What a side verified of its peer's identity proof: the bytes that were
+/// signed (the SIGMA MAC, or the DH values in the unbound-identity control),
+/// the signature, the key, and how to recompute the MAC. Kept after the
+/// handshake so that the participation-repudiation experiment can hand it to
+/// a judge, as a peer who wants to prove the other took part would.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProofRecord {
+    /// `key`, `hash`, `none` or `unbound`.
+    pub mode: String,
+    /// The SIGMA key (KS) the MAC was computed with (hex; empty for `unbound`).
+    pub ks: String,
+    /// The MAC inputs in order (hex).
+    pub parts: Vec<String>,
+    /// The signed bytes (the MAC; the raw DH data for `unbound`), hex.
+    pub signed: String,
+    /// The signature (hex; empty in mode `none`).
+    pub sig: String,
+    /// The peer's normalized KeyValue (hex; empty in mode `none`).
+    pub key_value: String,
+}
+
+impl Drop for ProofRecord {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.ks.zeroize();
+    }
 }
 
 impl std::fmt::Debug for SigmaSession {
@@ -465,6 +511,7 @@ impl SigmaSession {
         settings: Settings,
         cfg: SessionConfig,
         store: Arc<Mutex<Store>>,
+        info: &'static ProtocolInfo,
     ) -> Result<Self> {
         let (key, key_value) = if cfg.identity.secret().is_empty() {
             (None, Vec::new())
@@ -478,7 +525,12 @@ impl SigmaSession {
         if needs_key && key.is_none() {
             return Err(IdentityError::Malformed("profile needs an RSA key".into()).into());
         }
+        let identity_secret = SecretBytes::from_slice(cfg.identity.secret().expose());
         Ok(SigmaSession {
+            identity_secret,
+            peer_proof: None,
+            peer_key: None,
+            info,
             profile,
             settings,
             role: cfg.role,
@@ -537,6 +589,17 @@ impl SigmaSession {
         }
     }
 
+    /// A DH key pair: fresh from the Env, or, in the static-DH control,
+    /// derived from the long-term key.
+    fn dh_keygen(&mut self, env: &mut Env, group: &Group) -> Result<(DhPrivate, BigNum)> {
+        if self.settings.weakness == Some(Weakness::StaticDh) {
+            let x = prim::static_exponent(self.identity_secret.expose(), group.id)?;
+            let e = self.ops.modexp_g(group, x.bn())?;
+            return Ok((x, e));
+        }
+        self.ops.dh_keygen(env, group, 128, self.settings.exponent)
+    }
+
     fn sign_algs_used(&self) -> bool {
         !(self.settings.init_pubkey == KeyMode::None && self.settings.resp_pubkey == KeyMode::None)
     }
@@ -545,11 +608,9 @@ impl SigmaSession {
 
     fn request(&mut self, env: &mut Env, out: &mut Outbox) -> Result<()> {
         let mut dh = Vec::new();
-        for g in &self.settings.modp {
+        for g in &self.settings.modp.clone() {
             let group = Group::get(*g)?;
-            let (x, e) = self
-                .ops
-                .dh_keygen(env, &group, 128, self.settings.exponent)?;
+            let (x, e) = self.dh_keygen(env, &group)?;
             dh.push((*g, x, e));
         }
         let n_a = {
@@ -672,12 +733,34 @@ impl SigmaSession {
         forms: &[&[u8]],
         mode: KeyMode,
     ) -> Result<(Vec<u8>, [u8; 32], u128)> {
+        let weakness = self.settings.weakness;
         let pubkey: &[u8] = if mode == KeyMode::None {
             b""
         } else {
             &self.key_value
         };
         let dh_bytes = dh.to_vec();
+        if weakness == Some(Weakness::UnboundIdentity) {
+            // "BADH": the identity and a signature over the nonces and the DH
+            // value only, in clear; no SIGMA MAC binds the identity to K.
+            let key = self
+                .key
+                .as_ref()
+                .ok_or_else(|| IdentityError::Malformed("no private key".into()))?;
+            let data = [first, second, &dh_bytes].concat();
+            let sig = self.ops.rsa_sign(key, MessageDigest::sha256(), &data)?;
+            let mut pt = self.key_value.clone();
+            pt.extend_from_slice(
+                format!("<SignatureValue>{}</SignatureValue>", B64.encode(sig)).as_bytes(),
+            );
+            return Ok((pt, [0u8; 32], ctr));
+        }
+        let no_forms: [&[u8]; 0] = [];
+        let forms = if weakness == Some(Weakness::UnsignedOffer) {
+            &no_forms[..]
+        } else {
+            forms
+        };
         let mut parts: Vec<&[u8]> = vec![first, second, &dh_bytes, pubkey];
         parts.extend_from_slice(forms);
         let mac = prim::hmac_sha256(pk.ks.expose(), &parts)?;
@@ -700,7 +783,11 @@ impl SigmaSession {
                 pt
             }
         };
-        let id = prim::aes_ctr(pk.kc.expose(), ctr, &plaintext)?;
+        let id = if weakness == Some(Weakness::ClearIdentity) {
+            plaintext
+        } else {
+            prim::aes_ctr(pk.kc.expose(), ctr, &plaintext)?
+        };
         let m = prim::hmac_sha256(pk.km.expose(), &[&prim::counter_bytes(ctr), &id])?;
         let after = ctr.wrapping_add(prim::blocks(id.len()));
         Ok((id, m, after))
@@ -719,13 +806,29 @@ impl SigmaSession {
         forms: &[&[u8]],
         mode: KeyMode,
     ) -> Result<Verified> {
+        let weakness = self.settings.weakness;
+        let unbound = weakness == Some(Weakness::UnboundIdentity);
         let want = prim::hmac_sha256(pk.km.expose(), &[&prim::counter_bytes(ctr), id])?;
-        if !e2elab_core::ct_eq(&want, m) {
+        if !unbound && !e2elab_core::ct_eq(&want, m) {
             return Err(Error::DecryptFailed);
         }
-        let pt = prim::aes_ctr(pk.kc.expose(), ctr, id)?;
+        let pt = if unbound || weakness == Some(Weakness::ClearIdentity) {
+            id.to_vec()
+        } else {
+            prim::aes_ctr(pk.kc.expose(), ctr, id)?
+        };
         let dh_bytes = dh.to_vec();
-        let ctr_after = ctr.wrapping_add(prim::blocks(id.len()));
+        let ctr_after = if unbound {
+            ctr
+        } else {
+            ctr.wrapping_add(prim::blocks(id.len()))
+        };
+        let no_forms: [&[u8]; 0] = [];
+        let forms = if weakness == Some(Weakness::UnsignedOffer) {
+            &no_forms[..]
+        } else {
+            forms
+        };
         if mode == KeyMode::None {
             let mut parts: Vec<&[u8]> = vec![first, second, &dh_bytes, b""];
             parts.extend_from_slice(forms);
@@ -733,6 +836,14 @@ impl SigmaSession {
             if !e2elab_core::ct_eq(&mac, &pt) {
                 return Err(Error::DecryptFailed);
             }
+            self.peer_proof = Some(ProofRecord {
+                mode: "none".into(),
+                ks: hex::encode(pk.ks.expose()),
+                parts: parts.iter().map(hex::encode).collect(),
+                signed: hex::encode(mac),
+                sig: String::new(),
+                key_value: String::new(),
+            });
             return Ok(Verified {
                 fingerprint: None,
                 warnings: Vec::new(),
@@ -788,7 +899,19 @@ impl SigmaSession {
         };
         let mut parts: Vec<&[u8]> = vec![first, second, &dh_bytes, &kv];
         parts.extend_from_slice(forms);
-        let mac = prim::hmac_sha256(pk.ks.expose(), &parts)?;
+        let (signed, record_parts, record_ks, record_mode) = if unbound {
+            let data = [first, second, &dh_bytes].concat();
+            (data, Vec::new(), String::new(), "unbound")
+        } else {
+            let mac = prim::hmac_sha256(pk.ks.expose(), &parts)?;
+            (
+                mac.to_vec(),
+                parts.iter().map(hex::encode).collect(),
+                hex::encode(pk.ks.expose()),
+                mode.name(),
+            )
+        };
+        let mac = &signed;
         // Only pinned keys go into the shared parsed-key cache: a key from the
         // wire is parsed afresh, so unauthenticated input cannot grow the cache.
         let pubkey = if pinned.as_deref() == Some(kv.as_slice()) {
@@ -798,10 +921,18 @@ impl SigmaSession {
         };
         if !self
             .ops
-            .rsa_verify(&pubkey, MessageDigest::sha256(), &mac, &sig)?
+            .rsa_verify(&pubkey, MessageDigest::sha256(), mac, &sig)?
         {
             return Err(PeerMisbehaved::BadSignature.into());
         }
+        let record = ProofRecord {
+            mode: record_mode.into(),
+            ks: record_ks,
+            parts: record_parts,
+            signed: hex::encode(mac),
+            sig: hex::encode(&sig),
+            key_value: hex::encode(&kv),
+        };
         // Key-to-JID association.
         let fp = keys::fingerprint_hex(&kv)?;
         let mut warnings = Vec::new();
@@ -826,6 +957,7 @@ impl SigmaSession {
         }
         // Remembered only once the session is established (see `establish`).
         self.pending_key = Some(((local_bare, peer_bare), kv));
+        self.peer_proof = Some(record);
         Ok(Verified {
             fingerprint: Some(fp),
             warnings,
@@ -984,7 +1116,7 @@ impl SigmaSession {
         };
         let c_a = u128::from_be_bytes(env.random_array::<16>());
         let c_b = c_a ^ (1u128 << 127);
-        let (y, d) = self.ops.dh_keygen(env, &g, 128, self.settings.exponent)?;
+        let (y, d) = self.dh_keygen(env, &g)?;
         let t = |s: &SigmaSession, var: &str, vals: Vec<String>| Field {
             var: var.into(),
             ftype: s.field_type("text-single").map(str::to_string),
@@ -1356,7 +1488,11 @@ impl SigmaSession {
         form_b: &[u8],
         peer_mode: KeyMode,
         warnings: &mut Vec<Warning>,
-    ) -> Result<String> {
+    ) -> Result<Option<String>> {
+        if self.settings.weakness == Some(Weakness::AnonDh) {
+            // The unauthenticated-DH control: nothing to compare, nothing retained.
+            return Ok(None);
+        }
         let sas = sas28x5(m_a, form_b, !self.settings.gajim)?;
         let had_srs = srs.is_some();
         self.retain(k_final, srs.map(|(_, k)| k))?;
@@ -1368,7 +1504,7 @@ impl SigmaSession {
                 ),
             });
         }
-        Ok(sas)
+        Ok(Some(sas))
     }
 
     fn final_k(&self, k: &SecretBytes, srs: Option<&[u8]>) -> Result<SecretBytes> {
@@ -1565,7 +1701,7 @@ impl SigmaSession {
             PeerIdentity {
                 jid: self.peer.clone(),
                 fingerprint: v.fingerprint,
-                sas: Some(sas),
+                sas,
                 method: method(init_pubkey, had_srs),
             },
             warnings,
@@ -1646,7 +1782,7 @@ impl SigmaSession {
             PeerIdentity {
                 jid: self.peer.clone(),
                 fingerprint: v.fingerprint,
-                sas: Some(sas),
+                sas,
                 method: method(resp_pubkey, had_srs),
             },
             warnings,
@@ -1662,8 +1798,13 @@ impl SigmaSession {
         out: &mut Outbox,
     ) -> Result<()> {
         ch.publish_old = self.settings.publish_old;
+        ch.skip_mac_check = self.settings.weakness == Some(Weakness::NoMac);
+        ch.frozen_counters = self.settings.weakness == Some(Weakness::NoCounter);
         self.st = St::Established(Box::new(ch));
         if let Some((k, kv)) = self.pending_key.take() {
+            if self.settings.weakness == Some(Weakness::SignedMessages) {
+                self.peer_key = Some(keys::public_from_bytes(&kv)?);
+            }
             if let Ok(mut s) = self.store.lock() {
                 s.known_keys.insert(k, kv);
             }
@@ -1715,6 +1856,13 @@ impl SigmaSession {
                 }
             }
         }
+        if self.settings.weakness == Some(Weakness::SignedMessages) {
+            let key = self
+                .key
+                .as_ref()
+                .ok_or_else(|| IdentityError::Malformed("no private key".into()))?;
+            protected.push(sign_content(&mut self.ops, key, &protected)?);
+        }
         let c = ch.seal(env, &mut self.ops, &protected, rekey, now)?;
         // The <c/> stands where the first protected child stood; clear children keep their order.
         let mut placed = false;
@@ -1763,7 +1911,17 @@ impl SigmaSession {
             )
             .into());
         }
-        let opened = match ch.open(&mut self.ops, c) {
+        let peer_key = self.peer_key.clone();
+        let signed = self.settings.weakness == Some(Weakness::SignedMessages);
+        let opened = match ch.open(&mut self.ops, c).and_then(|mut o| {
+            if signed && !o.content.is_empty() && !is_terminate_content(&o.content) {
+                let key = peer_key
+                    .as_ref()
+                    .ok_or_else(|| Error::Backend("no peer key".into()))?;
+                o.content = check_content_signature(&mut self.ops, key, o.content)?;
+            }
+            Ok(o)
+        }) {
             Ok(o) => o,
             Err(e) => {
                 // XEP-0200 §Decrypting: a MAC mismatch or unparseable content terminates the session.
@@ -1774,12 +1932,7 @@ impl SigmaSession {
                 return Err(e);
             }
         };
-        let is_terminate = opened.content.len() == 1
-            && opened.content[0].is("feature", NS_FEATURE)
-            && opened.content[0]
-                .get_child("x", NS_DATA)
-                .and_then(|x| Form::from_element(x).ok())
-                .is_some_and(|f| f.value("terminate").is_ok_and(|v| v == "1" || v == "true"));
+        let is_terminate = is_terminate_content(&opened.content);
         if is_terminate {
             if closing {
                 self.st = St::Closed;
@@ -1830,6 +1983,50 @@ impl SigmaSession {
         }
         Ok(())
     }
+}
+
+/// The signed-messages control's namespace for its per-stanza signature.
+pub const NS_CONTROL_SIG: &str = "urn:xmpp-e2e-lab:control:signed-messages";
+
+/// A `<sig/>` over the serialized protected children, with our long-term key.
+fn sign_content(ops: &mut Ops, key: &PKey<Private>, content: &[Element]) -> Result<Element> {
+    let data: String = content.iter().map(stanza::serialize).collect();
+    let sig = ops.rsa_sign(key, MessageDigest::sha256(), data.as_bytes())?;
+    Ok(stanza::text_element(
+        "sig",
+        NS_CONTROL_SIG,
+        &B64.encode(sig),
+    ))
+}
+
+/// The signed-messages control's check: the last child is a valid `<sig/>`
+/// over the others by the peer's key; returns the others.
+pub fn check_content_signature(
+    ops: &mut Ops,
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
+    mut content: Vec<Element>,
+) -> Result<Vec<Element>> {
+    let sig_el = match content.pop() {
+        Some(s) if s.is("sig", NS_CONTROL_SIG) => s,
+        _ => return Err(PeerMisbehaved::BadSignature.into()),
+    };
+    let sig = b64d("sig", &sig_el.text())?;
+    let data: String = content.iter().map(stanza::serialize).collect();
+    let pkey = key.to_owned();
+    if !ops.rsa_verify(&pkey, MessageDigest::sha256(), data.as_bytes(), &sig)? {
+        return Err(PeerMisbehaved::BadSignature.into());
+    }
+    Ok(content)
+}
+
+/// Whether decrypted content is the terminate form.
+pub fn is_terminate_content(content: &[Element]) -> bool {
+    content.len() == 1
+        && content[0].is("feature", NS_FEATURE)
+        && content[0]
+            .get_child("x", NS_DATA)
+            .and_then(|x| Form::from_element(x).ok())
+            .is_some_and(|f| f.value("terminate").is_ok_and(|v| v == "1" || v == "true"))
 }
 
 fn method(mode: KeyMode, had_srs: bool) -> String {
@@ -1916,7 +2113,7 @@ fn classify(el: &Element) -> Result<Inbound> {
 
 impl Session for SigmaSession {
     fn info(&self) -> &ProtocolInfo {
-        crate::info(self.profile)
+        self.info
     }
 
     fn role(&self) -> Role {
@@ -2093,6 +2290,37 @@ impl Session for SigmaSession {
     fn op_counts(&self) -> OpCounts {
         self.ops.counts
     }
+
+    fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {
+        let channel = match &self.st {
+            St::Established(ch) | St::Terminating(ch) => Some(ch.export()?),
+            _ => None,
+        };
+        let export = SigmaExport {
+            kind: "sigma".into(),
+            channel,
+            peer_proof: self.peer_proof.clone(),
+        };
+        let data = serde_json::to_vec(&export).map_err(|e| Error::Backend(e.to_string()))?;
+        Ok(e2elab_core::StateExport {
+            protocol: self.info.id.to_string(),
+            role: self.role,
+            data: SecretBytes::new(data),
+        })
+    }
+}
+
+/// The format of a SIGMA session's [`Session::dangerous_export_state`]
+/// (JSON): the channel's keys and counters once established, and the peer's
+/// identity proof as this side verified it.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SigmaExport {
+    /// `sigma`.
+    pub kind: String,
+    /// The XEP-0200 channel, once established.
+    pub channel: Option<channel::ChannelExport>,
+    /// The peer's verified identity proof.
+    pub peer_proof: Option<ProofRecord>,
 }
 
 impl SigmaSession {

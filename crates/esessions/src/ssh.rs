@@ -24,21 +24,21 @@ use std::sync::{Arc, Mutex};
 
 /// Namespace of the reconstruction (the 2003 one is unknown).
 pub const NS_SSH: &str = "urn:xmpp-e2e-lab:esessions-ssh:0";
-const MSG_DISCONNECT: u8 = 1;
-const MSG_USERAUTH_REQUEST: u8 = 50;
-const MSG_CHANNEL_DATA: u8 = 94;
+pub(crate) const MSG_DISCONNECT: u8 = 1;
+pub(crate) const MSG_USERAUTH_REQUEST: u8 = 50;
+pub(crate) const MSG_CHANNEL_DATA: u8 = 94;
 const SERVICE: &str = "xmpp-esession";
 /// The DH group: RFC 4253's group14 (diffie-hellman-group14-sha1).
 pub const GROUP: u32 = 14;
 
 /// SSH `string`.
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
+pub(crate) fn put_string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
     out.extend_from_slice(s);
 }
 
 /// SSH `mpint` of a non-negative integer given as minimal big-endian bytes.
-fn put_mpint(out: &mut Vec<u8>, v: &[u8]) {
+pub(crate) fn put_mpint(out: &mut Vec<u8>, v: &[u8]) {
     let v: &[u8] = {
         let first = v.iter().position(|b| *b != 0).unwrap_or(v.len());
         &v[first..]
@@ -53,7 +53,7 @@ fn put_mpint(out: &mut Vec<u8>, v: &[u8]) {
 }
 
 /// Read an SSH `string`.
-fn get_string<'a>(b: &mut &'a [u8]) -> Result<&'a [u8]> {
+pub(crate) fn get_string<'a>(b: &mut &'a [u8]) -> Result<&'a [u8]> {
     if b.len() < 4 {
         return Err(DecodeError::Truncated("ssh string".into()).into());
     }
@@ -76,7 +76,7 @@ pub fn rsa_blob(k: &PKey<Private>) -> Result<Vec<u8>> {
     Ok(b)
 }
 
-fn rsa_from_blob(blob: &[u8]) -> Result<PKey<Public>> {
+pub(crate) fn rsa_from_blob(blob: &[u8]) -> Result<PKey<Public>> {
     let mut b = blob;
     if get_string(&mut b)? != b"ssh-rsa" {
         return Err(DecodeError::invalid("K_S", "not ssh-rsa").into());
@@ -96,7 +96,7 @@ pub fn md5_fingerprint(blob: &[u8]) -> Result<String> {
         .join(":"))
 }
 
-fn sign_blob(ops: &mut Ops, key: &PKey<Private>, data: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn sign_blob(ops: &mut Ops, key: &PKey<Private>, data: &[u8]) -> Result<Vec<u8>> {
     let sig = ops.rsa_sign(key, MessageDigest::sha1(), data)?;
     let mut b = Vec::new();
     put_string(&mut b, b"ssh-rsa");
@@ -104,7 +104,12 @@ fn sign_blob(ops: &mut Ops, key: &PKey<Private>, data: &[u8]) -> Result<Vec<u8>>
     Ok(b)
 }
 
-fn verify_blob(ops: &mut Ops, key: &PKey<Public>, data: &[u8], blob: &[u8]) -> Result<bool> {
+pub(crate) fn verify_blob(
+    ops: &mut Ops,
+    key: &PKey<Public>,
+    data: &[u8],
+    blob: &[u8],
+) -> Result<bool> {
     let mut b = blob;
     if get_string(&mut b)? != b"ssh-rsa" {
         return Err(DecodeError::invalid("signature", "not ssh-rsa").into());
@@ -115,15 +120,15 @@ fn verify_blob(ops: &mut Ops, key: &PKey<Public>, data: &[u8], blob: &[u8]) -> R
 
 /// One direction of the binary packet protocol: AES-128-CBC (IV chained
 /// across packets), HMAC-SHA1 over `uint32 seq || packet`.
-struct Dir {
-    key: SecretBytes,
-    iv: [u8; 16],
-    mac: SecretBytes,
-    seq: u32,
+pub(crate) struct Dir {
+    pub(crate) key: SecretBytes,
+    pub(crate) iv: [u8; 16],
+    pub(crate) mac: SecretBytes,
+    pub(crate) seq: u32,
 }
 
 impl Dir {
-    fn seal(&mut self, env: &mut Env, payload: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn seal(&mut self, env: &mut Env, payload: &[u8]) -> Result<Vec<u8>> {
         // packet_length || padding_length || payload || padding, a multiple of 16, padding >= 4.
         let mut pad = 16 - ((5 + payload.len()) % 16);
         if pad < 4 {
@@ -147,7 +152,7 @@ impl Dir {
         Ok(out)
     }
 
-    fn open(&mut self, wire: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn open(&mut self, wire: &[u8]) -> Result<Vec<u8>> {
         if wire.len() < 20 + 16 || (wire.len() - 20) % 16 != 0 {
             return Err(DecodeError::Truncated("packet".into()).into());
         }
@@ -226,6 +231,67 @@ pub struct SshSession {
     st: St,
     ops: Ops,
     queue: VecDeque<Element>,
+    peer_proof: Option<SshProof>,
+}
+
+/// What a side verified of its peer's signature (host key signature over the
+/// exchange hash, or publickey user authentication over the session id),
+/// kept for the participation-repudiation judge.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct SshProof {
+    /// `host` or `user`.
+    pub kind: String,
+    /// The signed data (hex).
+    pub signed: String,
+    /// The SSH signature blob (hex).
+    pub sig: String,
+    /// The signer's key blob (hex).
+    pub blob: String,
+}
+
+/// One direction's keys in an export (hex).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct DirExport {
+    /// AES-128 key.
+    pub key: String,
+    /// Current CBC IV (the last ciphertext block).
+    pub iv: String,
+    /// HMAC-SHA1 key.
+    pub mac: String,
+    /// Next sequence number.
+    pub seq: u32,
+}
+
+impl Drop for DirExport {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.key.zeroize();
+        self.mac.zeroize();
+    }
+}
+
+/// The format of an SSH-style session's state export (JSON).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SshExport {
+    /// `ssh`.
+    pub kind: String,
+    /// Our sending direction.
+    pub tx: Option<DirExport>,
+    /// Our receiving direction.
+    pub rx: Option<DirExport>,
+    /// The peer's verified signature.
+    pub peer_proof: Option<SshProof>,
+}
+
+impl Dir {
+    pub(crate) fn export(&self) -> DirExport {
+        DirExport {
+            key: hex::encode(self.key.expose()),
+            iv: hex::encode(self.iv),
+            mac: hex::encode(self.mac.expose()),
+            seq: self.seq,
+        }
+    }
 }
 
 impl std::fmt::Debug for SshSession {
@@ -269,6 +335,7 @@ impl SshSession {
             st: St::Idle,
             ops: Ops::default(),
             queue: VecDeque::new(),
+            peer_proof: None,
         })
     }
 
@@ -291,7 +358,7 @@ impl SshSession {
         d[..len.min(20)].to_vec()
     }
 
-    fn dirs(k: &[u8], h: &[u8], initiator: bool) -> (Dir, Dir) {
+    pub(crate) fn dirs(k: &[u8], h: &[u8], initiator: bool) -> (Dir, Dir) {
         let mk = |iv: u8, key: u8, mac: u8| {
             let mut ivb = [0u8; 16];
             ivb.copy_from_slice(&Self::derive(k, h, iv, 16));
@@ -311,7 +378,7 @@ impl SshSession {
         }
     }
 
-    fn exchange_hash(ks: &[u8], e: &[u8], f: &[u8], k: &[u8]) -> Vec<u8> {
+    pub(crate) fn exchange_hash(ks: &[u8], e: &[u8], f: &[u8], k: &[u8]) -> Vec<u8> {
         let mut buf = zeroize::Zeroizing::new(Vec::new());
         put_string(&mut buf, ks);
         put_mpint(&mut buf, e);
@@ -368,7 +435,7 @@ impl SshSession {
         Ok((fp, w))
     }
 
-    fn packet_element(data: &[u8]) -> Element {
+    pub(crate) fn packet_element(data: &[u8]) -> Element {
         stanza::text_element("packet", NS_SSH, &B64.encode(data))
     }
 
@@ -481,6 +548,12 @@ impl SshSession {
         if !verify_blob(&mut self.ops, &host, &h, &sig)? {
             return Err(PeerMisbehaved::BadSignature.into());
         }
+        self.peer_proof = Some(SshProof {
+            kind: "host".into(),
+            signed: hex::encode(&h),
+            sig: hex::encode(&sig),
+            blob: hex::encode(&ks),
+        });
         let (fp, warnings) = self.check_key(&ks)?;
         let thread = thread.clone();
         let (mut tx, rx) = Self::dirs(k.expose(), &h, true);
@@ -540,6 +613,12 @@ impl SshSession {
         if !verify_blob(&mut self.ops, &pk, &signed, &sig)? {
             return Err(PeerMisbehaved::BadSignature.into());
         }
+        self.peer_proof = Some(SshProof {
+            kind: "user".into(),
+            signed: hex::encode(&signed),
+            sig: hex::encode(&sig),
+            blob: hex::encode(&blob),
+        });
         let (fp, warnings) = self.check_key(&blob)?;
         let St::AwaitAuth { tx, thread, .. } = std::mem::replace(&mut self.st, St::Closed) else {
             return Err(unexpected("userauth"));
@@ -770,6 +849,27 @@ impl Session for SshSession {
                 Ok(())
             }
         }
+    }
+
+    fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {
+        let (tx, rx) = match &self.st {
+            St::AwaitAuth { tx, rx, .. } | St::Established { tx, rx, .. } => {
+                (Some(tx.export()), Some(rx.export()))
+            }
+            _ => (None, None),
+        };
+        let e = SshExport {
+            kind: "ssh".into(),
+            tx,
+            rx,
+            peer_proof: self.peer_proof.clone(),
+        };
+        let data = serde_json::to_vec(&e).map_err(|e| Error::Backend(e.to_string()))?;
+        Ok(e2elab_core::StateExport {
+            protocol: self.info().id.to_string(),
+            role: self.role,
+            data: SecretBytes::new(data),
+        })
     }
 
     fn op_counts(&self) -> OpCounts {

@@ -69,12 +69,7 @@ impl Jep0027 {
 pub(crate) fn info() -> &'static ProtocolInfo {
     static INFO: OnceLock<ProtocolInfo> = OnceLock::new();
     INFO.get_or_init(|| {
-        let c = |property, level, source, note| Claim {
-            property,
-            level,
-            source,
-            note,
-        };
+        let c = Claim::new;
         use ClaimLevel::*;
         use Property::*;
         ProtocolInfo {
@@ -84,6 +79,7 @@ pub(crate) fn info() -> &'static ProtocolInfo {
             summary: "Message <body> encrypted, presence <status> signed, each on its own; ASCII armor without headers",
             protects: &[StanzaKind::Message, StanzaKind::Presence],
             after_bad_input: AfterBadInput::Unchanged,
+            control_for: &[],
             claims: vec![
                 c(ConfidentialityCoverage, Partial, "XEP-0027 §3, §4",
                   "only the character data of <body>; subject, thread, extensions, attributes and a placeholder body are in clear"),
@@ -99,12 +95,14 @@ pub(crate) fn info() -> &'static ProtocolInfo {
                   "no key update: a stolen key stays useful"),
                 c(MessageRepudiation, Partial, "XEP-0027 §2, §4",
                   "encrypted bodies are unsigned (deniable), but signed presence is a transferable OpenPGP signature"),
+                c(ParticipationRepudiation, NotClaimed, "XEP-0027 §2",
+                  "a signed presence is a transferable OpenPGP signature of the sender"),
                 c(Forgeability, Partial, "XEP-0027 §3, §4",
                   "anyone holding the recipient's public key can write an encrypted body 'from' anyone; signed status cannot be forged"),
                 c(IdentityProtection, NotClaimed, "XEP-0027 §1",
-                  "key ids of the recipient key are in every message, signer key ids in every signed presence"),
+                  "key ids of the recipient key are in every message, signer key ids in every signed presence").under("passive"),
                 c(MitmDetection, NotClaimed, "XEP-0027 §4",
-                  "no fingerprint or ownership check beyond user IDs on keyserver keys"),
+                  "no fingerprint or ownership check beyond user IDs on keyserver keys").under("none/first-contact"),
                 c(DowngradeResistance, NotClaimed, "XEP-0027 §5",
                   "no negotiation: signed presence is the only capability signal and can be stripped"),
                 c(IdentityMisbinding, NotClaimed, "XEP-0027 §4",
@@ -414,5 +412,15 @@ impl Session for Jep0027Session {
 
     fn op_counts(&self) -> OpCounts {
         self.counts
+    }
+
+    fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {
+        Ok(e2elab_core::StateExport {
+            protocol: ID.to_string(),
+            role: self.role,
+            data: e2elab_core::SecretBytes::from_slice(
+                br#"{"kind":"stateless","note":"the session's only secret is the long-term key"}"#,
+            ),
+        })
     }
 }

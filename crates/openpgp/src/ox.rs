@@ -70,12 +70,7 @@ impl Ox {
 pub(crate) fn info() -> &'static ProtocolInfo {
     static INFO: OnceLock<ProtocolInfo> = OnceLock::new();
     INFO.get_or_init(|| {
-        let c = |property, level, source, note| Claim {
-            property,
-            level,
-            source,
-            note,
-        };
+        let c = Claim::new;
         use ClaimLevel::*;
         use Property::*;
         ProtocolInfo {
@@ -85,6 +80,7 @@ pub(crate) fn info() -> &'static ProtocolInfo {
             summary: "Every stanza child signed and encrypted in <signcrypt> with recipient, time and random padding",
             protects: &[StanzaKind::Message],
             after_bad_input: AfterBadInput::Unchanged,
+            control_for: &[],
             claims: vec![
                 c(ConfidentialityCoverage, Partial, "XEP-0373 §3.1; XEP-0374 §2.2",
                   "all child elements of the message (the <payload>); stanza attributes and the hint elements are in clear"),
@@ -99,13 +95,19 @@ pub(crate) fn info() -> &'static ProtocolInfo {
                 c(PostCompromiseSecurity, NotClaimed, "XEP-0373 §9",
                   "no key update"),
                 c(MessageRepudiation, NotClaimed, "XEP-0374 §3.1",
-                  "<signcrypt> carries a transferable OpenPGP signature"),
+                  "<signcrypt> carries a transferable OpenPGP signature (to whoever can decrypt it)").under("online"),
+                c(ParticipationRepudiation, NotClaimed, "XEP-0374 §3.1",
+                  "every message carries a transferable OpenPGP signature"),
                 c(Forgeability, NotClaimed, "XEP-0374 §3.1",
                   "only the key holder can sign"),
                 c(IdentityProtection, NotClaimed, "XEP-0373 §4",
-                  "public keys are published in PEP; recipient key ids are in every message"),
-                c(MitmDetection, Partial, "XEP-0373 §9",
-                  "implementations MUST let users establish trust in a key (e.g. fingerprint by QR code); keys come from PEP"),
+                  "public keys are published in PEP; recipient key ids are in every message").under("passive"),
+                c(MitmDetection, Claimed, "XEP-0373 §9",
+                  "implementations MUST let users establish trust in a key (e.g. fingerprint by QR code)").under("oob"),
+                c(MitmDetection, NotClaimed, "XEP-0373 §4, §9",
+                  "keys come from PEP: without the users' check a substituted key is used").under("none/first-contact"),
+                c(MitmDetection, Claimed, "XEP-0373 §9",
+                  "a key the users established trust in must sign").under("none/pinned"),
                 c(DowngradeResistance, NotApplicable, "XEP-0374 §2.1",
                   "no algorithm negotiation; support is discovered by disco"),
                 c(IdentityMisbinding, Claimed, "XEP-0373 §3.1",
@@ -506,5 +508,15 @@ impl Session for OxSession {
 
     fn op_counts(&self) -> OpCounts {
         self.counts
+    }
+
+    fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {
+        Ok(e2elab_core::StateExport {
+            protocol: ID.to_string(),
+            role: self.role,
+            data: e2elab_core::SecretBytes::from_slice(
+                br#"{"kind":"stateless","note":"the session's only secret is the long-term key"}"#,
+            ),
+        })
     }
 }

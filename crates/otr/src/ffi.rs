@@ -225,11 +225,10 @@ unsafe fn secure_info(ctx: *mut sys::ConnContext) -> Option<SecureInfo> {
         let id = &c.sessionid[..len];
         let half = len / 2;
         let (a, b) = id.split_at(half);
-        let ssid = if c.sessionid_half == sys::OtrlSessionIdHalf_OTRL_SESSIONID_FIRST_HALF_BOLD {
-            format!("[{}] {}", hex(a), hex(b))
-        } else {
-            format!("{} [{}]", hex(a), hex(b))
-        };
+        // Both halves, the same text at both ends: libotr bolds the first
+        // half at one end and the second at the other (auth.c), so the bold
+        // half alone is not a value the two users can compare.
+        let ssid = format!("{} {}", hex(a), hex(b));
         Some(SecureInfo {
             their_instance: c.their_instance,
             version: c.protocol_version,
@@ -818,39 +817,131 @@ impl Call<'_> {
         Ok(())
     }
 
-    /// TEST ONLY: our DH private exponent and the peer's DH public value (hex
-    /// MPIs) for the key pair our next data message uses, and their key ids.
-    #[cfg(feature = "dangerous-testing")]
-    pub fn dangerous_dh_values(&self, their_instag: InsTag) -> Option<DangerousDh> {
-        let c = self.context(their_instag)?;
-        // SAFETY: live context; the MPIs belong to it and are only printed.
+    /// RESEARCH HOOK (the security experiments' compromise of this side):
+    /// every DH value the context holds (our current and previous key pairs,
+    /// the peer's current and previous public values, with key ids) and what
+    /// the AKE left in `context->auth` (our AKE key pair, the peer's AKE
+    /// public value, its fingerprint, the secure session id). libotr keeps
+    /// these in libgcrypt MPIs; they are printed as hex.
+    pub fn dangerous_state(&self, their_instag: InsTag) -> Option<DangerousState> {
+        dangerous_state(self.us, self.names, their_instag)
+    }
+}
+
+/// [`Call::dangerous_state`] without a call's callback data (lookup only).
+pub fn dangerous_state(
+    us: &UserState,
+    names: &Names,
+    their_instag: InsTag,
+) -> Option<DangerousState> {
+    {
+        // SAFETY: lookup only (add_if_missing = 0), as in `Call::context`.
+        let p = unsafe {
+            sys::otrl_context_find(
+                us.raw(),
+                names.peer.as_ptr(),
+                names.account.as_ptr(),
+                names.protocol.as_ptr(),
+                their_instag,
+                0,
+                ptr::null_mut(),
+                None,
+                ptr::null_mut(),
+            )
+        };
+        let c = NonNull::new(p)?;
+        // SAFETY: live context of this user state; its MPIs belong to it and
+        // are only printed; the auth struct is embedded in the context.
         unsafe {
-            let p = c.as_ref().context_priv.as_ref()?;
-            Some(DangerousDh {
-                our_private: mpi_hex(p.our_old_dh_key.priv_)?,
-                our_keyid: p.our_keyid.checked_sub(1)?,
-                their_public: mpi_hex(p.their_y)?,
+            let ctx = c.as_ref();
+            let p = ctx.context_priv.as_ref()?;
+            let auth = &ctx.auth;
+            let kp = |k: &sys::DH_keypair, id: c_uint| DhKey {
+                keyid: id,
+                private: mpi_hex(k.priv_),
+                public: mpi_hex(k.pub_),
+            };
+            Some(DangerousState {
+                version: ctx.protocol_version,
+                our_keyid: p.our_keyid,
                 their_keyid: p.their_keyid,
+                ours: vec![
+                    kp(&p.our_dh_key, p.our_keyid),
+                    kp(&p.our_old_dh_key, p.our_keyid.saturating_sub(1)),
+                ],
+                theirs: vec![
+                    (p.their_keyid, mpi_hex(p.their_y)),
+                    (p.their_keyid.saturating_sub(1), mpi_hex(p.their_old_y)),
+                ],
+                ake_private: mpi_hex(auth.our_dh.priv_),
+                ake_public: mpi_hex(auth.our_dh.pub_),
+                ake_their_public: mpi_hex(auth.their_pub),
+                ake_their_fingerprint: hex(&auth.their_fingerprint),
+                ssid: hex(&ctx.sessionid[..ctx.sessionid_len.min(ctx.sessionid.len())]),
             })
         }
     }
 }
 
-/// TEST ONLY: DH values behind the current sending keys.
-#[cfg(feature = "dangerous-testing")]
-#[derive(Debug, Clone)]
-pub struct DangerousDh {
-    /// Our DH private exponent (hex) for `our_keyid`.
-    pub our_private: String,
-    /// Our key id.
-    pub our_keyid: u32,
-    /// Their DH public value (hex) for `their_keyid`.
-    pub their_public: String,
-    /// Their key id.
-    pub their_keyid: u32,
+/// One of our DH key pairs (hex MPIs; `None` where libotr holds none).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DhKey {
+    /// Its key id.
+    pub keyid: u32,
+    /// The private exponent.
+    pub private: Option<String>,
+    /// g^x.
+    pub public: Option<String>,
 }
 
-#[cfg(feature = "dangerous-testing")]
+/// RESEARCH HOOK: the DH values a context holds (see [`Call::dangerous_state`]).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct DangerousState {
+    /// Protocol version of the session.
+    pub version: u32,
+    /// Our current key id.
+    pub our_keyid: u32,
+    /// The peer's current key id.
+    pub their_keyid: u32,
+    /// Our current and previous key pairs.
+    pub ours: Vec<DhKey>,
+    /// The peer's current and previous public values (key id, hex).
+    pub theirs: Vec<(u32, Option<String>)>,
+    /// Our AKE private exponent.
+    pub ake_private: Option<String>,
+    /// Our AKE public value.
+    pub ake_public: Option<String>,
+    /// The peer's AKE public value.
+    pub ake_their_public: Option<String>,
+    /// The fingerprint the AKE authenticated (hex).
+    pub ake_their_fingerprint: String,
+    /// The secure session id (hex).
+    pub ssid: String,
+}
+
+impl std::fmt::Debug for DangerousState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DangerousState")
+            .field("our_keyid", &self.our_keyid)
+            .field("their_keyid", &self.their_keyid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for DangerousState {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for k in &mut self.ours {
+            if let Some(p) = &mut k.private {
+                p.zeroize();
+            }
+        }
+        if let Some(p) = &mut self.ake_private {
+            p.zeroize();
+        }
+    }
+}
+
 unsafe fn mpi_hex(m: sys::gcry_mpi_t) -> Option<String> {
     if m.is_null() {
         return None;

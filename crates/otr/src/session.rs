@@ -75,6 +75,7 @@ pub(crate) struct Setup {
     pub instag: InsTag,
     pub max_message_size: i32,
     pub whitespace_start: bool,
+    pub policy: ffi::Policy,
 }
 
 impl OtrSession {
@@ -94,7 +95,7 @@ impl OtrSession {
             peer: ffi::cstring(&s.peer_jid, "peer JID")?,
         };
         let od = Box::new(OpData {
-            policy: s.version.policy(),
+            policy: s.policy,
             max_message_size: s.max_message_size,
             ..Default::default()
         });
@@ -188,13 +189,10 @@ impl OtrSession {
         self.finish_internal_call(out)
     }
 
-    /// TEST ONLY (`dangerous-testing`): the DH values behind the keys our next
-    /// data message will use. Exposes a session secret.
-    #[cfg(feature = "dangerous-testing")]
-    pub fn dangerous_export_dh_for_testing_only(&mut self) -> Option<ffi::DangerousDh> {
-        let inst = self.their_instag;
-        let c = self.call();
-        c.dangerous_dh_values(inst)
+    /// RESEARCH HOOK: every DH value libotr holds for this session (see
+    /// [`ffi::Call::dangerous_state`]). Exposes session secrets.
+    pub fn dangerous_state(&self) -> Option<ffi::DangerousState> {
+        ffi::dangerous_state(&self.us, &self.names, self.their_instag)
     }
 
     fn require_established(&self) -> Result<()> {
@@ -596,5 +594,17 @@ impl Session for OtrSession {
 
     fn op_counts(&self) -> OpCounts {
         self.ops
+    }
+
+    fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {
+        let st = self
+            .dangerous_state()
+            .ok_or_else(|| Error::Backend("libotr holds no context for the peer yet".into()))?;
+        let data = serde_json::to_vec(&st).map_err(|e| Error::Backend(e.to_string()))?;
+        Ok(e2elab_core::StateExport {
+            protocol: self.info.id.to_string(),
+            role: self.role,
+            data: e2elab_core::SecretBytes::new(data),
+        })
     }
 }

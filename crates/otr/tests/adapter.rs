@@ -44,7 +44,9 @@ fn handshake_is_query_plus_four_ake_messages() {
         assert!(body_of(&hs[0].1).starts_with(&format!("?OTRv{v}?")));
         let types: Vec<(usize, u8)> = hs[1..].iter().map(|(i, e)| (*i, otr_type(e))).collect();
         assert_eq!(types, vec![(1, 0x02), (0, 0x0a), (1, 0x11), (0, 0x12)]);
-        // Established events name the peer's fingerprint.
+        // Established events name the peer's fingerprint, and both ends show
+        // the same secure session id (16 hex digits in two halves).
+        let mut ssids = Vec::new();
         for i in 0..2 {
             let est = p.p[i]
                 .events
@@ -55,12 +57,16 @@ fn handshake_is_query_plus_four_ake_messages() {
                 })
                 .unwrap();
             assert_eq!(est.fingerprint.as_ref().unwrap().len(), 40);
-            assert!(est.sas.unwrap().contains('['));
+            let ssid = est.sas.unwrap();
+            assert_eq!(ssid.len(), 17, "{ssid}");
+            assert!(ssid.chars().all(|c| c.is_ascii_hexdigit() || c == ' '));
+            ssids.push(ssid);
             assert_eq!(
                 p.p[i].s.version(),
                 if v == 3 { Version::V3 } else { Version::V2 }
             );
         }
+        assert_eq!(ssids[0], ssids[1], "both ends compare the same id");
         if v == 3 {
             assert!(p.p[0].s.their_instance() >= 0x100);
         } else {

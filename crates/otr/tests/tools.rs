@@ -1,7 +1,7 @@
 //! Independent checks with libotr's own toolkit (Debian package libotr5-bin):
 //! `otr_parse` reads every wire message we send, and `otr_sesskeys` +
 //! `otr_mackey` + `otr_readforge` recompute our session keys from the DH values
-//! exported by the test-only `dangerous-testing` feature and decrypt our data
+//! exported by the session's research hook (`dangerous_state`) and decrypt our data
 //! messages with them. The tools must be installed: these tests fail, never
 //! skip, when they are missing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -172,10 +172,24 @@ fn check_sesskeys(proto: Otr) {
     let alice_ake_pub = field(&akef, "D-H Key").to_string();
     let mut first = true;
     for (n, from) in [0usize, 0, 1, 0, 1, 1].into_iter().enumerate() {
-        let dh = p.p[from].s.dangerous_export_dh_for_testing_only().unwrap();
+        // The pair our next data message uses: our previous key (id
+        // our_keyid - 1) and the peer's current one.
+        let st = p.p[from].s.dangerous_state().unwrap();
+        let ours = st
+            .ours
+            .iter()
+            .find(|k| k.keyid + 1 == st.our_keyid)
+            .unwrap();
+        let their = st
+            .theirs
+            .iter()
+            .find(|(id, _)| *id == st.their_keyid)
+            .unwrap();
+        let (our_private, our_keyid) = (ours.private.clone().unwrap(), ours.keyid);
+        let (their_public, their_keyid) = (their.1.clone().unwrap(), their.0);
         let keys = run_tool(
             "otr_sesskeys",
-            &[&usg(&dh.our_private), &usg(&dh.their_public)],
+            &[&usg(&our_private), &usg(&their_public)],
             "",
         );
         if first {
@@ -192,8 +206,8 @@ fn check_sesskeys(proto: Otr) {
         assert_eq!(w.len(), 1);
         let body = body_of(&w[0]);
         let (_, f) = parse(&body);
-        assert_eq!(field(&f, "Sender keyid"), dh.our_keyid.to_string());
-        assert_eq!(field(&f, "Rcpt keyid"), dh.their_keyid.to_string());
+        assert_eq!(field(&f, "Sender keyid"), our_keyid.to_string());
+        assert_eq!(field(&f, "Rcpt keyid"), their_keyid.to_string());
         let dec = run_tool("otr_readforge", &[&aes], &format!("{body}\n"));
         assert!(
             dec.contains(&format!("Plaintext: ``{text}''")),

@@ -25,6 +25,8 @@ use e2elab_core::{
 use e2elab_core::{OpCounts, Role};
 use std::sync::OnceLock;
 
+pub mod controls;
+
 /// The protocol id.
 pub const ID: &str = "plaintext";
 
@@ -40,12 +42,14 @@ fn info() -> &'static ProtocolInfo {
             level: ClaimLevel::NotClaimed,
             source: "none (control row)",
             note,
+            under: "",
         };
         let na = |property, note| Claim {
             property,
             level: ClaimLevel::NotApplicable,
             source: "none (control row)",
             note,
+            under: "",
         };
         ProtocolInfo {
             id: ID,
@@ -54,6 +58,17 @@ fn info() -> &'static ProtocolInfo {
             summary: "No protection: the baseline every overhead is measured against",
             protects: &[StanzaKind::Message, StanzaKind::Presence, StanzaKind::Iq],
             after_bad_input: AfterBadInput::Unchanged,
+            // The unprotected row is the known-bad control for every property
+            // that needs any protection at all.
+            control_for: &[
+                (Property::ConfidentialityCoverage, ""),
+                (Property::Integrity, ""),
+                (Property::Replay, ""),
+                (Property::ForwardSecrecy, ""),
+                (Property::PostCompromiseSecurity, ""),
+                (Property::MitmDetection, ""),
+                (Property::DowngradeResistance, ""),
+            ],
             claims: vec![
                 none(
                     Property::ConfidentialityCoverage,
@@ -66,6 +81,7 @@ fn info() -> &'static ProtocolInfo {
                     level: ClaimLevel::Claimed,
                     source: "none (control row)",
                     note: "stateless: a lost or reordered stanza affects nothing else",
+                    under: "",
                 },
                 none(Property::ForwardSecrecy, "nothing is encrypted"),
                 none(Property::PostCompromiseSecurity, "nothing is encrypted"),
@@ -74,12 +90,20 @@ fn info() -> &'static ProtocolInfo {
                     level: ClaimLevel::Claimed,
                     source: "none (control row)",
                     note: "no signatures, so no transferable proof",
+                    under: "",
                 },
+                Claim::new(
+                    Property::ParticipationRepudiation,
+                    ClaimLevel::Claimed,
+                    "none (control row)",
+                    "nothing is signed",
+                ),
                 Claim {
                     property: Property::Forgeability,
                     level: ClaimLevel::Claimed,
                     source: "none (control row)",
                     note: "anyone can write any transcript",
+                    under: "",
                 },
                 na(Property::IdentityProtection, "no long-term keys exist"),
                 none(Property::MitmDetection, "no authentication"),
@@ -209,6 +233,14 @@ impl Session for PlaintextSession {
 
     fn op_counts(&self) -> OpCounts {
         OpCounts::default()
+    }
+
+    fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {
+        Ok(e2elab_core::StateExport {
+            protocol: ID.to_string(),
+            role: self.role,
+            data: SecretBytes::from_slice(br#"{"kind":"stateless","note":"no secret at all"}"#),
+        })
     }
 }
 

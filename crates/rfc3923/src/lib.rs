@@ -142,6 +142,11 @@
 //!    (tested by `tests::expired_and_future_timestamps_are_refused`,
 //!    `tests::decreasing_timestamp_is_flagged_and_delivered`,
 //!    `tests::exact_replay_is_refused_and_same_clock_timestamps_increase`)
+//!    The memory of accepted timestamps belongs to the *client* (the
+//!    [`Rfc3923`] value, one per user), not to one session object: RFC 3923
+//!    has no session, so a new session object with the same peer (as after a
+//!    restart of the conversation) still refuses a stanza accepted in the
+//!    last 10 minutes. (tested by `tests::replay_memory_outlives_the_session`)
 //! 10. **§7 error stanzas.** The session returns typed errors and emits
 //!     nothing on bad input (the core contract: a failed call queues
 //!     nothing). [`errors::error_reply`] builds the §7 reply for the
@@ -208,7 +213,8 @@ use e2elab_core::{
 use openssl::pkey::{PKey, Private};
 use openssl::symm::Cipher;
 use openssl::x509::X509;
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -258,10 +264,15 @@ impl Profile {
     }
 }
 
-/// An RFC 3923 profile.
-#[derive(Debug, Clone, Copy)]
+/// §6.9's memory of accepted timestamps, per (local bare JID, peer bare JID):
+/// (timestamp, virtual time accepted).
+type ReplayMemory = HashMap<(String, String), Vec<(Timestamp, Timestamp)>>;
+
+/// An RFC 3923 profile: one client, with the replay memory its sessions share.
+#[derive(Debug, Clone)]
 pub struct Rfc3923 {
     profile: Profile,
+    memory: Arc<Mutex<ReplayMemory>>,
 }
 
 impl Rfc3923 {
@@ -269,6 +280,7 @@ impl Rfc3923 {
     pub fn classic() -> Self {
         Self {
             profile: Profile::Classic,
+            memory: Arc::default(),
         }
     }
 
@@ -276,6 +288,7 @@ impl Rfc3923 {
     pub fn modern() -> Self {
         Self {
             profile: Profile::Modern,
+            memory: Arc::default(),
         }
     }
 
@@ -286,12 +299,7 @@ impl Rfc3923 {
 }
 
 fn claims() -> Vec<Claim> {
-    let c = |property, level, source, note| Claim {
-        property,
-        level,
-        source,
-        note,
-    };
+    let c = Claim::new;
     use ClaimLevel::*;
     use Property::*;
     vec![
@@ -308,13 +316,17 @@ fn claims() -> Vec<Claim> {
         c(PostCompromiseSecurity, NotClaimed, "RFC 3923 §6",
           "no ephemeral state: a stolen private key works until the certificate is replaced"),
         c(MessageRepudiation, NotClaimed, "RFC 3923 §6.7",
-          "CMS signatures are transferable proof of authorship"),
+          "CMS signatures are transferable proof of authorship (to whoever can decrypt the envelope)").under("online"),
+        c(ParticipationRepudiation, NotClaimed, "RFC 3923 §6.7",
+          "every stanza is signed: a signed stanza shows the key holder took part"),
         c(Forgeability, NotClaimed, "RFC 3923 §6.7",
           "only the key holder can produce a valid signature"),
         c(IdentityProtection, NotClaimed, "RFC 3923 §6.6",
-          "the RecipientInfo names the recipient's certificate (issuer, serial) in clear; the JIDs are in the outer stanza"),
+          "the RecipientInfo names the recipient's certificate (issuer, serial) in clear; the JIDs are in the outer stanza").under("passive"),
         c(MitmDetection, Partial, "RFC 3923 §6.2, §6.3",
           "signatures bind the sender's certificate to the from JID, but certificate retrieval and trust are left to the PKI"),
+        c(MitmDetection, Claimed, "RFC 3923 §6.2, §6.3",
+          "a certificate the users verified (pinned or compared) binds the JID").under("oob"),
         c(DowngradeResistance, NotApplicable, "RFC 3923 §2",
           "nothing is negotiated; discovery is out of scope"),
         c(IdentityMisbinding, Partial, "RFC 3862 §4.1-4.2; RFC 3923 §6.3",
@@ -344,6 +356,7 @@ fn info(profile: Profile) -> &'static ProtocolInfo {
         summary,
         protects: &[StanzaKind::Message, StanzaKind::Presence, StanzaKind::Iq],
         after_bad_input: AfterBadInput::Unchanged,
+        control_for: &[],
         claims: claims(),
     })
 }
@@ -397,7 +410,7 @@ impl Protocol for Rfc3923 {
             peer_fingerprint: cert::fingerprint(&peer.data)?,
             last_sent: None,
             last_cert_attached: None,
-            accepted: Vec::new(),
+            memory: self.memory.clone(),
             announced: false,
             closed: false,
             ops: OpCounts::default(),
@@ -421,8 +434,8 @@ pub struct Rfc3923Session {
     last_sent: Option<Timestamp>,
     /// When we last attached our certificate (§6.6).
     last_cert_attached: Option<Timestamp>,
-    /// (timestamp, virtual time accepted) of stanzas accepted recently (§6.9).
-    accepted: Vec<(Timestamp, Timestamp)>,
+    /// The client's memory of accepted timestamps (§6.9), shared by its sessions.
+    memory: Arc<Mutex<ReplayMemory>>,
     announced: bool,
     closed: bool,
     ops: OpCounts,
@@ -635,8 +648,15 @@ impl Rfc3923Session {
             ))
             .into());
         }
-        let recent = self
-            .accepted
+        let memory = self
+            .memory
+            .lock()
+            .map_err(|_| e2elab_core::Error::Backend("replay memory poisoned".into()))?;
+        let accepted = memory
+            .get(&(self.local_bare.clone(), self.peer_bare.clone()))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let recent = accepted
             .iter()
             .filter(|(_, at)| now.since(*at) <= TIMESTAMP_MEMORY);
         let mut decreasing = false;
@@ -741,9 +761,17 @@ impl Session for Rfc3923Session {
         };
         let (delivered, ts, warnings) = self.unprotect(env, &el, &e2e)?;
         let now = env.now();
-        self.accepted
-            .retain(|(_, at)| now.since(*at) <= TIMESTAMP_MEMORY);
-        self.accepted.push((ts, now));
+        {
+            let mut memory = self
+                .memory
+                .lock()
+                .map_err(|_| e2elab_core::Error::Backend("replay memory poisoned".into()))?;
+            let accepted = memory
+                .entry((self.local_bare.clone(), self.peer_bare.clone()))
+                .or_default();
+            accepted.retain(|(_, at)| now.since(*at) <= TIMESTAMP_MEMORY);
+            accepted.push((ts, now));
+        }
         self.announce(out);
         for w in warnings {
             out.event(Event::Warning(w));
@@ -756,7 +784,6 @@ impl Session for Rfc3923Session {
         self.check_open()?;
         self.closed = true;
         self.key = None;
-        self.accepted.clear();
         out.event(Event::Closed);
         Ok(())
     }
@@ -766,6 +793,16 @@ impl Session for Rfc3923Session {
             source: CountSource::Counted,
             ..self.ops
         }
+    }
+
+    fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {
+        Ok(e2elab_core::StateExport {
+            protocol: self.profile.id().to_string(),
+            role: self.role,
+            data: SecretBytes::from_slice(
+                br#"{"kind":"stateless","note":"the session's only secret is the long-term key"}"#,
+            ),
+        })
     }
 }
 

@@ -17,7 +17,10 @@ fn ids(profile: Profile) -> &'static [Arc<Identity>; 3] {
         Profile::Modern => &M,
     };
     cell.get_or_init(|| {
-        let p = Rfc3923 { profile };
+        let p = Rfc3923 {
+            profile,
+            memory: Default::default(),
+        };
         let mut env = Env::for_party(9, "ids");
         [ALICE, BOB, CAROL].map(|j| Arc::new(p.generate_identity(&mut env, j).unwrap()))
     })
@@ -38,7 +41,10 @@ fn session_with(
     peer: &str,
     pinned: PublicIdentity,
 ) -> Box<dyn Session> {
-    let p = Rfc3923 { profile };
+    let p = Rfc3923 {
+        profile,
+        memory: Default::default(),
+    };
     let mut env = Env::for_party(1, me);
     p.new_session(
         &mut env,
@@ -455,6 +461,42 @@ fn exact_replay_is_refused_and_same_clock_timestamps_increase() {
         g.result,
         Err(Error::PeerMisbehaved(PeerMisbehaved::BadTimestamp(_)))
     ));
+}
+
+#[test]
+fn replay_memory_outlives_the_session() {
+    let p = Profile::Classic;
+    let client_b = Rfc3923::classic();
+    let mut a = session(p, ALICE, BOB);
+    let open = |client: &Rfc3923| {
+        let mut env = Env::for_party(2, BOB);
+        client
+            .new_session(
+                &mut env,
+                SessionConfig {
+                    role: Role::Responder,
+                    local_jid: full(BOB),
+                    peer_jid: full(ALICE),
+                    identity: ids(p)[idx(BOB)].clone(),
+                    peer_public: Some(ids(p)[idx(ALICE)].public.clone()),
+                    options: Options::new(),
+                },
+            )
+            .unwrap()
+    };
+    let w = wire(a.as_mut(), later(1), &msg(ALICE, BOB, "1", "once"));
+    let mut b1 = open(&client_b);
+    receive(b1.as_mut(), later(1), w.clone()).result.unwrap();
+    // A new session object of the same client still refuses the replay...
+    let mut b2 = open(&client_b);
+    let g = receive(b2.as_mut(), later(30), w.clone());
+    assert!(matches!(
+        g.result,
+        Err(Error::PeerMisbehaved(PeerMisbehaved::Replay))
+    ));
+    // ...while another client, which never saw it, accepts it.
+    let mut other = open(&Rfc3923::classic());
+    receive(other.as_mut(), later(30), w).result.unwrap();
 }
 
 #[test]

@@ -1,243 +1,353 @@
-//! Security properties, measured (issue 8).
+//! Security properties, measured by attacks that can come out either way.
 //!
-//! Every property is an executable experiment: real sessions of the protocol,
-//! driven only through the [`e2elab_core::Protocol`]/[`e2elab_core::Session`]
-//! traits over the harness [`crate::link::Link`], with an attacker acting on
-//! the wire. Each gives `holds` (the protocol *has* the property: replays are
-//! rejected, leaked long-term keys do not decrypt the recording, ...),
-//! `fails`, or `not_applicable`, always with evidence naming the stanza, what
-//! the attacker did and what the receiver delivered or rejected.
+//! Every cell of the table is an executable experiment: real sessions of
+//! the profile, driven only through the `Protocol`/`Session` traits over the
+//! harness [`crate::link::Link`], with an attacker on the wire and, where a
+//! protocol's own formats or keys are involved, the profile's attack hooks
+//! ([`hooks::Hooks`]). Each property has one file here; no file looks at a
+//! profile id.
 //!
-//! The measured outcome is compared with the spec's claim
-//! ([`e2elab_core::ProtocolInfo::claim`]) and, for OpenPGP, S/MIME and OTR,
-//! with the SoK rating ([`sok::SOK_RATINGS`]); disagreements are listed as
-//! findings ([`findings`]). The claim and the measurement are never merged.
+//! Three rules make a cell count:
+//! 1. **Known-bad controls.** Every run includes the `control` family: the
+//!    unprotected row and deliberately weakened variants of real profiles
+//!    (`control-static-dh`, `control-no-mac`, ... see `e2elab list`), each
+//!    declaring the rows it was built to fail
+//!    ([`e2elab_core::ProtocolInfo::control_for`]). Every row has at least
+//!    one; a control that does not come out `fails` where it must fails the
+//!    run ([`SecurityRun::control_failures`]).
+//! 2. **Honest baselines.** Each experiment first runs without the attack
+//!    (an honest delivery, an honest handshake under the same user model,
+//!    a search for keys that are not there, a judge shown a tampered copy);
+//!    if the baseline raises the alarm the experiment measures, the
+//!    experiment is an error, never an outcome.
+//! 3. **No outcome without the attack.** An experiment that cannot run is
+//!    an error that fails the run; there is no "not applicable".
 //!
-//! Every experiment draws its session randomness from the run seed through
-//! [`e2elab_core::Env`]; outcomes are identical across runs and seeds. Where a
-//! backend takes no external RNG (OpenSSL RSA and CMS keys, Sequoia key
-//! generation, libgcrypt inside libotr) the *evidence* can differ between
-//! runs (SAS values, key ids, MACs), never the outcome.
+//! The evidence is data: each cell carries structured JSON for the
+//! baseline and the attack (what was sent, delivered, read, which keys,
+//! which errors), and the Markdown ([`render`]) is generated from the JSON
+//! ([`SecurityRun`]) alone. Where a backend takes no external RNG (OpenSSL
+//! RSA keys, Sequoia, libgcrypt inside libotr) the evidence bytes (SAS
+//! values, key ids, MACs) differ between runs of one seed; the outcomes do
+//! not.
 //!
 //! # DECISIONS
-//! 1. **Confidentiality coverage** counts a part as *in clear* when its canary
-//!    can be read raw, base64-decoded (any alignment) or hex-decoded in any
-//!    wire stanza the send produced. The outer `from`/`to`/`type`/`id`
-//!    attributes are routing data a server needs; `id` carries a canary and is
-//!    reported, but not counted. `holds` iff no other part of any stanza kind
-//!    the profile protects is readable.
-//! 2. **Integrity** compares delivered stanzas with the original by element
-//!    name, namespace and children (the conformance suite's `content_eq`):
-//!    outer attributes are not content any profile protects (RFC 3923's
-//!    xmpp+xml wrapping aside). A mutation that leaves the protected payload
-//!    alone and delivers the original content is not a failure; appending an
-//!    element or rewriting a clear element that is then delivered is.
-//! 3. **Replay**: three variants (same session; same session after the
-//!    virtual clock moved 11 minutes, past RFC 3923's 5/10-minute windows; a
-//!    new session between the same identities, i.e. a receiver restart).
-//!    `holds` iff all three are rejected.
-//! 4. **Loss/reorder**: one dropped stanza, then (fresh session) two swapped
-//!    stanzas; `holds` iff later stanzas and both swapped ones are delivered.
-//! 5. **Forward secrecy**: the attacker gets both [`e2elab_core::Identity`]
-//!    objects and builds fresh sessions (its own randomness, never the
-//!    victims' seeds) that are fed the recording, data only and handshake
-//!    plus data, in both directions. Reading any canary body (or reading it in
-//!    clear on the wire) is `fails`.
-//! 6. **Post-compromise security** is run where the session state *is* the
-//!    long-term identity (no handshake stanzas) or nothing is encrypted, and
-//!    for OTR through the OTR crate's test-only DH export (`otr_pcs`, only
-//!    when this crate is built with its non-default `dangerous-testing`
-//!    feature, as its own test suite is); elsewhere the state is not exposed
-//!    and the result is `not_applicable` with that reason.
-//! 7. **Repudiation/forgeability**: the judge is a fresh receiving session
-//!    built from Bob's identity (Bob cooperates) and Alice's public identity;
-//!    the forger is Mallory with her own key under Alice's JID. A stanza is
-//!    *transferable proof* when the judge accepts Alice's stanza and rejects
-//!    the forgery. `forgeability` holds when the forgery is accepted, fails
-//!    when it is rejected while genuine stanzas verify, and is
-//!    `not_applicable` when no stanza verifies outside its session (MAC-based
-//!    protocols: forging needs session MAC keys no trait exposes). For OTR
-//!    the published MAC keys are on the wire, so forgeability is measured
-//!    with libotr's tools instead ([`otr_tools`]): `holds` iff a MAC key
-//!    revealed in clear reproduces an earlier data message's MAC under
-//!    `otr_remac`, and a modified message is then written with a valid MAC.
-//!    ESessions likewise publishes retired MAC keys in XEP-0200 `<old/>`
-//!    elements: the SIGMA profiles are run with `rekey_every=1` (the default
-//!    never rekeys, so nothing would be published), and `holds` iff a
-//!    published key with a block counter within 512 of the `counter` the
-//!    handshake form carries in clear reproduces a recorded `<c/>`'s
-//!    HMAC-SHA256; then a different `<c/>` is MACed with it.
-//! 8. **Identity protection**: a passive observer's search of an honest
-//!    session for each party's public-key bytes (12-byte windows not shared
-//!    with the other party's or Mallory's key, so common ASN.1/OpenPGP
-//!    structure is not counted; at least two windows), fingerprint (hex or
-//!    bytes) or key id (last 16 hex digits of the fingerprint).
-//! 9. **MITM detection**: Mallory runs two sessions with her own keys; the
-//!    attack counts as detected when a victim's session fails or rejects,
-//!    Mallory cannot read or relay, a `KeyChanged`/`Unauthenticated` warning
-//!    is raised, or the two victims' SASes differ. Run with the peer keys
-//!    pinned (as every run provisions) and at first contact: no peer key
-//!    (trust on first use) where the profile allows it, else the key a
-//!    directory under Mallory's control returns (hers). `holds` iff detected
-//!    in every variant.
-//! 10. **Downgrade**: ESessions SIGMA/simplified profiles offer `modp=16,14`;
-//!     the attacker removes the preferred option and the DH commitment made
-//!     for it (so the offer stays consistent). `otr-v3` has `3` removed from
-//!     its offer (`otr-v2` offers only the weakest version: not applicable).
-//!     `fails` iff the attacked run establishes, delivers and negotiates
-//!     something other than the honest run, with no warning. `jep0027`
-//!     negotiates nothing, but a signed presence is its only capability
-//!     signal: the signature is stripped, and `fails` iff Bob's session hands
-//!     the presence on with no warning or error. Profiles with fixed
-//!     algorithms and no offer are `not_applicable`.
-//! 11. **Identity misbinding**: Eve registers Alice's key under her own JID
-//!     (the Di Raimondo–Gennaro–Krawczyk premise) and relays Alice's stanzas to
-//!     Bob, rewriting the outer addressing; `fails` iff Bob delivers Alice's
-//!     message in a session whose peer is Eve.
+//! 1. *Rows.* Thirteen properties, some measured in variants:
+//!    post-compromise security passive and active; message repudiation
+//!    against an offline judge (transcript and public keys) and an online
+//!    judge (Bob hands over his keys and session state); identity
+//!    protection against a passive and an active attacker; MITM detection
+//!    under two user models (users compare nothing; users compare what the
+//!    protocol shows out of band: SAS, fingerprints, the OTR secure session
+//!    id) each at first contact and with keys pinned from an earlier
+//!    session; misbinding by key registration and by identity substitution.
+//! 2. *Integrity* is the protected content only: the attacker flips bits in,
+//!    truncates, or replaces the protected payload. What a clear part of the
+//!    stanza lets an attacker rewrite is data of the coverage row.
+//! 3. *Key recovery.* Forward secrecy and post-compromise security are
+//!    measured by what the attacker *reads*: the recorded transcript fed to
+//!    an attacker holding the leaked secrets, who derives every key they
+//!    make derivable ([`hooks::Attacker`]). Before concluding, the same
+//!    reader must read the messages right after the leak with the session
+//!    state (or the protocol is not being read at all, and the experiment is
+//!    an error).
+//! 4. *Judges.* A judge's verdict counts as authentic only when the judge
+//!    also rejects a tampered copy (its acceptance depends on a check); a
+//!    proof is *transferable* when the judge accepts the genuine stanza and
+//!    rejects what the judge's knowledge holder (Bob, or anyone offline)
+//!    simulates.
+//! 5. *Every party owns its client* ([`world::World`]): stores of retained
+//!    secrets, remembered keys and replay memory are never shared between
+//!    Alice, Bob, Mallory, Eve and the judges.
+//! 6. *Options.* Each profile runs under the options its hooks state (the
+//!    SIGMA profiles with XEP-0200 rekeys on); the table says which.
 
-pub mod experiments;
-#[cfg(feature = "dangerous-testing")]
-pub mod otr_pcs;
+pub mod coverage;
+pub mod downgrade;
+pub mod forgeability;
+pub mod forward_secrecy;
+pub mod hooks;
+pub mod identity_protection;
+pub mod integrity;
+pub mod loss_reorder;
+pub mod misbinding;
+pub mod mitm;
 pub mod otr_tools;
+pub mod participation;
+pub mod post_compromise;
+pub mod render;
+pub mod replay;
+pub mod repudiation;
 pub mod sok;
 pub mod wire;
+pub mod world;
 
-use e2elab_core::{ClaimLevel, Property, Protocol};
-use serde::Serialize;
-use std::collections::BTreeMap;
+use crate::registry::Entry;
+use e2elab_core::{ClaimLevel, Property};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use world::World;
+
+/// Experiment results: `Err` is an experiment that could not run.
+pub type R<T> = Result<T, String>;
 
 /// A measured outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The protocol has the property.
     Holds,
-    /// The experiment broke it.
+    /// The attack broke it.
     Fails,
-    /// The experiment does not apply, or cannot be run black-box (the evidence says why).
-    NotApplicable,
 }
 
 impl Outcome {
-    /// `holds` / `fails` / `not_applicable`.
+    /// `holds` / `fails`.
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Holds => "holds",
             Outcome::Fails => "fails",
-            Outcome::NotApplicable => "not_applicable",
+        }
+    }
+
+    /// `Fails` when `broken`.
+    pub fn unless(broken: bool) -> Outcome {
+        if broken {
+            Outcome::Fails
+        } else {
+            Outcome::Holds
         }
     }
 }
 
-/// One property's result.
-#[derive(Debug, Clone, Serialize)]
-pub struct PropertyResult {
-    /// The outcome.
-    pub outcome: Outcome,
-    /// What was done and what happened.
-    pub evidence: String,
+/// One measured row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// The property.
+    pub property: Property,
+    /// The variant (`""` when the property has one).
+    pub variant: &'static str,
+    /// The question the row answers.
+    pub question: &'static str,
 }
 
-impl PropertyResult {
-    /// Build one.
-    pub fn new(outcome: Outcome, evidence: String) -> Self {
-        PropertyResult { outcome, evidence }
+const fn row(property: Property, variant: &'static str, question: &'static str) -> Row {
+    Row {
+        property,
+        variant,
+        question,
     }
 }
 
-/// Every property's result for one protocol.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProtocolSecurity {
-    /// Protocol id.
-    pub protocol: String,
-    /// Family.
-    pub family: String,
-    /// Seed of the run.
-    pub seed: u64,
-    /// Results by property name (the 12 names of [`Property::name`]).
-    pub properties: BTreeMap<String, PropertyResult>,
-}
+/// Every row, in report order.
+pub const ROWS: &[Row] = &[
+    row(Property::ConfidentialityCoverage, "", "is every part of every protected stanza kind hidden on the wire (routing attributes aside)?"),
+    row(Property::Integrity, "", "is modified or replaced protected content never delivered as genuine?"),
+    row(Property::Replay, "", "is a recorded stanza refused in the same session, later, and in a new session of the same receiving client?"),
+    row(Property::LossReorderTolerance, "", "after one lost, or two swapped, stanzas, is everything else still delivered?"),
+    row(Property::ForwardSecrecy, "", "with both long-term keys leaked after the session, can the recorded transcript not be read?"),
+    row(Property::PostCompromiseSecurity, "passive", "after one side's whole state leaks, are messages after three more exchanges unreadable to a passive attacker?"),
+    row(Property::PostCompromiseSecurity, "active", "the same, when the attacker also replaces the healing DH values she can authenticate?"),
+    row(Property::MessageRepudiation, "offline", "does the transcript, with public keys only, hold no transferable proof that Alice wrote a message?"),
+    row(Property::MessageRepudiation, "online", "the same when Bob hands his keys and session state to the judge?"),
+    row(Property::ParticipationRepudiation, "", "can Bob, handing over what he holds after the handshake, not prove that Alice took part?"),
+    row(Property::Forgeability, "", "can someone other than Alice, from the wire alone, write a stanza that Bob's keys accept as hers?"),
+    row(Property::IdentityProtection, "passive", "does an observer of an honest session not learn either party's long-term key?"),
+    row(Property::IdentityProtection, "active", "does an attacker running the protocol with each victim not get the victim's key authenticated to her?"),
+    row(Property::MitmDetection, "none/first-contact", "users compare nothing, first contact: does a man in the middle raise a signal the honest run does not?"),
+    row(Property::MitmDetection, "none/pinned", "users compare nothing, keys from an earlier session: same question"),
+    row(Property::MitmDetection, "oob/first-contact", "users compare what the protocol shows (SAS, fingerprints, session id), first contact: same question"),
+    row(Property::MitmDetection, "oob/pinned", "users compare what the protocol shows, keys from an earlier session: same question"),
+    row(Property::DowngradeResistance, "", "is neither a weaker offer nor an unprotected stanza accepted silently?"),
+    row(Property::IdentityMisbinding, "key-registration", "when Eve registers a victim's key as hers and relays, is a message never attributed to Eve?"),
+    row(Property::IdentityMisbinding, "identity-substitution", "when Eve replaces a victim's identity proof with her own, is a message never attributed to Eve?"),
+];
 
-impl ProtocolSecurity {
-    /// The result for `p`.
-    pub fn get(&self, p: Property) -> Option<&PropertyResult> {
-        self.properties.get(p.name())
-    }
-}
-
-/// Run every experiment for one protocol. An experiment that cannot run
-/// (setup error) is reported `not_applicable` with the error as evidence and
-/// noted in the result, never silently dropped.
-pub fn run_protocol(proto: &dyn Protocol, seed: u64) -> Result<ProtocolSecurity, String> {
-    use experiments as x;
-    let ctx = x::Ctx::new(proto, seed)?;
-    let mut props = BTreeMap::new();
-    let mut put = |p: Property, r: Result<PropertyResult, String>| {
-        let r = r.unwrap_or_else(|e| {
-            PropertyResult::new(
-                Outcome::NotApplicable,
-                format!("experiment could not run: {e}"),
-            )
-        });
-        props.insert(p.name().to_string(), r);
-    };
-    put(Property::ConfidentialityCoverage, x::confidentiality(&ctx));
-    put(Property::Integrity, x::integrity(&ctx));
-    put(Property::Replay, x::replay(&ctx));
-    put(Property::LossReorderTolerance, x::loss_reorder(&ctx));
-    put(Property::ForwardSecrecy, x::forward_secrecy(&ctx));
-    #[cfg(feature = "dangerous-testing")]
-    let pcs = if proto.info().family == "otr" {
-        otr_pcs::run(&ctx)
-    } else {
-        x::post_compromise(&ctx)
-    };
-    #[cfg(not(feature = "dangerous-testing"))]
-    let pcs = x::post_compromise(&ctx);
-    put(Property::PostCompromiseSecurity, pcs);
-    match x::repudiation(&ctx) {
-        Ok((r, f)) => {
-            put(Property::MessageRepudiation, Ok(r));
-            if proto.info().family == "otr" {
-                put(Property::Forgeability, x::otr_forgeability(&ctx));
-            } else if proto.info().family == "esessions" {
-                put(Property::Forgeability, x::esessions_forgeability(&ctx));
-            } else {
-                put(Property::Forgeability, Ok(f));
-            }
-        }
-        Err(e) => {
-            put(Property::MessageRepudiation, Err(e.clone()));
-            put(Property::Forgeability, Err(e));
-        }
-    }
-    put(Property::IdentityProtection, x::identity_protection(&ctx));
-    put(Property::MitmDetection, x::mitm(&ctx));
-    put(Property::DowngradeResistance, x::downgrade(&ctx));
-    put(Property::IdentityMisbinding, x::misbinding(&ctx));
-    Ok(ProtocolSecurity {
-        protocol: proto.info().id.to_string(),
-        family: proto.info().family.to_string(),
-        seed,
-        properties: props,
-    })
-}
-
-/// A disagreement between the measurement and the spec's claim or the SoK rating.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    /// Protocol id.
+/// One measured cell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cell {
+    /// Profile id.
     pub protocol: String,
     /// Property name.
     pub property: String,
+    /// Variant (`""` if none).
+    pub variant: String,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// One sentence.
+    pub summary: String,
+    /// The honest baseline, as data.
+    pub baseline: Value,
+    /// The attack, as data.
+    pub attack: Value,
+}
+
+/// Build a cell.
+pub fn cell(
+    w: &World,
+    property: Property,
+    variant: &str,
+    outcome: Outcome,
+    summary: String,
+    baseline: Value,
+    attack: Value,
+) -> Cell {
+    Cell {
+        protocol: w.id().to_string(),
+        property: property.name().to_string(),
+        variant: variant.to_string(),
+        outcome,
+        summary,
+        baseline,
+        attack,
+    }
+}
+
+/// A spec claim, as the JSON records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimOut {
+    /// `claimed`, `partial`, `not_claimed`, `not_applicable`.
+    pub level: String,
+    /// Where.
+    pub source: String,
+    /// Context.
+    pub note: String,
+}
+
+/// A SoK rating, as the JSON records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SokOut {
+    /// The paper's design.
+    pub design: String,
+    /// The paper's column.
+    pub column: String,
+    /// ● ◐ ○.
+    pub rating: String,
+}
+
+/// A profile of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileOut {
+    /// Id.
+    pub id: String,
+    /// Family.
+    pub family: String,
+    /// A known-bad control.
+    pub control: bool,
+    /// Rows it must fail (property, variant prefix).
+    pub control_for: Vec<(String, String)>,
+    /// Options of the run.
+    pub options: Vec<(String, String)>,
+    /// Why.
+    pub options_reason: String,
+    /// One line.
+    pub summary: String,
+    /// Claims per property (with the variant prefix they speak of).
+    pub claims: Vec<(String, String, ClaimOut)>,
+    /// Seconds the experiments took.
+    pub seconds: f64,
+}
+
+/// A control's check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlCheck {
+    /// Control id.
+    pub protocol: String,
+    /// Property.
+    pub property: String,
+    /// Variant.
+    pub variant: String,
+    /// Measured.
+    pub measured: Outcome,
+    /// As designed (`fails`).
+    pub ok: bool,
+}
+
+/// A disagreement between a measurement and a spec claim or a SoK rating.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    /// Profile.
+    pub protocol: String,
+    /// Property.
+    pub property: String,
+    /// Variant.
+    pub variant: String,
     /// `spec` or `sok`.
-    pub against: &'static str,
+    pub against: String,
     /// What was expected.
     pub expected: String,
-    /// What was measured.
+    /// Measured.
     pub measured: Outcome,
-    /// The evidence of the measurement.
-    pub evidence: String,
+    /// The cell's summary.
+    pub summary: String,
+}
+
+/// A row as the JSON records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RowOut {
+    /// Property.
+    pub property: String,
+    /// Variant.
+    pub variant: String,
+    /// Question.
+    pub question: String,
+    /// The controls built to fail it.
+    pub known_bad: Vec<String>,
+}
+
+/// One whole run: what `security.json` holds and every rendering reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecurityRun {
+    /// Format id.
+    pub schema: String,
+    /// Seed.
+    pub seed: u64,
+    /// Rows.
+    pub rows: Vec<RowOut>,
+    /// Profiles (real first, then controls).
+    pub profiles: Vec<ProfileOut>,
+    /// Every cell.
+    pub cells: Vec<Cell>,
+    /// Claims and SoK ratings per cell (same order as `cells`).
+    pub references: Vec<(Option<ClaimOut>, Option<SokOut>)>,
+    /// Every control check.
+    pub controls: Vec<ControlCheck>,
+    /// Every disagreement.
+    pub findings: Vec<Finding>,
+    /// Wall time of the run.
+    pub wall_seconds: f64,
+}
+
+/// The schema id of [`SecurityRun`].
+pub const SCHEMA: &str = "e2elab-security/2";
+
+impl SecurityRun {
+    /// The control checks that came out wrong.
+    pub fn control_failures(&self) -> Vec<&ControlCheck> {
+        self.controls.iter().filter(|c| !c.ok).collect()
+    }
+
+    /// The cell for (protocol, property, variant).
+    pub fn cell(&self, protocol: &str, property: Property, variant: &str) -> Option<&Cell> {
+        self.cells.iter().find(|c| {
+            c.protocol == protocol && c.property == property.name() && c.variant == variant
+        })
+    }
+
+    /// Read `security.json`.
+    pub fn read(path: &std::path::Path) -> R<SecurityRun> {
+        let s = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let r: SecurityRun =
+            serde_json::from_str(&s).map_err(|e| format!("{}: {e}", path.display()))?;
+        if r.schema != SCHEMA {
+            return Err(format!(
+                "{}: schema {} (this e2elab reads {SCHEMA}); run e2elab security again",
+                path.display(),
+                r.schema
+            ));
+        }
+        Ok(r)
+    }
 }
 
 fn claim_name(l: ClaimLevel) -> &'static str {
@@ -249,16 +359,14 @@ fn claim_name(l: ClaimLevel) -> &'static str {
     }
 }
 
-/// Whether a claim level disagrees with a measured outcome. `Partial` never
-/// disagrees (the claim's note says which part; the evidence shows it), and
-/// an experiment that could not be run black-box disagrees with nothing.
+/// Whether a claim level disagrees with a measured outcome. `partial`
+/// never does (its note says which part), nor does `not_applicable` (a
+/// spec saying a property does not arise is not contradicted by an attack
+/// that finds nothing to break, and every row is measured regardless).
 pub fn claim_disagrees(level: ClaimLevel, m: Outcome) -> bool {
     matches!(
         (level, m),
-        (ClaimLevel::Claimed, Outcome::Fails)
-            | (ClaimLevel::NotClaimed, Outcome::Holds)
-            | (ClaimLevel::NotApplicable, Outcome::Holds)
-            | (ClaimLevel::NotApplicable, Outcome::Fails)
+        (ClaimLevel::Claimed, Outcome::Fails) | (ClaimLevel::NotClaimed, Outcome::Holds)
     )
 }
 
@@ -270,212 +378,277 @@ pub fn sok_disagrees(r: sok::Rating, m: Outcome) -> bool {
     )
 }
 
-/// Every disagreement in `results` (needs the protocols for their claims).
-pub fn findings(results: &[ProtocolSecurity]) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for r in results {
-        let Some(proto) = crate::registry::get(&r.protocol) else {
+type Experiment = fn(&World) -> R<Vec<Cell>>;
+
+/// Every experiment, in row order.
+pub const EXPERIMENTS: &[(&str, Experiment)] = &[
+    ("confidentiality coverage", coverage::run),
+    ("integrity", integrity::run),
+    ("replay", replay::run),
+    ("loss and reordering", loss_reorder::run),
+    ("forward secrecy", forward_secrecy::run),
+    ("post-compromise security", post_compromise::run),
+    ("message repudiation", repudiation::run),
+    ("participation repudiation", participation::run),
+    ("forgeability", forgeability::run),
+    ("identity protection", identity_protection::run),
+    ("MITM detection", mitm::run),
+    ("downgrade", downgrade::run),
+    ("identity misbinding", misbinding::run),
+];
+
+/// Run every experiment on one profile.
+pub fn run_profile(entry: &'static Entry, seed: u64) -> R<(Vec<Cell>, ProfileOut)> {
+    let t0 = std::time::Instant::now();
+    let w = World::new(entry, seed)?;
+    let mut cells = Vec::new();
+    for (name, f) in EXPERIMENTS {
+        let got =
+            f(&w).map_err(|e| format!("{}: {name}: experiment could not run: {e}", w.id()))?;
+        cells.extend(got);
+    }
+    for r in ROWS {
+        if !cells
+            .iter()
+            .any(|c| c.property == r.property.name() && c.variant == r.variant)
+        {
+            return Err(format!(
+                "{}: no cell for {} {}",
+                w.id(),
+                r.property.name(),
+                r.variant
+            ));
+        }
+    }
+    let info = w.info;
+    let profile = ProfileOut {
+        id: info.id.to_string(),
+        family: info.family.to_string(),
+        control: entry.is_control(),
+        control_for: info
+            .control_for
+            .iter()
+            .map(|(p, v)| (p.name().to_string(), v.to_string()))
+            .collect(),
+        options: w
+            .options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        options_reason: w.options_reason.to_string(),
+        summary: info.summary.to_string(),
+        claims: info
+            .claims
+            .iter()
+            .map(|c| {
+                (
+                    c.property.name().to_string(),
+                    c.under.to_string(),
+                    ClaimOut {
+                        level: claim_name(c.level).into(),
+                        source: c.source.into(),
+                        note: c.note.into(),
+                    },
+                )
+            })
+            .collect(),
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    Ok((cells, profile))
+}
+
+/// The checks of every control's designed failures among `cells`.
+pub fn control_checks(entries: &[&'static Entry], cells: &[Cell]) -> Vec<ControlCheck> {
+    let mut controls = Vec::new();
+    for e in entries {
+        for (p, prefix) in e.info().control_for {
+            for c in cells.iter().filter(|c| {
+                c.protocol == e.info().id && c.property == p.name() && c.variant.starts_with(prefix)
+            }) {
+                controls.push(ControlCheck {
+                    protocol: c.protocol.clone(),
+                    property: c.property.clone(),
+                    variant: c.variant.clone(),
+                    measured: c.outcome,
+                    ok: c.outcome == Outcome::Fails,
+                });
+            }
+        }
+    }
+    controls
+}
+
+/// Run the experiments on `entries` and on every known-bad control.
+pub fn run(
+    entries: &[&'static Entry],
+    seed: u64,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> R<SecurityRun> {
+    let t0 = std::time::Instant::now();
+    let mut list: Vec<&'static Entry> = entries
+        .iter()
+        .copied()
+        .filter(|e| !e.is_control())
+        .collect();
+    for e in crate::registry::entries() {
+        if e.is_control() {
+            list.push(e);
+        }
+    }
+    let mut cells = Vec::new();
+    let mut profiles = Vec::new();
+    for (i, e) in list.iter().enumerate() {
+        progress(i, list.len(), e.info().id);
+        let (c, p) = run_profile(e, seed)?;
+        cells.extend(c);
+        profiles.push(p);
+    }
+    progress(list.len(), list.len(), "done");
+    let mut rows = Vec::new();
+    for r in ROWS {
+        let known_bad: Vec<String> = list
+            .iter()
+            .filter(|e| {
+                e.info()
+                    .control_for
+                    .iter()
+                    .any(|(p, v)| *p == r.property && r.variant.starts_with(v))
+            })
+            .map(|e| e.info().id.to_string())
+            .collect();
+        if known_bad.is_empty() {
+            return Err(format!(
+                "no known-bad control for {} {}: every row needs one",
+                r.property.name(),
+                r.variant
+            ));
+        }
+        rows.push(RowOut {
+            property: r.property.name().into(),
+            variant: r.variant.into(),
+            question: r.question.into(),
+            known_bad,
+        });
+    }
+    let controls = control_checks(&list, &cells);
+    let mut references = Vec::new();
+    let mut findings = Vec::new();
+    for c in &cells {
+        let Some(e) = list.iter().find(|e| e.info().id == c.protocol) else {
+            references.push((None, None));
             continue;
         };
-        let info = proto.info();
-        for p in Property::ALL {
-            let Some(m) = r.get(p) else { continue };
-            if let Some(c) = info.claim(p) {
-                if claim_disagrees(c.level, m.outcome) {
-                    out.push(Finding {
-                        protocol: r.protocol.clone(),
-                        property: p.name().to_string(),
-                        against: "spec",
-                        expected: format!("{} ({}: {})", claim_name(c.level), c.source, c.note),
-                        measured: m.outcome,
-                        evidence: m.evidence.clone(),
+        let info = e.info();
+        let prop = Property::ALL
+            .into_iter()
+            .find(|p| p.name() == c.property)
+            .ok_or("unknown property")?;
+        let claim = info
+            .claims
+            .iter()
+            .filter(|k| k.property == prop && k.applies_to(&c.variant))
+            .max_by_key(|k| k.under.len());
+        let sok = sok::rating(info.family, prop, &c.variant);
+        if !e.is_control() {
+            if let Some(k) = claim {
+                if claim_disagrees(k.level, c.outcome) {
+                    findings.push(Finding {
+                        protocol: c.protocol.clone(),
+                        property: c.property.clone(),
+                        variant: c.variant.clone(),
+                        against: "spec".into(),
+                        expected: format!("{} ({}: {})", claim_name(k.level), k.source, k.note),
+                        measured: c.outcome,
+                        summary: c.summary.clone(),
                     });
                 }
             }
-            if let Some(s) = sok::rating(&r.family, p) {
-                if sok_disagrees(s.rating, m.outcome) {
-                    out.push(Finding {
-                        protocol: r.protocol.clone(),
-                        property: p.name().to_string(),
-                        against: "sok",
+            if let Some(s) = sok {
+                if sok_disagrees(s.rating, c.outcome) {
+                    findings.push(Finding {
+                        protocol: c.protocol.clone(),
+                        property: c.property.clone(),
+                        variant: c.variant.clone(),
+                        against: "sok".into(),
                         expected: format!(
                             "{} {} \"{}\"",
                             s.design,
                             s.rating.symbol(),
                             s.sok_property
                         ),
-                        measured: m.outcome,
-                        evidence: m.evidence.clone(),
+                        measured: c.outcome,
+                        summary: c.summary.clone(),
                     });
                 }
             }
         }
-    }
-    out
-}
-
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
-
-/// The security table as Markdown: per protocol and property, the measured
-/// outcome, the spec's claim and the SoK rating side by side, then every
-/// finding. This is what `e2elab security --format md` prints and what a
-/// report can embed.
-pub fn markdown(results: &[ProtocolSecurity]) -> String {
-    let mut s = String::new();
-    s.push_str("## Security properties, measured\n\n");
-    s.push_str("Measured = executable experiment (`e2elab security`); spec = the profile's declared claim; SoK = Unger et al., IEEE S&P 2015, Table II (● full, ◐ partial, ○ none; OpenPGP, S/MIME and OTR only).\n\n");
-    // Compact matrix.
-    s.push_str("| property |");
-    for r in results {
-        s.push_str(&format!(" {} |", r.protocol));
-    }
-    s.push_str("\n|---|");
-    for _ in results {
-        s.push_str("---|");
-    }
-    s.push('\n');
-    for p in Property::ALL {
-        s.push_str(&format!("| {} |", p.name()));
-        for r in results {
-            let m = r.get(p).map(|m| m.outcome.name()).unwrap_or("-");
-            let c = crate::registry::get(&r.protocol)
-                .and_then(|pr| pr.info().claim(p).map(|c| claim_name(c.level)))
-                .unwrap_or("-");
-            let k = sok::rating(&r.family, p)
-                .map(|x| x.rating.symbol())
-                .unwrap_or("");
-            s.push_str(&format!(
-                " {m} / {c}{} |",
-                if k.is_empty() {
-                    String::new()
-                } else {
-                    format!(" / {k}")
-                }
-            ));
-        }
-        s.push('\n');
-    }
-    s.push_str("\nEach cell: measured / spec claim [/ SoK].\n\n");
-    let f = findings(results);
-    s.push_str(&format!("### Findings ({} disagreements)\n\n", f.len()));
-    if f.is_empty() {
-        s.push_str("None.\n");
-    } else {
-        s.push_str("| protocol | property | against | expected | measured | evidence |\n|---|---|---|---|---|---|\n");
-        for x in &f {
-            s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
-                x.protocol,
-                x.property,
-                x.against,
-                cell(&x.expected),
-                x.measured.name(),
-                cell(&x.evidence)
-            ));
-        }
-    }
-    s.push_str("\n### SoK ratings used\n\n| design | SoK property | rating | compared with | note |\n|---|---|---|---|---|\n");
-    for r in sok::SOK_RATINGS {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            r.design,
-            r.sok_property,
-            r.rating.symbol(),
-            r.property.name(),
-            cell(r.note)
+        references.push((
+            claim.map(|k| ClaimOut {
+                level: claim_name(k.level).into(),
+                source: k.source.into(),
+                note: k.note.into(),
+            }),
+            sok.map(|s| SokOut {
+                design: s.design.into(),
+                column: s.sok_property.into(),
+                rating: s.rating.symbol().into(),
+            }),
         ));
     }
-    s.push_str("\n### Evidence\n\n");
-    for r in results {
-        s.push_str(&format!("#### {} (seed {})\n\n", r.protocol, r.seed));
-        for p in Property::ALL {
-            if let Some(m) = r.get(p) {
-                s.push_str(&format!(
-                    "- **{}**: {}. {}\n",
-                    p.name(),
-                    m.outcome.name(),
-                    m.evidence
-                ));
-            }
-        }
-        s.push('\n');
-    }
-    s
+    Ok(SecurityRun {
+        schema: SCHEMA.into(),
+        seed,
+        rows,
+        profiles,
+        cells,
+        references,
+        controls,
+        findings,
+        wall_seconds: t0.elapsed().as_secs_f64(),
+    })
 }
 
-/// Run the experiments for `protos` and return the Markdown security table
-/// (for the comparison report).
-pub fn markdown_for(protos: &[Box<dyn Protocol>], seed: u64) -> Result<String, String> {
-    let results = protos
-        .iter()
-        .map(|p| run_protocol(p.as_ref(), seed))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(markdown(&results))
+/// Write `security.json` and `security.md` (rendered from the JSON just written).
+pub fn write(run: &SecurityRun, dir: &std::path::Path) -> R<()> {
+    let json = serde_json::to_string_pretty(run).map_err(|e| e.to_string())? + "\n";
+    let path = dir.join("security.json");
+    std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    let back = SecurityRun::read(&path)?;
+    let md = dir.join("security.md");
+    std::fs::write(&md, render::markdown(&back)).map_err(|e| format!("{}: {e}", md.display()))
 }
 
-/// `e2elab security`: run the experiments for `ids` (`all` or none = every
-/// profile) and render them as `table`, `json` or `md`.
-pub fn cli(ids: &[String], seed: u64, format: &str) -> Result<String, String> {
-    let protos = crate::registry::resolve(ids)?;
-    let mut results = Vec::new();
-    for p in &protos {
-        eprintln!("security: {} ...", p.info().id);
-        results.push(run_protocol(p.as_ref(), seed)?);
-    }
-    match format {
-        "json" => {
-            let f = findings(&results);
-            let v = serde_json::json!({ "results": results, "findings": f });
-            serde_json::to_string_pretty(&v)
-                .map(|s| s + "\n")
-                .map_err(|e| e.to_string())
+/// `e2elab security`: run and render as `table`, `json` or `md`; a control
+/// that came out wrong is an error (after printing).
+pub fn cli(ids: &[String], seed: u64, format: &str) -> R<String> {
+    let entries = crate::registry::resolve_entries(ids)?;
+    let run = run(&entries, seed, |i, n, id| {
+        if i < n {
+            eprintln!("security: [{}/{n}] {id} ...", i + 1);
         }
-        "md" => Ok(markdown(&results)),
-        _ => {
-            let mut t = crate::output::Table::new(&[
-                "protocol", "property", "measured", "spec", "sok", "evidence",
-            ]);
-            for r in &results {
-                let info = crate::registry::get(&r.protocol);
-                for p in Property::ALL {
-                    let Some(m) = r.get(p) else { continue };
-                    let c = info
-                        .as_ref()
-                        .and_then(|i| i.info().claim(p).map(|c| claim_name(c.level)))
-                        .unwrap_or("-");
-                    let k = sok::rating(&r.family, p)
-                        .map(|x| x.rating.symbol())
-                        .unwrap_or("");
-                    let ev: String = m.evidence.chars().take(160).collect();
-                    t.row(vec![
-                        r.protocol.clone(),
-                        p.name().to_string(),
-                        m.outcome.name().to_string(),
-                        c.to_string(),
-                        k.to_string(),
-                        ev,
-                    ]);
-                }
-            }
-            let f = findings(&results);
-            let mut s = t.render();
-            s.push_str(&format!(
-                "\n{} finding(s) (measured outcome disagrees with the spec claim or SoK); full evidence: --format json or md\n",
-                f.len()
-            ));
-            for x in &f {
-                s.push_str(&format!(
-                    "  {} {}: measured {}, {} says {}\n",
-                    x.protocol,
-                    x.property,
-                    x.measured.name(),
-                    x.against,
-                    x.expected
-                ));
-            }
-            Ok(s)
-        }
+    })?;
+    let out = match format {
+        "json" => serde_json::to_string_pretty(&run).map_err(|e| e.to_string())? + "\n",
+        "md" => render::markdown(&run),
+        _ => render::table(&run),
+    };
+    let bad = run.control_failures();
+    if !bad.is_empty() {
+        print!("{out}");
+        return Err(format!(
+            "{} control check(s) came out wrong: {}",
+            bad.len(),
+            bad.iter()
+                .map(|c| format!(
+                    "{} {} {} measured {}",
+                    c.protocol,
+                    c.property,
+                    c.variant,
+                    c.measured.name()
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
     }
+    Ok(out)
 }

@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn run_tool(tool: &str, args: &[&str], stdin: &str) -> Result<String, String> {
+/// Run one of libotr's tools with `args` and `stdin`; stdout and stderr together.
+pub fn run_tool(tool: &str, args: &[&str], stdin: &str) -> Result<String, String> {
     let mut child = Command::new(tool)
         .args(args)
         .stdin(Stdio::piped())

@@ -234,9 +234,23 @@ pub fn design_for(family: &str) -> Option<&'static str> {
     }
 }
 
-/// The rating for a family and property, if the paper gives one.
-pub fn rating(family: &str, p: Property) -> Option<&'static SokRating> {
+/// Which measured variant of a property the paper's column speaks of: its
+/// message repudiation is the receiver's (our online judge), its backward
+/// secrecy and anonymity are against passive attackers.
+pub fn variant_for(p: Property) -> &'static str {
+    match p {
+        Property::MessageRepudiation => "online",
+        Property::PostCompromiseSecurity | Property::IdentityProtection => "passive",
+        _ => "",
+    }
+}
+
+/// The rating for a family, property and measured variant, if the paper gives one.
+pub fn rating(family: &str, p: Property, variant: &str) -> Option<&'static SokRating> {
     let d = design_for(family)?;
+    if !variant.starts_with(variant_for(p)) {
+        return None;
+    }
     SOK_RATINGS
         .iter()
         .find(|s| s.design == d && s.property == p)
@@ -252,11 +266,12 @@ mod tests {
             let n = SOK_RATINGS.iter().filter(|s| s.design == d).count();
             assert_eq!(n, 7, "{d}");
         }
-        assert!(rating("otr", Property::ForwardSecrecy).is_some());
-        assert!(rating("esessions", Property::ForwardSecrecy).is_none());
+        assert!(rating("otr", Property::ForwardSecrecy, "").is_some());
+        assert!(rating("esessions", Property::ForwardSecrecy, "").is_none());
         assert_eq!(
-            rating("smime", Property::MessageRepudiation).map(|r| r.rating),
+            rating("smime", Property::MessageRepudiation, "online").map(|r| r.rating),
             Some(Rating::None)
         );
+        assert!(rating("smime", Property::MessageRepudiation, "offline").is_none());
     }
 }

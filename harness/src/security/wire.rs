@@ -159,6 +159,119 @@ pub fn count_windows_in(xml: &str, windows: &HashSet<Vec<u8>>, len: usize) -> us
     hit.len()
 }
 
+/// A change to a stanza's protected payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutation {
+    /// Flip the lowest bit of the payload byte at `num/den` of its length.
+    Flip(usize, usize),
+    /// Cut the payload to half its length.
+    Truncate,
+}
+
+impl Mutation {
+    /// A few words for evidence.
+    pub fn describe(self) -> String {
+        match self {
+            Mutation::Flip(n, d) => format!("bit flipped at {n}/{d} of the payload"),
+            Mutation::Truncate => "payload truncated to half".into(),
+        }
+    }
+}
+
+fn path_to_longest_text(e: &e2elab_core::Element) -> (usize, Vec<usize>) {
+    let mut best = (e.texts().map(str::len).sum::<usize>(), Vec::new());
+    for (i, c) in e.children().enumerate() {
+        let (l, mut p) = path_to_longest_text(c);
+        if l > best.0 {
+            p.insert(0, i);
+            best = (l, p);
+        }
+    }
+    best
+}
+
+fn at_path<'a>(
+    e: &'a mut e2elab_core::Element,
+    path: &[usize],
+) -> Option<&'a mut e2elab_core::Element> {
+    match path.split_first() {
+        None => Some(e),
+        Some((i, rest)) => at_path(e.children_mut().nth(*i)?, rest),
+    }
+}
+
+fn mutate_bytes(b: &mut Vec<u8>, m: Mutation) -> bool {
+    if b.is_empty() {
+        return false;
+    }
+    match m {
+        Mutation::Flip(n, d) => {
+            let i = (b.len() * n / d.max(1)).min(b.len() - 1);
+            b[i] ^= 0x01;
+        }
+        Mutation::Truncate => b.truncate(b.len() / 2),
+    }
+    true
+}
+
+/// Apply `m` to the protected payload of a serialized stanza: the longest
+/// text node; within it, the longest run of base64 (at least 16
+/// characters) is decoded, changed and encoded again; a payload with no
+/// such run is changed as text. `None` when there is no payload.
+pub fn mutate_payload(xml: &str, m: Mutation) -> Option<String> {
+    let mut el = e2elab_core::stanza::parse(xml).ok()?;
+    let (len, path) = path_to_longest_text(&el);
+    if len == 0 {
+        return None;
+    }
+    let t = at_path(&mut el, &path)?;
+    let text = t.text();
+    let bytes = text.as_bytes();
+    let is_b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=';
+    let (mut best, mut i) = ((0usize, 0usize), 0usize);
+    while i < bytes.len() {
+        if !is_b64(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        while i < bytes.len() && is_b64(bytes[i]) {
+            i += 1;
+        }
+        if i - s > best.1 - best.0 {
+            best = (s, i);
+        }
+    }
+    let new_text = if best.1 - best.0 >= 16 {
+        let run = &text[best.0..best.1];
+        let mut raw = b64_decode(run)?;
+        if !mutate_bytes(&mut raw, m) {
+            return None;
+        }
+        let mut enc = b64_encode(&raw);
+        if !run.ends_with('=') {
+            enc = enc.trim_end_matches('=').to_string();
+        }
+        format!("{}{}{}", &text[..best.0], enc, &text[best.1..])
+    } else {
+        let mut raw = text.clone().into_bytes();
+        if !mutate_bytes(&mut raw, m) {
+            return None;
+        }
+        String::from_utf8(raw).ok()?
+    };
+    if new_text == text {
+        return None;
+    }
+    let kids: Vec<e2elab_core::Element> = t.children().cloned().collect();
+    let _ = t.take_nodes();
+    t.append_text(new_text);
+    for k in kids {
+        t.append_child(k);
+    }
+    Some(e2elab_core::stanza::serialize(&el))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +297,33 @@ mod tests {
             b"hello world"
         );
         assert!(b64_decode("a*b").is_none());
+    }
+
+    #[test]
+    fn payload_mutations_change_the_decoded_bytes() {
+        let payload = b64_encode(b"0123456789abcdef0123456789abcdef");
+        let xml = format!("<message xmlns='jabber:client'><body>short</body><x xmlns='urn:a'>{payload}</x></message>");
+        let f = mutate_payload(&xml, Mutation::Flip(1, 2)).unwrap();
+        assert_ne!(f, xml);
+        assert!(f.contains("<body>short</body>"));
+        let el = e2elab_core::stanza::parse(&f).unwrap();
+        let got = b64_decode(&el.children().nth(1).unwrap().text()).unwrap();
+        let diff: Vec<usize> = (0..32)
+            .filter(|i| got[*i] != b"0123456789abcdef0123456789abcdef"[*i])
+            .collect();
+        assert_eq!(diff, vec![16]);
+        let t = mutate_payload(&xml, Mutation::Truncate).unwrap();
+        let el = e2elab_core::stanza::parse(&t).unwrap();
+        assert_eq!(
+            b64_decode(&el.children().nth(1).unwrap().text())
+                .unwrap()
+                .len(),
+            16
+        );
+        let plain = "<message xmlns='jabber:client'><body>hello world</body></message>";
+        assert!(mutate_payload(plain, Mutation::Flip(0, 4))
+            .unwrap()
+            .contains("iello world"));
     }
 
     #[test]
