@@ -312,9 +312,9 @@ impl Weakness {
             Weakness::NoMac => &[(Integrity, "")],
             Weakness::NoCounter => &[(Replay, "")],
             Weakness::AnonDh => &[(MitmDetection, "")],
-            Weakness::ClearIdentity => &[(IdentityProtection, "")],
+            Weakness::ClearIdentity => &[(IdentityProtection, "passive")],
             Weakness::UnsignedOffer => &[(DowngradeResistance, "")],
-            Weakness::UnboundIdentity => &[(IdentityMisbinding, "")],
+            Weakness::UnboundIdentity => &[(IdentityMisbinding, "identity-substitution")],
             Weakness::SignedMessages => &[(MessageRepudiation, "online"), (Forgeability, "")],
         }
     }

@@ -448,7 +448,8 @@ pub struct SigmaSession {
     thread: String,
     pending_key: Option<((String, String), Vec<u8>)>,
     info: &'static ProtocolInfo,
-    /// SHA-256 of the long-term private key (the static-DH control's seed).
+    /// The long-term private key bytes, kept only by the static-DH control
+    /// (its DH exponents derive from them); empty otherwise.
     identity_secret: SecretBytes,
     /// The peer's identity proof as verified (kept for the participation judge).
     peer_proof: Option<ProofRecord>,
@@ -525,7 +526,11 @@ impl SigmaSession {
         if needs_key && key.is_none() {
             return Err(IdentityError::Malformed("profile needs an RSA key".into()).into());
         }
-        let identity_secret = SecretBytes::from_slice(cfg.identity.secret().expose());
+        let identity_secret = if settings.weakness == Some(Weakness::StaticDh) {
+            SecretBytes::from_slice(cfg.identity.secret().expose())
+        } else {
+            SecretBytes::default()
+        };
         Ok(SigmaSession {
             identity_secret,
             peer_proof: None,

@@ -884,7 +884,7 @@ pub fn dangerous_state(
 }
 
 /// One of our DH key pairs (hex MPIs; `None` where libotr holds none).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct DhKey {
     /// Its key id.
     pub keyid: u32,
@@ -917,6 +917,15 @@ pub struct DangerousState {
     pub ake_their_fingerprint: String,
     /// The secure session id (hex).
     pub ssid: String,
+}
+
+impl std::fmt::Debug for DhKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhKey")
+            .field("keyid", &self.keyid)
+            .field("private", &self.private.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for DangerousState {

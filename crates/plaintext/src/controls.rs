@@ -72,6 +72,11 @@ fn info(c: PlainControl) -> &'static ProtocolInfo {
                 (Property::MessageRepudiation, ""),
                 (Property::ParticipationRepudiation, ""),
                 (Property::Forgeability, ""),
+                // A signature anyone can check names its signer to anyone
+                // the stanza reaches.
+                (Property::IdentityProtection, "active"),
+                // Eve can read a clear signed stanza and sign it as hers.
+                (Property::IdentityMisbinding, "identity-substitution"),
             ],
             claims: Vec::new(),
         }),

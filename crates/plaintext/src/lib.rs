@@ -68,6 +68,7 @@ fn info() -> &'static ProtocolInfo {
                 (Property::PostCompromiseSecurity, ""),
                 (Property::MitmDetection, ""),
                 (Property::DowngradeResistance, ""),
+                (Property::IdentityMisbinding, "key-registration"),
             ],
             claims: vec![
                 none(

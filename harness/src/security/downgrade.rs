@@ -126,6 +126,11 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
                 .flat_map(|i| link.party(i).warnings.iter().map(warning_kind))
                 .collect();
             let n = edited.load(std::sync::atomic::Ordering::SeqCst);
+            if n == 0 {
+                return Err(format!(
+                    "the hooks declare an offer ({what}) but the attacker found nothing to strip in Alice's handshake"
+                ));
+            }
             let downgraded = hs.is_ok() && delivered && got != base && warned.is_empty() && n > 0;
             if downgraded {
                 broken.push(format!(

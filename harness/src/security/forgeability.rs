@@ -7,19 +7,21 @@
 //! XEP-0200's `<old/>` keys) and its malleable encryption
 //! ([`super::hooks::Hooks::forge_from_wire`]); the forgery is shown to the
 //! online judge holding Bob's state from just before the original stanza,
-//! and counts when that judge accepts it (checked against a tampered copy)
-//! with content other than Alice's. (2) Mallory writes a stanza with her
-//! own key under Alice's JID and sends it to Bob's live session; it counts
-//! when Bob delivers it as protected without a warning.
+//! and counts when that judge accepts it with content other than Alice's.
+//! (2) Mallory writes a stanza with her own key under Alice's JID; it counts
+//! when the online judge (Bob's keys and latest state) accepts it. Here the
+//! judge is what Bob's client would accept: a receiver that checks nothing
+//! accepts any forgery, which is what forgeability means.
 //!
-//! Baseline: Bob delivered every one of Alice's stanzas of the conversation.
-//! Outcome: `holds` (forgeable) when either way succeeds.
+//! Baseline: Bob delivered every one of Alice's stanzas of the conversation,
+//! and the online judge accepts the genuine stanza a forgery replaces (else
+//! the judge is broken and the experiment an error). Outcome: `holds`
+//! (forgeable) when either way succeeds.
 
-use super::hooks::{forger_stanza, judge_checked, JudgeKnowledge};
+use super::hooks::{forger_stanza, JudgeKnowledge};
 use super::world::{message, seen, World};
 use super::{cell, Cell, Outcome, R};
-use crate::link::Dir;
-use e2elab_core::{stanza, Property};
+use e2elab_core::Property;
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -53,6 +55,13 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         }
     }
     let t = seen(&link);
+    let judge_for = |state: e2elab_core::StateExport, at| JudgeKnowledge {
+        alice: w.alice.id.public.clone(),
+        judge_identity: w.bob.id.clone(),
+        state: Some(state),
+        online: true,
+        at,
+    };
     // (1) From the wire.
     let mut wire_forgeries = Vec::new();
     let mut accepted = Vec::new();
@@ -70,15 +79,16 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         else {
             continue;
         };
-        let j = JudgeKnowledge {
-            alice: w.alice.id.public.clone(),
-            judge_identity: w.bob.id.clone(),
-            state: Some(st),
-            online: true,
-            at: t[f.index].at,
-        };
-        let v = judge_checked(w.hooks.as_ref(), w, &f.xml, &j)?;
-        let original = judge_checked(w.hooks.as_ref(), w, &t[f.index].xml, &j)?;
+        let j = judge_for(st, t[f.index].at);
+        let original = w.hooks.judge(w, &t[f.index].xml, &j)?;
+        if !original.authentic {
+            return Err(format!(
+                "baseline: holding Bob's state, the judge rejects Alice's genuine stanza #{}: the judge is broken ({})",
+                f.index + 1,
+                original.reason
+            ));
+        }
+        let v = w.hooks.judge(w, &f.xml, &j)?;
         let differs = v.content.is_some() && v.content != original.content;
         let ok = v.authentic && differs;
         if ok {
@@ -92,22 +102,26 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             "accepted_as_alices": ok,
         }));
     }
-    // (2) Mallory's own stanza to Bob's live session.
+    // (2) Mallory's own stanza, shown to the online judge as if it were
+    // Alice's next one.
     let forged = message(0, "fgm", "c4n4ryMALLORYZ")?;
-    let mallory = match forger_stanza(w, &forged, link.now())? {
+    let now = link.now();
+    let mallory = match forger_stanza(w, &forged, now)? {
         Some(x) => {
-            let w0 = link.party(1).warnings.len();
-            let d = link.deliver_raw(Dir::AtoB, &x);
-            let _ = link.pump();
-            let silent = link.party(1).warnings.len() == w0;
-            let got = d
-                .delivered
-                .iter()
-                .any(|g| stanza::serialize(g).contains("c4n4ryMALLORYZ"));
-            if got && silent {
+            let st = link
+                .party(1)
+                .session()
+                .dangerous_export_state()
+                .map_err(|e| e.to_string())?;
+            let v = w.hooks.judge(w, &x, &judge_for(st, now))?;
+            let got = v
+                .content
+                .as_deref()
+                .is_some_and(|c| c.contains("c4n4ryMALLORYZ"));
+            if v.authentic && got {
                 accepted.push("Mallory's own stanza".into());
             }
-            json!({"delivered_as_protected": got, "warned": !silent, "error": d.result.err().map(|e| e.kind().to_string())})
+            json!({"produced": true, "judge": {"authentic": v.authentic, "reason": v.reason}})
         }
         None => {
             json!({"produced": false, "why": "Mallory's session emits no protected stanza without a handshake with Bob"})
@@ -130,9 +144,13 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             )
         } else {
             format!(
-                "{} forgery from the wire tried, Mallory's own stanza {}: nothing accepted as Alice's",
+                "{} forgery(ies) from the wire judged, Mallory's own stanza {}: nothing accepted as Alice's",
                 wire_forgeries.len(),
-                if mallory["produced"] == false { "not producible" } else { "refused" }
+                if mallory["produced"] == false {
+                    "not producible"
+                } else {
+                    "refused"
+                }
             )
         },
         json!({"alices_stanzas_delivered": sent.len()}),

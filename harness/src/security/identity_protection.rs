@@ -15,7 +15,8 @@
 //! Baselines: the search finds neither Eve's nor a stranger's key material
 //! (keys not in the session); in an honest session each side is shown the
 //! other's real fingerprint (so the active comparison means something).
-//! Outcome: `fails` when found (passive) or authenticated (active).
+//! Outcome: `fails` when found (passive); when authenticated, or found by
+//! the passive observer she also is (active).
 
 use super::world::{converse, seen, World};
 use super::{cell, wire, Cell, Outcome, R};
@@ -274,19 +275,22 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         }
         runs.push(json!({"victim": who, "mallory_as": her_role, "result": ev}));
     }
+    // An active attacker also sees what a passive one sees.
     let active = cell(
         w,
         Property::IdentityProtection,
         "active",
-        Outcome::unless(!learned.is_empty()),
-        if learned.is_empty() {
-            "Mallory, running the protocol with her own key, got neither victim's key authenticated"
-                .into()
-        } else {
-            format!("Mallory got {} key authenticated", learned.join(" and "))
+        Outcome::unless(!learned.is_empty() || !found.is_empty()),
+        match (learned.is_empty(), found.is_empty()) {
+            (true, true) => "Mallory, running the protocol with her own key, got neither victim's key authenticated, and a passive observer finds none".into(),
+            (true, false) => format!(
+                "Mallory got neither victim's key authenticated, but as an observer she reads the key material of [{}] anyway",
+                found.join(", ")
+            ),
+            _ => format!("Mallory got {} key authenticated", learned.join(" and ")),
         },
         json!({"honest_peers_shown_real_fingerprints": true}),
-        json!({"runs": runs}),
+        json!({"runs": runs, "passive_observer_found": found}),
     );
     Ok(vec![passive, active])
 }

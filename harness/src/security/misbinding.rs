@@ -13,29 +13,31 @@
 //!   the profile trusts on first use, the variant with no key at all
 //!   (first contact with Eve) is run too.
 //! - *identity-substitution*: Eve, with her own honestly registered key,
-//!   replaces the victim's identity proof in the relayed handshake with
-//!   hers ([`super::hooks::Hooks::substitute_identity`]), the attack SIGMA
-//!   was designed to stop.
+//!   replaces the victim's identity proof in what she relays with hers
+//!   ([`super::hooks::Hooks::substitute_identity`]: a handshake's proof, or,
+//!   for protocols that sign each stanza, the stanza re-signed by her where
+//!   she can read it), the attack SIGMA was designed to stop; how many
+//!   stanzas she changed is in the evidence.
 //!
 //! Baseline: the honest session attributes each message to its real sender.
 //! Outcome: `fails` when a message is attributed to Eve on either side.
 
-use super::hooks::{Hooks, Seen};
+use super::hooks::{Hooks, Seen, Substitution};
 use super::world::{eve_full, message, same_content, World};
 use super::{cell, Cell, Outcome, R};
 use crate::adversary::{Adversary, Forward, Wire};
 use crate::driver::full_jid;
 use crate::link::{Dir, Link, Phase};
-use e2elab_core::{stanza, Env, Identity, Property, PublicIdentity, Role};
+use e2elab_core::{stanza, Env, Property, PublicIdentity, Role};
 use serde_json::json;
-use std::sync::Arc;
 
 struct Relay {
     /// Eve is Bob's peer (initiator side), or Alice's (responder side).
     initiator_side: bool,
-    substitute: Option<(Box<dyn Hooks>, Arc<Identity>, Env)>,
+    substitute: Option<(Box<dyn Hooks>, Substitution, Env)>,
     seen: Vec<Seen>,
     substituted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Adversary for Relay {
@@ -44,14 +46,23 @@ impl Adversary for Relay {
             return vec![Forward::pass(w)];
         };
         let from_alice = w.dir == Dir::AtoB;
-        let victims_proof = from_alice == self.initiator_side;
-        if w.phase == Phase::Handshake && victims_proof {
-            if let Some((h, eve, env)) = &mut self.substitute {
-                if h.substitute_identity(eve, &mut el, &self.seen, env)
-                    .unwrap_or(false)
-                {
-                    self.substituted
-                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Every stanza of the victim's (handshake proofs, and the stanzas
+        // of protocols that sign each one).
+        let victims = from_alice == self.initiator_side;
+        if victims {
+            if let Some((h, sub, env)) = &mut self.substitute {
+                sub.at = w.at;
+                match h.substitute_identity(sub, &mut el, &self.seen, env) {
+                    Ok(true) => {
+                        self.substituted
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        if let Ok(mut slot) = self.error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                    }
                 }
             }
         }
@@ -141,17 +152,38 @@ fn relayed(
     };
     let mut link = Link::new(a, b);
     let substituted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let error = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let (victim, target) = if initiator_side {
+        (
+            (full_jid(0), w.alice.id.public.clone()),
+            (full_jid(1), w.bob.id.public.clone()),
+        )
+    } else {
+        (
+            (full_jid(1), w.bob.id.public.clone()),
+            (full_jid(0), w.alice.id.public.clone()),
+        )
+    };
     link.set_adversary(Box::new(Relay {
         initiator_side,
         substitute: substitute.then(|| {
             (
                 (w.entry.hooks)(),
-                w.eve.clone(),
+                Substitution {
+                    entry: w.entry,
+                    eve: w.eve.clone(),
+                    eve_jid: eve_full(),
+                    victim,
+                    target,
+                    options: w.options.clone(),
+                    at: e2elab_core::Timestamp::DEFAULT_START,
+                },
                 Env::for_party(w.next_seed(), "eve"),
             )
         }),
         seen: Vec::new(),
         substituted: substituted.clone(),
+        error: error.clone(),
     }));
     let hs = link.handshake();
     link.set_phase(Phase::Data);
@@ -161,6 +193,9 @@ fn relayed(
     let r = message(1, "uks-r", "c4n4ryUKSREPLYZ")?;
     let _ = link.send(1, r.clone());
     let _ = link.pump();
+    if let Some(e) = error.lock().map_err(|_| "relay poisoned")?.take() {
+        return Err(format!("Eve's identity substitution: {e}"));
+    }
     let (victim, msg) = if initiator_side { (1, &m) } else { (0, &r) };
     let misbound = link
         .party(victim)

@@ -249,10 +249,15 @@ fn attacked(w: &World, first_contact: bool, oob: bool) -> R<RunOut> {
         }
     }
     let signals = signals_of(w, l1.party(0), l2.party(1), delivered, oob);
+    let mallory_errors: Vec<String> = [l1.party(1), l2.party(0)]
+        .iter()
+        .flat_map(|p| p.errors.iter().map(|e| e.kind().to_string()))
+        .collect();
     Ok(RunOut {
         facts: json!({
             "keys": how,
             "mallory_read": mallory_read,
+            "mallory_errors": mallory_errors,
             "delivered": delivered,
             "sas": [l1.party(0).established.as_ref().and_then(|e| e.sas.clone()), l2.party(1).established.as_ref().and_then(|e| e.sas.clone())],
             "signals": signals,
@@ -279,6 +284,16 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         }
         let a = attacked(w, first, oob)?;
         let new: Vec<&String> = a.signals.difference(&h.signals).collect();
+        // A relay that failed on Mallory's side, with nothing for the
+        // victims to see but the lost message, is not a detection.
+        if a.facts["mallory_read"] == false
+            && new.iter().all(|s| s.as_str() == "message not delivered")
+        {
+            return Err(format!(
+                "{variant}: Mallory's relay failed on her side ({}) and the victims saw nothing else: nothing can be concluded",
+                a.facts["mallory_errors"]
+            ));
+        }
         let detected = !new.is_empty();
         cells.push(cell(
             w,

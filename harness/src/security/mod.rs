@@ -51,11 +51,16 @@
 //!    reader must read the messages right after the leak with the session
 //!    state (or the protocol is not being read at all, and the experiment is
 //!    an error).
-//! 4. *Judges.* A judge's verdict counts as authentic only when the judge
-//!    also rejects a tampered copy (its acceptance depends on a check); a
-//!    proof is *transferable* when the judge accepts the genuine stanza and
+//! 4. *Judges.* A judge of a stanza counts as authentic only when it also
+//!    rejects at least one of three copies with one payload bit changed
+//!    (its acceptance depends on a check of those bytes); the participation
+//!    judges verify signatures or MACs over a handshake proof directly. A
+//!    proof is *transferable* when the judge accepts the genuine evidence and
 //!    rejects what the judge's knowledge holder (Bob, or anyone offline)
-//!    simulates.
+//!    simulates. A judge holding Bob's keys that rejects what Bob's session
+//!    accepted is broken, and the experiment an error. The judge applies
+//!    the profile's receiving rules (for `control-signed-messages`, the
+//!    per-stanza signature its receiver requires).
 //! 5. *Every party owns its client* ([`world::World`]): stores of retained
 //!    secrets, remembered keys and replay memory are never shared between
 //!    Alice, Bob, Mallory, Eve and the judges.

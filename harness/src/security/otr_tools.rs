@@ -141,11 +141,12 @@ pub struct Forgery {
     pub forged_parses_as: String,
 }
 
-/// Over recorded data-message bodies: find an earlier message whose MAC
+/// Over recorded data-message bodies: find every earlier message whose MAC
 /// (HMAC-SHA1 over its header and ciphertext) a later-revealed key
-/// reproduces, and forge a variant of it (last ciphertext byte flipped,
-/// MAC recomputed). Returns (data messages, revealed keys, forgery).
-pub fn forge(bodies: &[String]) -> Result<(usize, usize, Option<Forgery>), String> {
+/// reproduces, and forge a variant of each (last ciphertext byte flipped,
+/// MAC recomputed). Returns (data messages, revealed keys, forgeries).
+pub fn forge(bodies: &[String]) -> Result<(usize, usize, Vec<Forgery>), String> {
+    let mut found: Vec<Forgery> = Vec::new();
     let mut parsed = Vec::new();
     for b in bodies {
         if let Some(m) = parse(b)? {
@@ -184,20 +185,18 @@ pub fn forge(bodies: &[String]) -> Result<(usize, usize, Option<Forgery>), Strin
                     .find(|l| !l.is_empty())
                     .unwrap_or("")
                     .to_string();
-                return Ok((
-                    parsed.len(),
-                    revealed_total,
-                    Some(Forgery {
+                if !found.iter().any(|f| f.victim == i) {
+                    found.push(Forgery {
                         victim: i,
                         revealer: j,
                         key: k.clone(),
                         remac_agrees,
                         forged,
                         forged_parses_as: title,
-                    }),
-                ));
+                    });
+                }
             }
         }
     }
-    Ok((parsed.len(), revealed_total, None))
+    Ok((parsed.len(), revealed_total, found))
 }

@@ -8,7 +8,9 @@
 //! simulation. Profiles without a handshake are judged on Alice's stanzas.
 //!
 //! Baseline: the honest session established on both sides with the right
-//! peers. Outcome: `fails` on transferable proof.
+//! peers, and a judge shown a handshake proof Bob's session verified
+//! accepts it (else the judge is broken and the experiment an error).
+//! Outcome: `fails` on transferable proof.
 
 use super::world::{converse, seen, World};
 use super::{cell, Cell, Outcome, R};
@@ -44,6 +46,12 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
     }
     let t = seen(&link);
     let test = w.hooks.participation(w, &t, &bob_state)?;
+    if test.bob_verified && !test.genuine.authentic {
+        return Err(format!(
+            "baseline: the judge rejects the identity proof Bob's session verified ({}): the judge is broken",
+            test.genuine.reason
+        ));
+    }
     let proof = test.genuine.authentic && !test.simulated.authentic;
     Ok(vec![cell(
         w,

@@ -191,6 +191,11 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         .copied()
         .filter(|p| *p >= healed_at)
         .collect();
+    if !passive_broken && log.replaced == 0 {
+        return Err(format!(
+            "the passive attacker lost access after canary {healed_at}, but the active attacker found no healing value she could authenticate and replace: the hooks cannot attack this profile's healing, so nothing can be concluded"
+        ));
+    }
     let broken = passive_broken || !beyond.is_empty();
     let victims_errors: Vec<String> = (0..2)
         .flat_map(|i| super::world::error_kinds(&link, i, e0[i]))

@@ -29,11 +29,22 @@ pub fn markdown(r: &SecurityRun) -> String {
     let real: Vec<_> = r.profiles.iter().filter(|p| !p.control).collect();
     let controls: Vec<_> = r.profiles.iter().filter(|p| p.control).collect();
     s.push_str("## Security properties, measured\n\n");
+    let bad = r.control_failures();
     s.push_str(&format!(
-        "Every cell is an executable attack on real sessions (`e2elab security`, seed {}, {} experiments in {:.1} s). Each row was run, in the same invocation, on at least one known-bad control (a profile built to fail it) and behind an honest baseline in which the alarm it measures did not fire; an experiment that could not run would have failed the run. Measured outcome first; for real profiles then the spec's claim and the SoK rating (Unger et al., IEEE S&P 2015; ● full, ◐ partial, ○ none), where they speak of that row.\n\n",
+        "Every cell is an executable attack on real sessions (`e2elab security`, seed {}, {} cells in {:.1} s). Each row was run, in the same invocation, on at least one known-bad control (a profile built to fail it): {} of {} control checks came out as designed{}. Every experiment first ran an honest baseline and would have been an error had the alarm it measures fired there; an experiment that could not run would have failed the run. Measured outcome first; for real profiles then the spec's claim and the SoK rating (Unger et al., IEEE S&P 2015; ● full, ◐ partial, ○ none), where they speak of that row.\n\n",
         r.seed,
         r.cells.len(),
-        r.wall_seconds
+        r.wall_seconds,
+        r.controls.len() - bad.len(),
+        r.controls.len(),
+        if bad.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (**{} came out wrong: this run does not show what it claims**)",
+                bad.len()
+            )
+        }
     ));
     // The matrix of real profiles.
     s.push_str("| property (variant) |");

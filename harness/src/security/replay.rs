@@ -2,12 +2,14 @@
 //! session right away, (b) in the same session after the virtual clock
 //! moved 11 minutes (past RFC 3923's 5/10-minute windows), (c) into a new
 //! session of the same receiving client (what the client keeps across
-//! sessions is its own: retained secrets, replay memory). As data, (d) into
+//! sessions is its own: retained secrets, replay memory). When the run's
+//! options differ from the profile's defaults, (a) again under the defaults,
+//! so that no option (a rekey, say) stands in for the protection. As data, (d) into
 //! a brand-new client that remembers nothing (a receiver that lost its
 //! state): not counted, since no protocol can refuse what it cannot know.
 //!
 //! Baseline: the original is delivered exactly once. Outcome: `fails` when
-//! (a), (b) or (c) delivers it again.
+//! (a), (b), (c) or (a) under the defaults delivers it again.
 
 use super::world::{capture, deliver_all, error_kinds, message, same_content, World};
 use super::{cell, Cell, Outcome, R};
@@ -76,6 +78,18 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         accepted.push("new session of the same client");
     }
     variants.push(json!({"variant": "new session of the same receiving client", "delivered_again": n, "errors": errs}));
+    // (a') the same session, under the profile's own defaults, when the run
+    // uses other options: a mechanism those options switch on (a rekey,
+    // say) must not stand in for the replay protection itself.
+    if w.options != e2elab_core::Options::new() {
+        let mut link = w.established_with(Some(&e2elab_core::Options::new()))?;
+        let (wires, el) = record(&mut link, "r4")?;
+        let (n, errs) = again(&mut link, &wires, &el);
+        if n > 0 {
+            accepted.push("same session, the profile's defaults");
+        }
+        variants.push(json!({"variant": "same session, the profile's default options", "delivered_again": n, "errors": errs}));
+    }
     // (d) data only: a client that lost its state.
     let fresh = w.fresh_client();
     let b = w.session(

@@ -11,9 +11,11 @@
 //! is transferable when the judge accepts the genuine stanza and rejects the
 //! simulation: only Alice could have made it.
 //!
-//! Baseline: Bob's own session delivered the genuine stanza intact, and
-//! whatever the judge accepts carries the content Alice sent. Outcome per
-//! judge: `fails` when any stanza kind gives transferable proof.
+//! Baseline: Bob's own session delivered the genuine stanza intact; the
+//! online judge, holding what Bob held, accepts it too (else the judge is
+//! broken and the experiment an error); whatever the judge accepts carries
+//! the content Alice sent. Outcome per judge: `fails` when any stanza kind
+//! gives transferable proof.
 
 use super::hooks::{judge_checked, JudgeKnowledge, Verdict};
 use super::world::{canary_stanza, capture, carrier, deliver_all, same_content, World};
@@ -62,6 +64,12 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
                 online,
                 at: sent_at,
             };
+            if online && !w.hooks.judge(w, &genuine, &j)?.authentic {
+                return Err(format!(
+                    "baseline: holding Bob's keys and state, the judge rejects Alice's {} that Bob's own session delivered: the judge is broken",
+                    kind.name()
+                ));
+            }
             let g = judge_checked(w.hooks.as_ref(), w, &genuine, &j)?;
             if g.authentic && !g.content.as_deref().is_some_and(|c| c.contains(&marker)) {
                 return Err(format!(

@@ -4,10 +4,12 @@
 //! Every party owns its own [`Protocol`] value (the profile's *client*: the
 //! store of retained secrets, remembered keys, replay memory), made fresh
 //! from the registry entry, so no party ever sees another's memory: Alice,
-//! Bob, Mallory, Eve and every judge are separate clients. A party keeps
-//! its client for the whole run (Alice's retained secrets with Bob grow over
-//! the experiments, as a real client's would); the MITM experiment's
-//! first-contact variants use fresh clients.
+//! Bob, Mallory, Eve and every judge are separate clients. Alice and Bob
+//! keep their clients for the honest sessions of the whole run (their
+//! retained secrets grow over the experiments, as a real client's would);
+//! wherever a victim talks to Mallory or Eve (MITM, identity protection,
+//! misbinding), the victim gets a fresh client, so that an attack never
+//! leaves its traces in the stores of the honest sessions that follow.
 
 use super::hooks::{Hooks, Seen};
 use super::R;
@@ -502,6 +504,8 @@ pub struct Solo {
     pub unprotected: Vec<Element>,
     /// Error kinds.
     pub errors: Vec<String>,
+    /// Warning kinds raised.
+    pub warnings: Vec<String>,
     /// Stanzas it emitted.
     pub emitted: Vec<String>,
 }
@@ -518,6 +522,7 @@ impl Solo {
             delivered: Vec::new(),
             unprotected: Vec::new(),
             errors: Vec::new(),
+            warnings: Vec::new(),
             emitted: Vec::new(),
         }
     }
@@ -527,6 +532,7 @@ impl Solo {
             match ev {
                 Event::Delivered(el) => self.delivered.push(el),
                 Event::DeliveredUnprotected(el) => self.unprotected.push(el),
+                Event::Warning(w) => self.warnings.push(warning_kind(&w).to_string()),
                 _ => {}
             }
         }

@@ -18,6 +18,12 @@
 //! control's exponent ([`crate::prim::static_exponent`]) for every group: for
 //! every real profile that value matches no DH public value on the wire, and
 //! the evidence says so.
+//!
+//! Limitation: a 4-message negotiation's final key is SHA256(K | SRS | OSS);
+//! the observer tries it without a retained secret or other shared secret
+//! only (the first session between two clients). No experiment needs more:
+//! a retained secret alone derives no key, and a leaked session state holds
+//! the derived keys themselves.
 
 pub mod sigma;
 pub mod ssh;

@@ -102,6 +102,15 @@ pub struct Observer {
     only_rx_of: Option<usize>,
 }
 
+impl Drop for Observer {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for s in &mut self.identity_secrets {
+            s.zeroize();
+        }
+    }
+}
+
 impl std::fmt::Debug for Observer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Observer")
@@ -615,10 +624,12 @@ fn replace_c(el: &mut Element, newc: Element) {
 }
 
 /// The judge: does `xml` (a stanza to the exporter) check out under the
-/// exporter's receiving keys, and, for the signed-messages control, under
-/// the signer's long-term key (`signer_key_value`)? `state` is the
-/// receiver's export taken just before the stanza arrived; `None` is the
-/// offline judge, who holds no key.
+/// exporter's receiving keys and parse as stanza children, and, where the
+/// profile's receiver requires a per-stanza signature (the signed-messages
+/// control: `signed_messages`), does that verify under the signer's
+/// long-term key (`signer_key_value`)? `state` is the receiver's export
+/// taken just before the stanza arrived; `None` is the offline judge, whose
+/// observer holds no key at all and is run all the same.
 pub fn judge(
     state: Option<&[u8]>,
     receiver_is_initiator: bool,
@@ -626,14 +637,10 @@ pub fn judge(
     signer_key_value: Option<&[u8]>,
     signed_messages: bool,
 ) -> Result<Verdict> {
-    let Some(state) = state else {
-        return Ok(Verdict {
-            authentic: false,
-            content: None,
-            reason: "no key: XEP-0200 stanzas carry only a MAC under session keys".into(),
-        });
+    let mut o = match state {
+        Some(state) => Observer::judge_of(state, receiver_is_initiator)?,
+        None => Observer::new(&Knowledge::default())?,
     };
-    let mut o = Observer::judge_of(state, receiver_is_initiator)?;
     let r = o.observe(
         0,
         &Seen {
@@ -645,7 +652,11 @@ pub fn judge(
         return Ok(Verdict {
             authentic: false,
             content: None,
-            reason: "the MAC does not verify under the receiver's keys".into(),
+            reason: if state.is_some() {
+                "the MAC does not verify under the receiver's keys".into()
+            } else {
+                "no key the judge holds verifies the MAC (XEP-0200 stanzas carry only a MAC under session keys)".into()
+            },
         });
     };
     // What the receiver's session would deliver: the content must parse.
@@ -691,25 +702,39 @@ pub fn judge(
 /// holds: `content` encrypted and MACed under its receiving key set at its
 /// receiving counter, in place of the `<c/>` of `template`. For the
 /// signed-messages control the forger adds the best signature it can make,
-/// with its own long-term key.
+/// with its own long-term key. Without a state (anyone, offline) the keys
+/// are the forger's own random ones, drawn from `env`.
 pub fn simulate(
-    state: &[u8],
+    state: Option<&[u8]>,
     template: &str,
     content: &[Element],
     own_key: Option<&PKey<Private>>,
     signed_messages: bool,
+    env: &mut Env,
 ) -> Result<String> {
-    let e: SigmaExport =
-        serde_json::from_slice(state).map_err(|e| Error::Backend(format!("state export: {e}")))?;
-    let ch = e
-        .channel
-        .ok_or_else(|| Error::Backend("no channel in the state export".into()))?;
-    let (kc, km, _) = ch
-        .rx_sets
-        .first()
-        .ok_or_else(|| Error::Backend("no receiving key set".into()))?;
-    let (kc, km) = (unhex(kc)?, unhex(km)?);
-    let ctr = ctr_of_hex(&ch.rx_ctr)?;
+    let (kc, km, ctr) = match state {
+        Some(state) => {
+            let e: SigmaExport = serde_json::from_slice(state)
+                .map_err(|e| Error::Backend(format!("state export: {e}")))?;
+            let ch = e
+                .channel
+                .ok_or_else(|| Error::Backend("no channel in the state export".into()))?;
+            let (kc, km, _) = ch
+                .rx_sets
+                .first()
+                .ok_or_else(|| Error::Backend("no receiving key set".into()))?;
+            (
+                zeroize::Zeroizing::new(unhex(kc)?),
+                zeroize::Zeroizing::new(unhex(km)?),
+                ctr_of_hex(&ch.rx_ctr)?,
+            )
+        }
+        None => (
+            zeroize::Zeroizing::new(env.random_array::<16>().to_vec()),
+            zeroize::Zeroizing::new(env.random_array::<32>().to_vec()),
+            0,
+        ),
+    };
     let mut protected: Vec<Element> = content.to_vec();
     if signed_messages {
         if let Some(k) = own_key {
@@ -875,8 +900,13 @@ pub fn substitute_identity(
     transcript: &[Seen],
     env: &mut Env,
 ) -> Result<bool> {
-    let eve = keys::private_from_der(eve_secret)?;
-    let eve_kv = keys::key_value_of(&eve)?;
+    // Eve's own key (none where the profile has no public keys: then her
+    // best proof is a MAC she cannot compute, i.e. random bytes).
+    let eve = keys::private_from_der(eve_secret).ok();
+    let eve_kv = match &eve {
+        Some(k) => keys::key_value_of(k)?,
+        None => Vec::new(),
+    };
     // The nonces and DH values from the transcript so far.
     let mut n_a = None;
     let mut n_b = None;
@@ -974,14 +1004,14 @@ pub fn substitute_identity(
         };
         let Some(old) = b64(&v) else { continue };
         let clear = keys::parse_fragment(&old).is_ok();
-        let newv = if clear {
+        let newv = if let (true, Some(eve)) = (clear, &eve) {
             let data = [
                 first.clone().unwrap_or_default(),
                 second.clone().unwrap_or_default(),
                 dh.clone().unwrap_or_default(),
             ]
             .concat();
-            let sig = ops.rsa_sign(&eve, MessageDigest::sha256(), &data)?;
+            let sig = ops.rsa_sign(eve, MessageDigest::sha256(), &data)?;
             let mut pt = eve_kv.clone();
             pt.extend_from_slice(
                 format!("<SignatureValue>{}</SignatureValue>", B64.encode(sig)).as_bytes(),
@@ -992,10 +1022,16 @@ pub fn substitute_identity(
             let kc: [u8; 16] = env.random_array();
             let km: [u8; 32] = env.random_array();
             let mut pt = eve_kv.clone();
-            let sig = ops.rsa_sign(&eve, MessageDigest::sha256(), &env.random_array::<32>())?;
-            pt.extend_from_slice(
-                format!("<SignatureValue>{}</SignatureValue>", B64.encode(sig)).as_bytes(),
-            );
+            match &eve {
+                Some(eve) => {
+                    let sig =
+                        ops.rsa_sign(eve, MessageDigest::sha256(), &env.random_array::<32>())?;
+                    pt.extend_from_slice(
+                        format!("<SignatureValue>{}</SignatureValue>", B64.encode(sig)).as_bytes(),
+                    );
+                }
+                None => pt.extend_from_slice(&env.random_array::<32>()),
+            }
             let ct = prim::aes_ctr(&kc, 0, &pt)?;
             new_mac = Some(prim::hmac_sha256(&km, &[&ct])?.to_vec());
             ct

@@ -221,23 +221,19 @@ impl SshObserver {
 }
 
 /// The judge of one packet, with the receiver's export taken just before it
-/// arrived (`None`: the offline judge, who holds no key).
+/// arrived (`None`: the offline judge, whose observer holds no key and is
+/// run all the same).
 pub fn judge(state: Option<&[u8]>, receiver_is_initiator: bool, xml: &str) -> Result<Verdict> {
-    let Some(state) = state else {
-        return Ok(Verdict {
-            authentic: false,
-            content: None,
-            reason: "no key: packets carry only a MAC under session keys".into(),
-        });
-    };
     let mut o = SshObserver::new(&Knowledge::default())?;
-    let e: SshExport = serde_json::from_slice(state)
-        .map_err(|e| Error::Backend(format!("not an SSH-style state export: {e}")))?;
-    let rx =
-        e.rx.as_ref()
-            .ok_or_else(|| Error::Backend("no receiving keys in the export".into()))?;
-    // The judge holds only the keys that authenticate the peer's packets.
-    o.dirs[if receiver_is_initiator { 1 } else { 0 }] = Some(dir_of(rx)?);
+    if let Some(state) = state {
+        let e: SshExport = serde_json::from_slice(state)
+            .map_err(|e| Error::Backend(format!("not an SSH-style state export: {e}")))?;
+        let rx =
+            e.rx.as_ref()
+                .ok_or_else(|| Error::Backend("no receiving keys in the export".into()))?;
+        // The judge holds only the keys that authenticate the peer's packets.
+        o.dirs[if receiver_is_initiator { 1 } else { 0 }] = Some(dir_of(rx)?);
+    }
     let r = o.observe(
         0,
         &Seen {
@@ -254,26 +250,39 @@ pub fn judge(state: Option<&[u8]>, receiver_is_initiator: bool, xml: &str) -> Re
         None => Verdict {
             authentic: false,
             content: None,
-            reason: "the MAC does not verify under the receiver's keys".into(),
+            reason: if state.is_some() {
+                "the MAC does not verify under the receiver's keys".into()
+            } else {
+                "no key the judge holds verifies the MAC".into()
+            },
         },
     })
 }
 
-/// The receiver forging a packet "from" its peer with its receiving keys.
+/// The receiver forging a packet "from" its peer with its receiving keys;
+/// without a state (anyone, offline), with keys of the forger's own.
 pub fn simulate(
-    state: &[u8],
-    receiver_is_initiator: bool,
+    state: Option<&[u8]>,
     template: &str,
     content: &[Element],
     env: &mut Env,
 ) -> Result<String> {
-    let e: SshExport =
-        serde_json::from_slice(state).map_err(|e| Error::Backend(format!("state export: {e}")))?;
-    let _ = receiver_is_initiator;
-    let rx =
-        e.rx.as_ref()
-            .ok_or_else(|| Error::Backend("no receiving keys in the export".into()))?;
-    let mut d = dir_of(rx)?;
+    let mut d = match state {
+        Some(state) => {
+            let e: SshExport = serde_json::from_slice(state)
+                .map_err(|e| Error::Backend(format!("state export: {e}")))?;
+            let rx =
+                e.rx.as_ref()
+                    .ok_or_else(|| Error::Backend("no receiving keys in the export".into()))?;
+            dir_of(rx)?
+        }
+        None => Dir {
+            key: SecretBytes::new(env.random_array::<16>().to_vec()),
+            iv: env.random_array(),
+            mac: SecretBytes::new(env.random_array::<20>().to_vec()),
+            seq: 0,
+        },
+    };
     let text: String = content.iter().map(stanza::serialize).collect();
     let mut payload = vec![MSG_CHANNEL_DATA];
     put_string(&mut payload, text.as_bytes());

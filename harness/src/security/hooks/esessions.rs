@@ -4,8 +4,8 @@
 //! controls, and for the SSH-style reconstruction.
 
 use super::{
-    Attacker, Hooks, JudgeKnowledge, Knowledge, ParticipationTest, Reading, Seen, Verdict,
-    WireForgery,
+    Attacker, Hooks, JudgeKnowledge, Knowledge, ParticipationTest, Reading, Seen, Substitution,
+    Verdict, WireForgery,
 };
 use crate::security::world::World;
 use crate::security::R;
@@ -147,11 +147,6 @@ impl Hooks for Sigma {
             )
         } else if self.weakness == Some(Weakness::StaticDh) {
             (Options::new(), "the control's defaults (it never rekeys)")
-        } else if self.weakness == Some(Weakness::NoCounter) {
-            (
-                Options::new(),
-                "the profile's defaults: no rekey, which would change the keys a replay needs and hide the missing counter",
-            )
         } else {
             (Options::new().set("rekey_every", "1"), REKEY_REASON)
         }
@@ -185,17 +180,20 @@ impl Hooks for Sigma {
         content: &Element,
         j: &JudgeKnowledge,
     ) -> R<Option<String>> {
-        let Some(state) = &j.state else {
-            // Without any key nobody writes a stanza the offline judge could check.
-            return Ok(None);
+        // Bob with his keys (online); anyone with keys of their own (offline).
+        let key = if j.online {
+            e2elab_esessions::keys::private_from_der(j.judge_identity.secret().expose()).ok()
+        } else {
+            None
         };
-        let key = e2elab_esessions::keys::private_from_der(w.bob.id.secret().expose()).ok();
+        let mut env = Env::for_party(w.next_seed(), "simulator");
         ds::simulate(
-            state.data.expose(),
+            j.state.as_ref().map(|s| s.data.expose()),
             genuine,
             &content_children(content),
             key.as_ref(),
             self.signed_messages(),
+            &mut env,
         )
         .map(Some)
         .map_err(es)
@@ -222,6 +220,7 @@ impl Hooks for Sigma {
                     ": a signature by her long-term key"
                 }
             ),
+            bob_verified: true,
         })
     }
 
@@ -271,13 +270,13 @@ impl Hooks for Sigma {
 
     fn substitute_identity(
         &self,
-        eve: &e2elab_core::Identity,
+        s: &Substitution,
         el: &mut Element,
         t: &[Seen],
         env: &mut Env,
     ) -> R<bool> {
         let seen: Vec<dangerous::Seen> = t.iter().map(to_seen).collect();
-        ds::substitute_identity(el, eve.secret().expose(), &seen, env).map_err(es)
+        ds::substitute_identity(el, s.eve.secret().expose(), &seen, env).map_err(es)
     }
 }
 
@@ -399,13 +398,9 @@ impl Hooks for Ssh {
         content: &Element,
         j: &JudgeKnowledge,
     ) -> R<Option<String>> {
-        let Some(state) = &j.state else {
-            return Ok(None);
-        };
         let mut env = Env::for_party(w.next_seed(), "simulator");
         dssh::simulate(
-            state.data.expose(),
-            false,
+            j.state.as_ref().map(|s| s.data.expose()),
             genuine,
             &content_children(content),
             &mut env,
@@ -428,6 +423,7 @@ impl Hooks for Ssh {
             genuine: verdict(genuine),
             simulated: verdict(simulated),
             evidence: "Bob hands over Alice's publickey user authentication (her ssh-rsa signature over the session id)".into(),
+            bob_verified: true,
         })
     }
 
@@ -437,11 +433,11 @@ impl Hooks for Ssh {
 
     fn substitute_identity(
         &self,
-        eve: &e2elab_core::Identity,
+        s: &Substitution,
         el: &mut Element,
         _t: &[Seen],
         _env: &mut Env,
     ) -> R<bool> {
-        dssh::substitute_identity(el, eve.secret().expose()).map_err(es)
+        dssh::substitute_identity(el, s.eve.secret().expose()).map_err(es)
     }
 }

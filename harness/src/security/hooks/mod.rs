@@ -150,6 +150,9 @@ pub struct ParticipationTest {
     pub simulated: Verdict,
     /// What the evidence was.
     pub evidence: String,
+    /// The evidence is something Bob's own session verified (a handshake
+    /// proof): a judge that rejects it is broken, and the experiment an error.
+    pub bob_verified: bool,
 }
 
 /// A stanza forged from the wire alone.
@@ -238,18 +241,84 @@ pub trait Hooks: Send + Sync {
         Ok(p)
     }
 
-    /// Eve (`eve`, her own key) substituting her identity proof in a
-    /// relayed handshake stanza `el`, having seen `t`; whether she replaced one.
+    /// Eve (her own key) substituting her identity proof in a stanza `el`
+    /// she relays from the victim, having seen `t`; whether she replaced
+    /// one. By default she re-originates what she can read: a receiving
+    /// session of her own, pinned to the victim's public key, checks and
+    /// opens the stanza, and her own sending session sends its content to
+    /// the target under her name (what works against signatures sent in
+    /// clear); what she cannot read she leaves as it is.
     fn substitute_identity(
         &self,
-        eve: &Identity,
+        s: &Substitution,
         el: &mut Element,
         t: &[Seen],
         env: &mut e2elab_core::Env,
     ) -> R<bool> {
-        let _ = (eve, el, t, env);
-        Ok(false)
+        let _ = (t, env);
+        reoriginate(s, el)
     }
+}
+
+/// What Eve holds when she substitutes her identity in a relayed stanza.
+pub struct Substitution {
+    /// The profile's registry entry (to make her clients).
+    pub entry: &'static crate::registry::Entry,
+    /// Eve's own identity.
+    pub eve: Arc<Identity>,
+    /// Eve's full JID.
+    pub eve_jid: String,
+    /// The victim whose stanza she relays: its full JID and public identity.
+    pub victim: (String, PublicIdentity),
+    /// The one she relays it to: full JID and public identity.
+    pub target: (String, PublicIdentity),
+    /// The run's options.
+    pub options: Options,
+    /// The virtual time.
+    pub at: Timestamp,
+}
+
+/// The default substitution: re-originate what Eve can read (see
+/// [`Hooks::substitute_identity`]).
+pub fn reoriginate(s: &Substitution, el: &mut Element) -> R<bool> {
+    let mk = |role: Role, local: &str, peer: &str, peer_key: &PublicIdentity| -> R<Solo> {
+        let client = (s.entry.make)();
+        let mut env = e2elab_core::Env::for_party(0x0065_7665, role.name());
+        env.set_now(s.at);
+        let cfg = e2elab_core::SessionConfig {
+            role,
+            local_jid: local.to_string(),
+            peer_jid: peer.to_string(),
+            identity: s.eve.clone(),
+            peer_public: Some(peer_key.clone()),
+            options: s.options.clone(),
+        };
+        let session = client
+            .new_session(&mut env, cfg)
+            .map_err(|e| format!("Eve's session: {e}"))?;
+        Ok(Solo::new((session, env), s.at))
+    };
+    // Eve reads it as the victim's peer would, with her own key.
+    let Ok(mut reader) = mk(Role::Responder, &s.eve_jid, &s.victim.0, &s.victim.1) else {
+        return Ok(false);
+    };
+    reader.feed(&stanza::serialize(el));
+    let Some(content) = reader.delivered.first().cloned() else {
+        return Ok(false);
+    };
+    let Ok(mut writer) = mk(Role::Initiator, &s.eve_jid, &s.target.0, &s.target.1) else {
+        return Ok(false);
+    };
+    writer.start();
+    let mut app = content;
+    let _ = stanza::set_attr(&mut app, "from", &s.eve_jid);
+    let _ = stanza::set_attr(&mut app, "to", &s.target.0);
+    let out = writer.send(app);
+    let Some(x) = out.into_iter().max_by_key(String::len) else {
+        return Ok(false);
+    };
+    *el = stanza::parse(&x).map_err(|e| e.to_string())?;
+    Ok(true)
 }
 
 /// The hooks of every profile whose session is its long-term key: all of it
@@ -351,6 +420,16 @@ pub fn session_judge(w: &World, xml: &str, j: &JudgeKnowledge) -> R<Verdict> {
     )?;
     let mut solo = Solo::new(s, j.at);
     solo.feed(xml);
+    if !solo.warnings.is_empty() {
+        return Ok(Verdict {
+            authentic: false,
+            content: solo.delivered.first().map(stanza::serialize),
+            reason: format!(
+                "the judge's receiving session flagged it ({})",
+                solo.warnings.join(", ")
+            ),
+        });
+    }
     Ok(match solo.delivered.first() {
         Some(d) => Verdict {
             authentic: true,
@@ -471,6 +550,7 @@ pub fn messages_show_participation<H: Hooks + ?Sized>(
         genuine,
         simulated,
         evidence: "no handshake: what Alice's own stanzas show Bob's judge".into(),
+        bob_verified: false,
     })
 }
 
@@ -487,13 +567,21 @@ pub fn judge_checked<H: Hooks + ?Sized>(
     if !v.authentic {
         return Ok(v);
     }
-    let Some(tampered) = super::wire::mutate_payload(xml, super::wire::Mutation::Flip(1, 2)) else {
-        return Ok(v);
-    };
-    if h.judge(w, &tampered, j)?.authentic {
+    // Copies with one bit of the payload changed at three places: if the
+    // judge accepts them all, its acceptance checks nothing.
+    let mut all_accepted = true;
+    for (n, d) in [(1, 4), (1, 2), (3, 4)] {
+        let tampered = super::wire::mutate_payload(xml, super::wire::Mutation::Flip(n, d))
+            .ok_or("the judged stanza has no payload to tamper with")?;
+        if !h.judge(w, &tampered, j)?.authentic {
+            all_accepted = false;
+            break;
+        }
+    }
+    if all_accepted {
         v.authentic = false;
         v.reason = format!(
-            "{}; but it accepts a copy with the payload changed too: nothing is checked",
+            "{}; but it accepts copies with the payload changed too: nothing is checked",
             v.reason
         );
     }

@@ -10,8 +10,8 @@
 //! error and the run fails.
 
 use super::{
-    Attacker, Hooks, JudgeKnowledge, Knowledge, ParticipationTest, Reading, Seen, Verdict,
-    WireForgery,
+    Attacker, Hooks, JudgeKnowledge, Knowledge, ParticipationTest, Reading, Seen, Substitution,
+    Verdict, WireForgery,
 };
 use crate::security::otr_tools;
 use crate::security::world::World;
@@ -133,10 +133,20 @@ fn data_iv(ctr: &[u8; 8]) -> [u8; 16] {
     iv
 }
 
-/// Keys `otr_sesskeys` derives for one DH pair (hex).
-#[derive(Debug, Clone)]
+/// Keys `otr_sesskeys` derives for one DH pair: (AES, MAC) sending, receiving.
+#[derive(Clone)]
 struct PairKeys {
     keys: [(Vec<u8>, Vec<u8>); 2],
+}
+
+impl Drop for PairKeys {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for (a, m) in &mut self.keys {
+            a.zeroize();
+            m.zeroize();
+        }
+    }
 }
 
 fn sesskeys(private: &str, public: &str) -> R<PairKeys> {
@@ -185,6 +195,15 @@ pub struct OtrAttacker {
     env: Env,
     read: usize,
     hijacked: usize,
+}
+
+impl Drop for OtrAttacker {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for (p, _) in &mut self.privates {
+            p.zeroize();
+        }
+    }
 }
 
 impl OtrAttacker {
@@ -586,19 +605,13 @@ impl Hooks for Otr {
     }
 
     fn judge(&self, w: &World, xml: &str, j: &JudgeKnowledge) -> R<Verdict> {
-        let Some(state) = &j.state else {
-            return Ok(Verdict {
-                authentic: false,
-                content: None,
-                reason: "no key: data messages carry only a MAC under session keys".into(),
-            });
-        };
+        // Online: the DH values of Bob's state; offline: none at all (the
+        // same reader runs, holding only what the wire shows).
         let k = Knowledge {
             identities: Vec::new(),
-            states: vec![state.clone()],
+            states: j.state.iter().cloned().collect(),
         };
         let mut a = OtrAttacker::new(&k, Env::for_party(w.next_seed(), "judge"))?;
-        // Only what Bob received: the peer's keys as Bob holds them.
         let r = a.observe(&Seen {
             from_initiator: true,
             xml: xml.to_string(),
@@ -614,7 +627,11 @@ impl Hooks for Otr {
             None => Verdict {
                 authentic: false,
                 content: None,
-                reason: "the MAC does not verify under Bob's keys".into(),
+                reason: if j.state.is_some() {
+                    "the MAC does not verify under Bob's keys".into()
+                } else {
+                    "no key the judge holds verifies the MAC (data messages carry only a MAC under session keys)".into()
+                },
             },
         })
     }
@@ -626,22 +643,30 @@ impl Hooks for Otr {
         content: &Element,
         j: &JudgeKnowledge,
     ) -> R<Option<String>> {
-        let Some(state) = &j.state else {
-            return Ok(None);
-        };
-        let k = Knowledge {
-            identities: Vec::new(),
-            states: vec![state.clone()],
-        };
-        let mut a = OtrAttacker::new(&k, Env::for_party(w.next_seed(), "simulator"))?;
         let Some(raw) = body_of(genuine).and_then(|b| decode(&b)) else {
             return Ok(None);
         };
         let Some(m) = parse_data(&raw) else {
             return Ok(None);
         };
-        let Some((aes, mac, _)) = a.verifying(&m)? else {
-            return Ok(None);
+        let mut env = Env::for_party(w.next_seed(), "simulator");
+        // Bob: the keys of the message from his state; anyone: keys of their own.
+        let (aes, mac) = match &j.state {
+            Some(state) => {
+                let k = Knowledge {
+                    identities: Vec::new(),
+                    states: vec![state.clone()],
+                };
+                let mut a = OtrAttacker::new(&k, Env::for_party(w.next_seed(), "simulator"))?;
+                match a.verifying(&m)? {
+                    Some((aes, mac, _)) => (aes, mac),
+                    None => return Ok(None),
+                }
+            }
+            None => (
+                env.random_array::<16>().to_vec(),
+                env.random_array::<20>().to_vec(),
+            ),
         };
         let text = stanza::body(content).unwrap_or_default();
         let forged = with_text(&m, &aes, &mac, &text)?;
@@ -685,6 +710,7 @@ impl Hooks for Otr {
                 "Bob hands over his AKE DH values (libotr's context->auth) and Alice's Signature message from the transcript; the judge recomputes s, c', m1', m2' and the secure session id ({})",
                 if ssid_ok { "equal to Bob's" } else { "DIFFERENT from Bob's" }
             ),
+            bob_verified: true,
         })
     }
 
@@ -699,25 +725,28 @@ impl Hooks for Otr {
                 }
             }
         }
-        let (_, revealed, f) = otr_tools::forge(&bodies)?;
+        let (_, revealed, found) = otr_tools::forge(&bodies)?;
         let mut out = Vec::new();
-        if let Some(f) = f {
-            if f.forged_parses_as == "Data Message:" && f.remac_agrees != Some(false) {
-                let i = index[f.victim];
-                out.push(WireForgery {
-                    index: i,
-                    xml: with_body(&t[i].xml, &f.forged)?,
-                    how: format!(
-                        "otr_parse read {revealed} MAC key(s) revealed in clear; the key revealed by data message #{} is data message #{}'s MAC key{}; the forgery flips the last ciphertext byte and MACs it again",
-                        f.revealer + 1,
-                        f.victim + 1,
-                        match f.remac_agrees {
-                            Some(true) => " (libotr's otr_remac reproduces its MAC)",
-                            _ => "",
-                        }
-                    ),
-                });
+        for f in found {
+            if f.forged_parses_as != "Data Message:" || f.remac_agrees == Some(false) {
+                continue;
             }
+            let Some(&i) = index.get(f.victim) else {
+                continue;
+            };
+            out.push(WireForgery {
+                index: i,
+                xml: with_body(&t[i].xml, &f.forged)?,
+                how: format!(
+                    "otr_parse read {revealed} MAC key(s) revealed in clear; the key revealed by data message #{} is data message #{}'s MAC key{}; the forgery flips the last ciphertext byte and MACs it again",
+                    f.revealer + 1,
+                    f.victim + 1,
+                    match f.remac_agrees {
+                        Some(true) => " (libotr's otr_remac reproduces its MAC)",
+                        _ => "",
+                    }
+                ),
+            });
         }
         Ok(out)
     }
@@ -750,7 +779,7 @@ impl Hooks for Otr {
 
     fn substitute_identity(
         &self,
-        _eve: &e2elab_core::Identity,
+        _s: &Substitution,
         el: &mut Element,
         _t: &[Seen],
         env: &mut Env,
