@@ -20,9 +20,8 @@
 
 use super::world::{converse, seen, World};
 use super::{cell, wire, Cell, Outcome, R};
-use crate::driver::full_jid;
 use crate::link::Link;
-use e2elab_core::{Property, PublicIdentity, Role};
+use e2elab_core::{Property, PublicIdentity};
 use serde_json::json;
 
 const W: usize = 12;
@@ -96,32 +95,20 @@ fn mallory_run(
     // The victim knows its real peer's key: Mallory cannot pass as the
     // peer, she can only run the protocol and see what the victim reveals.
     let victims_client = w.fresh_client();
-    let v = w.session(
+    let v = w.side_session(
         victims_client.as_ref(),
-        if them == 0 {
-            Role::Initiator
-        } else {
-            Role::Responder
-        },
-        &full_jid(them),
-        &full_jid(her),
+        them,
         w.ids()[them].clone(),
         Some(w.ids()[her].public.clone()),
-        &w.options,
+        None,
     )?;
     let fresh = w.fresh_client();
-    let Ok(m) = w.session(
+    let Ok(m) = w.side_session(
         fresh.as_ref(),
-        if her == 0 {
-            Role::Initiator
-        } else {
-            Role::Responder
-        },
-        &full_jid(her),
-        &full_jid(them),
+        her,
         w.mallory[her].clone(),
         victims_key,
-        &w.options,
+        None,
     ) else {
         return Ok(None);
     };

@@ -25,9 +25,8 @@
 
 use super::world::{message, same_content, warning_kind, World};
 use super::{cell, Cell, Outcome, R};
-use crate::driver::full_jid;
 use crate::link::{Link, Phase};
-use e2elab_core::{Identity, Property, Protocol, PublicIdentity, Role};
+use e2elab_core::{Identity, Property, Protocol, PublicIdentity};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -49,47 +48,18 @@ fn victim_session(
     first_contact: bool,
     directory_key: &PublicIdentity,
 ) -> R<(crate::driver::SessionWithEnv, &'static str)> {
-    let role = if idx == 0 {
-        Role::Initiator
-    } else {
-        Role::Responder
-    };
     let me: Arc<Identity> = w.ids()[idx].clone();
     if first_contact {
-        if let Ok(s) = w.session(
-            client,
-            role,
-            &full_jid(idx),
-            &full_jid(1 - idx),
-            me.clone(),
-            None,
-            &w.options,
-        ) {
+        if let Ok(s) = w.side_session(client, idx, me.clone(), None, None) {
             return Ok((s, "no peer key (trust on first use)"));
         }
         return Ok((
-            w.session(
-                client,
-                role,
-                &full_jid(idx),
-                &full_jid(1 - idx),
-                me,
-                Some(directory_key.clone()),
-                &w.options,
-            )?,
+            w.side_session(client, idx, me, Some(directory_key.clone()), None)?,
             "the peer key a directory returned",
         ));
     }
     Ok((
-        w.session(
-            client,
-            role,
-            &full_jid(idx),
-            &full_jid(1 - idx),
-            me,
-            Some(w.ids()[1 - idx].public.clone()),
-            &w.options,
-        )?,
+        w.side_session(client, idx, me, Some(w.ids()[1 - idx].public.clone()), None)?,
         "the real peer key, pinned after an earlier session",
     ))
 }
@@ -155,23 +125,19 @@ fn is_alarm(sig: &str) -> bool {
 fn clients(w: &World, first_contact: bool) -> R<[Box<dyn Protocol>; 2]> {
     let c = [w.fresh_client(), w.fresh_client()];
     if !first_contact {
-        let a = w.session(
+        let a = w.side_session(
             c[0].as_ref(),
-            Role::Initiator,
-            &full_jid(0),
-            &full_jid(1),
+            0,
             w.alice.id.clone(),
             Some(w.bob.id.public.clone()),
-            &w.options,
+            None,
         )?;
-        let b = w.session(
+        let b = w.side_session(
             c[1].as_ref(),
-            Role::Responder,
-            &full_jid(1),
-            &full_jid(0),
+            1,
             w.bob.id.clone(),
             Some(w.alice.id.public.clone()),
-            &w.options,
+            None,
         )?;
         let mut l = Link::new(a, b);
         l.handshake()
@@ -205,23 +171,19 @@ fn attacked(w: &World, first_contact: bool, oob: bool) -> R<RunOut> {
     let c = clients(w, first_contact)?;
     let (a, how) = victim_session(w, c[0].as_ref(), 0, first_contact, &w.mallory[1].public)?;
     let (b, _) = victim_session(w, c[1].as_ref(), 1, first_contact, &w.mallory[0].public)?;
-    let mb = w.session(
+    let mb = w.side_session(
         w.mallory_client.as_ref(),
-        Role::Responder,
-        &full_jid(1),
-        &full_jid(0),
+        1,
         w.mallory[1].clone(),
         Some(w.alice.id.public.clone()),
-        &w.options,
+        None,
     )?;
-    let ma = w.session(
+    let ma = w.side_session(
         w.mallory_client.as_ref(),
-        Role::Initiator,
-        &full_jid(0),
-        &full_jid(1),
+        0,
         w.mallory[0].clone(),
         Some(w.bob.id.public.clone()),
-        &w.options,
+        None,
     )?;
     let mut l1 = Link::new(a, mb);
     let mut l2 = Link::new(ma, b);

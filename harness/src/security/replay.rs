@@ -13,9 +13,8 @@
 
 use super::world::{capture, deliver_all, error_kinds, message, same_content, World};
 use super::{cell, Cell, Outcome, R};
-use crate::driver::full_jid;
 use crate::link::Link;
-use e2elab_core::{Property, Role};
+use e2elab_core::Property;
 use serde_json::json;
 use std::time::Duration;
 
@@ -92,14 +91,12 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
     }
     // (d) data only: a client that lost its state.
     let fresh = w.fresh_client();
-    let b = w.session(
+    let b = w.side_session(
         fresh.as_ref(),
-        Role::Responder,
-        &full_jid(1),
-        &full_jid(0),
+        1,
         w.bob.id.clone(),
         Some(w.alice.id.public.clone()),
-        &w.options,
+        None,
     )?;
     w.resume_at(link2.now());
     let [a, _] = w.honest_sessions(None)?;

@@ -247,28 +247,50 @@ impl World {
         Ok((s, env))
     }
 
+    /// A session on `side` (0: Alice's JID, initiating; 1: Bob's JID,
+    /// responding) of `client` with `identity`, the key it holds for the
+    /// peer, and `options` (the run's options when `None`).
+    pub fn side_session(
+        &self,
+        client: &dyn Protocol,
+        side: usize,
+        identity: Arc<Identity>,
+        peer_public: Option<PublicIdentity>,
+        options: Option<&Options>,
+    ) -> R<(Box<dyn Session>, Env)> {
+        let role = if side == 0 {
+            Role::Initiator
+        } else {
+            Role::Responder
+        };
+        self.session(
+            client,
+            role,
+            &full_jid(side),
+            &full_jid(1 - side),
+            identity,
+            peer_public,
+            options.unwrap_or(&self.options),
+        )
+    }
+
     /// Alice's and Bob's sessions from their own clients, with the real peer
     /// keys and `options` (the run's options when `None`).
     pub fn honest_sessions(&self, options: Option<&Options>) -> R<[(Box<dyn Session>, Env); 2]> {
-        let o = options.unwrap_or(&self.options);
         Ok([
-            self.session(
+            self.side_session(
                 self.alice.client.as_ref(),
-                Role::Initiator,
-                &full_jid(0),
-                &full_jid(1),
+                0,
                 self.alice.id.clone(),
                 Some(self.bob.id.public.clone()),
-                o,
+                options,
             )?,
-            self.session(
+            self.side_session(
                 self.bob.client.as_ref(),
-                Role::Responder,
-                &full_jid(1),
-                &full_jid(0),
+                1,
                 self.bob.id.clone(),
                 Some(self.alice.id.public.clone()),
-                o,
+                options,
             )?,
         ])
     }

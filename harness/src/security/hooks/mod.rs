@@ -17,7 +17,7 @@ pub mod otr;
 
 use super::world::{Solo, World};
 use super::R;
-use crate::driver::{full_jid, ALICE, BOB};
+use crate::driver::{ALICE, BOB};
 use e2elab_core::{
     stanza, Element, Identity, Options, PublicIdentity, Role, StateExport, Timestamp,
 };
@@ -344,20 +344,14 @@ impl SessionAttacker {
             if id.jid() != ALICE && id.jid() != BOB {
                 return Ok(());
             }
-            let (role, me, peer) = if is_alice {
-                (Role::Initiator, 0, 1)
-            } else {
-                (Role::Responder, 1, 0)
-            };
+            let (me, peer) = if is_alice { (0, 1) } else { (1, 0) };
             let client = w.fresh_client();
-            let s = match w.session(
+            let s = match w.side_session(
                 client.as_ref(),
-                role,
-                &full_jid(me),
-                &full_jid(peer),
+                me,
                 id,
                 Some(w.ids()[peer].public.clone()),
-                &w.options,
+                None,
             ) {
                 Ok(s) => s,
                 Err(e) => return Err(format!("attacker's receiving session: {e}")),
@@ -409,14 +403,12 @@ impl Attacker for SessionAttacker {
 /// the judge's identity (Bob's own when online), pinned to Alice's key.
 pub fn session_judge(w: &World, xml: &str, j: &JudgeKnowledge) -> R<Verdict> {
     let client = w.fresh_client();
-    let s = w.session(
+    let s = w.side_session(
         client.as_ref(),
-        Role::Responder,
-        &full_jid(1),
-        &full_jid(0),
+        1,
         j.judge_identity.clone(),
         Some(j.alice.clone()),
-        &w.options,
+        None,
     )?;
     let mut solo = Solo::new(s, j.at);
     solo.feed(xml);
@@ -466,14 +458,12 @@ pub fn session_judge(w: &World, xml: &str, j: &JudgeKnowledge) -> R<Verdict> {
 /// Alice's JID, sending `content` at `at` to Bob's real public key. `None`
 /// when the session emits nothing it could send without a handshake.
 pub fn forger_stanza(w: &World, content: &Element, at: Timestamp) -> R<Option<String>> {
-    let s = w.session(
+    let s = w.side_session(
         w.mallory_client.as_ref(),
-        Role::Initiator,
-        &full_jid(0),
-        &full_jid(1),
+        0,
         w.mallory[0].clone(),
         Some(w.bob.id.public.clone()),
-        &w.options,
+        None,
     )?;
     let mut solo = Solo::new(s, at);
     solo.start();
