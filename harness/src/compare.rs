@@ -23,7 +23,7 @@ use crate::cpu;
 use crate::driver;
 use crate::link::{CallKind, Dir, Link, Phase};
 use crate::registry;
-use e2elab_core::{stanza, Env, OpCounts, Options, Protocol};
+use e2elab_core::{stanza, Env, OpLog, Options, Protocol};
 use e2elab_esessions::prim::{self, ExponentSize, Group, Ops};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
@@ -165,67 +165,7 @@ impl Stat {
     }
 }
 
-/// Public-key operation counts (serializable both ways).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-pub struct Ops5 {
-    /// Modular exponentiations / DH.
-    pub modexp: f64,
-    /// Signatures.
-    pub sign: f64,
-    /// Verifications.
-    pub verify: f64,
-    /// Public-key encryptions.
-    pub pk_encrypt: f64,
-    /// Public-key decryptions.
-    pub pk_decrypt: f64,
-}
-
-impl Ops5 {
-    fn from(o: &OpCounts) -> Ops5 {
-        Ops5 {
-            modexp: o.modexp as f64,
-            sign: o.sign as f64,
-            verify: o.verify as f64,
-            pk_encrypt: o.pk_encrypt as f64,
-            pk_decrypt: o.pk_decrypt as f64,
-        }
-    }
-
-    fn add(&self, o: &Ops5) -> Ops5 {
-        Ops5 {
-            modexp: self.modexp + o.modexp,
-            sign: self.sign + o.sign,
-            verify: self.verify + o.verify,
-            pk_encrypt: self.pk_encrypt + o.pk_encrypt,
-            pk_decrypt: self.pk_decrypt + o.pk_decrypt,
-        }
-    }
-
-    fn scale(&self, k: f64) -> Ops5 {
-        Ops5 {
-            modexp: self.modexp * k,
-            sign: self.sign * k,
-            verify: self.verify * k,
-            pk_encrypt: self.pk_encrypt * k,
-            pk_decrypt: self.pk_decrypt * k,
-        }
-    }
-
-    /// All operations.
-    pub fn total(&self) -> f64 {
-        self.modexp + self.sign + self.verify + self.pk_encrypt + self.pk_decrypt
-    }
-
-    fn items(&self) -> [(&'static str, f64); 5] {
-        [
-            ("modexp", self.modexp),
-            ("sign", self.sign),
-            ("verify", self.verify),
-            ("pk_encrypt", self.pk_encrypt),
-            ("pk_decrypt", self.pk_decrypt),
-        ]
-    }
-}
+pub use crate::cost::PkOps as Ops5;
 
 /// Where the run came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -539,15 +479,14 @@ pub fn primitives(seed: u64) -> Result<Vec<(&'static str, &'static str, PrimFn)>
     ] {
         let g = Group::get(id).map_err(e("group"))?;
         let x = prim::draw_exponent(&mut env, &g, 128, size).map_err(e("exponent"))?;
-        let base = Ops::default().modexp_g(&g, &x).map_err(e("modexp"))?;
+        let base = Ops.modexp_g(&g, &x).map_err(e("modexp"))?;
         let x2 = prim::draw_exponent(&mut env, &g, 128, size).map_err(e("exponent"))?;
         out.push((
             name,
             "OpenSSL",
             Box::new(move || {
                 // Raising the peer's value (an arbitrary base), as a DH agreement does.
-                Ops::default()
-                    .modexp(&g, &base, &x2)
+                Ops.modexp(&g, &base, &x2)
                     .map(|_| ())
                     .map_err(|x| x.to_string())
             }),
@@ -566,26 +505,21 @@ pub fn primitives(seed: u64) -> Result<Vec<(&'static str, &'static str, PrimFn)>
             sname,
             "OpenSSL",
             Box::new(move || {
-                Ops::default()
-                    .rsa_sign(&k, md, &data)
+                Ops.rsa_sign(&k, md, &data)
                     .map(|_| ())
                     .map_err(|x| x.to_string())
             }),
         ));
-        let sig = Ops::default()
-            .rsa_sign(&rsa, md, &data)
-            .map_err(e("rsa sign"))?;
+        let sig = Ops.rsa_sign(&rsa, md, &data).map_err(e("rsa sign"))?;
         let p = rsa_pub.clone();
         out.push((
             vname,
             "OpenSSL",
-            Box::new(
-                move || match Ops::default().rsa_verify(&p, md, &data, &sig) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err("RSA verify: bad signature".into()),
-                    Err(x) => Err(x.to_string()),
-                },
-            ),
+            Box::new(move || match Ops.rsa_verify(&p, md, &data, &sig) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("RSA verify: bad signature".into()),
+                Err(x) => Err(x.to_string()),
+            }),
         ));
     }
     {
@@ -828,11 +762,8 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
-fn source_name(o: &OpCounts) -> String {
-    match o.source {
-        e2elab_core::CountSource::Derived => "derived".into(),
-        _ => "counted".into(),
-    }
+fn source_name(o: &OpLog) -> String {
+    crate::cost::source(o).into()
 }
 
 fn sum_cpu(link: &Link, from: usize, kind: Option<CallKind>, party: Option<usize>) -> f64 {
@@ -911,8 +842,9 @@ fn one_presence(link: &mut Link, seed: u64, from: usize, n: u64) -> Result<u64, 
 }
 
 fn total_ops(link: &Link) -> Ops5 {
-    Ops5::from(&link.party(0).session().op_counts())
-        .add(&Ops5::from(&link.party(1).session().op_counts()))
+    let mut all = link.party(0).ops(Phase::Data).clone();
+    all.merge(link.party(1).ops(Phase::Data));
+    Ops5::of(&all)
 }
 
 /// One repetition of one profile: handshake, first message, sweep.
@@ -1024,9 +956,9 @@ fn one_rep(
     for (i, hc) in h.iter().enumerate() {
         acc.hs_bytes[i].push(hc.bytes as f64);
         acc.hs_cpu[i].push(link.party(i).cpu(hs).as_nanos() as f64 / 1000.0);
-        acc.hs_ops[i] = Ops5::from(&link.party(i).ops(hs));
+        acc.hs_ops[i] = Ops5::of(link.party(i).ops(hs));
     }
-    acc.source = source_name(&link.party(0).ops(hs));
+    acc.source = source_name(link.party(0).ops(hs));
     acc.first_send.push(first_send);
     acc.first_recv.push(first_recv);
     acc.crit_cpu.push(crit_hs + first_send + first_recv);

@@ -3,7 +3,7 @@
 use crate::cpu;
 use crate::link::{Dir, Link, Phase};
 use e2elab_core::{
-    stanza, Element, Env, Identity, OpCounts, Options, Protocol, Role, Session, SessionConfig,
+    stanza, Element, Env, Identity, Options, Protocol, Role, Session, SessionConfig,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -206,9 +206,9 @@ pub struct HandshakeReport {
     /// Responder CPU, microseconds.
     pub cpu_us_responder: f64,
     /// Initiator's public-key operations.
-    pub ops_initiator: OpCounts,
+    pub ops_initiator: crate::cost::PkOps,
     /// Responder's public-key operations.
-    pub ops_responder: OpCounts,
+    pub ops_responder: crate::cost::PkOps,
 }
 
 /// Data-phase figures.
@@ -229,7 +229,7 @@ pub struct MessageReport {
     /// CPU of all receiving calls, microseconds.
     pub cpu_us_receive: f64,
     /// Public-key operations in the data phase, both sides.
-    pub ops: OpCounts,
+    pub ops: crate::cost::PkOps,
 }
 
 /// One-time costs.
@@ -317,8 +317,8 @@ pub fn run_workload(
             bytes_responder: h_ba.bytes,
             cpu_us_initiator: us(link.party(0).cpu(hs)),
             cpu_us_responder: us(link.party(1).cpu(hs)),
-            ops_initiator: link.party(0).ops(hs),
-            ops_responder: link.party(1).ops(hs),
+            ops_initiator: crate::cost::PkOps::of(link.party(0).ops(hs)),
+            ops_responder: crate::cost::PkOps::of(link.party(1).ops(hs)),
         },
         messages: MessageReport {
             count: messages * 2,
@@ -328,14 +328,7 @@ pub fn run_workload(
             wire_stanzas: d_ab.messages + d_ba.messages,
             cpu_us_send: us(Duration::from_nanos(cpu_send)),
             cpu_us_receive: us(Duration::from_nanos(cpu_recv)),
-            ops: OpCounts {
-                modexp: ops0.modexp + ops1.modexp,
-                sign: ops0.sign + ops1.sign,
-                verify: ops0.verify + ops1.verify,
-                pk_encrypt: ops0.pk_encrypt + ops1.pk_encrypt,
-                pk_decrypt: ops0.pk_decrypt + ops1.pk_decrypt,
-                source: ops0.source,
-            },
+            ops: crate::cost::PkOps::of(ops0).add(&crate::cost::PkOps::of(ops1)),
         },
         one_time: OneTimeReport {
             keygen_cpu_us_initiator: us(ids.keygen_cpu[0]),

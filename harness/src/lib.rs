@@ -11,6 +11,7 @@ pub mod adversary;
 pub mod cli_compare;
 pub mod compare;
 pub mod conformance;
+pub mod cost;
 pub mod cpu;
 pub mod driver;
 pub mod link;

@@ -10,7 +10,7 @@
 use crate::adversary::{Adversary, Forward, Passive, Wire};
 use crate::cpu;
 use e2elab_core::{
-    stanza, Element, Env, Error, Event, OpCounts, Outbox, PeerIdentity, Session, SessionState,
+    ops, stanza, Element, Env, Error, Event, OpLog, Outbox, PeerIdentity, Session, SessionState,
     Timestamp, Warning,
 };
 use serde::Serialize;
@@ -111,8 +111,13 @@ pub struct CallSample {
     pub cpu_ns: u64,
     /// Wall time, nanoseconds.
     pub wall_ns: u64,
+    /// Of `cpu_ns`: parsing the received stanza (receive calls).
+    pub parse_cpu_ns: u64,
     /// Whether the call returned an error.
     pub failed: bool,
+    /// The operations the call recorded (XML of the stanzas it received
+    /// and sent included).
+    pub ops: OpLog,
 }
 
 /// Per phase and direction counters of emitted stanzas.
@@ -203,7 +208,7 @@ pub struct Party {
     /// Errors returned by this side's calls, with the transcript index (if any).
     pub errors: Vec<Error>,
     cpu: [Duration; 3],
-    ops_at_phase: [OpCounts; 3],
+    ops_at_phase: [OpLog; 3],
 }
 
 impl Party {
@@ -219,7 +224,7 @@ impl Party {
             peer_closed: false,
             errors: Vec::new(),
             cpu: [Duration::ZERO; 3],
-            ops_at_phase: [OpCounts::default(); 3],
+            ops_at_phase: Default::default(),
         }
     }
 
@@ -233,9 +238,11 @@ impl Party {
         self.cpu[phase.idx()]
     }
 
-    /// Public-key operations performed during `phase` (valid once that phase ended).
-    pub fn ops(&self, phase: Phase) -> OpCounts {
-        self.ops_at_phase[phase.idx()]
+    /// Every operation this side's calls recorded during `phase`
+    /// ([`e2elab_core::ops`]), including the XML serialization of what it
+    /// sent and the parsing of what it received.
+    pub fn ops(&self, phase: Phase) -> &OpLog {
+        &self.ops_at_phase[phase.idx()]
     }
 }
 
@@ -262,7 +269,6 @@ pub struct Link {
     /// The virtual time of each emission (same order as `emissions`).
     pub emission_times: Vec<Timestamp>,
     max_steps: usize,
-    op_mark: [OpCounts; 2],
 }
 
 /// The link gave up: more steps than its bound (a protocol loop or a stuck handshake).
@@ -302,7 +308,6 @@ impl Link {
             emissions: Vec::new(),
             emission_times: Vec::new(),
             max_steps: 1_000_000,
-            op_mark: [OpCounts::default(); 2],
         }
     }
 
@@ -316,36 +321,14 @@ impl Link {
         self.one_way_delay = d;
     }
 
-    /// Declare the phase that following emissions belong to. Public-key
-    /// operation counts are snapshotted at each phase change.
+    /// Declare the phase that following emissions (and calls) belong to.
     pub fn set_phase(&mut self, p: Phase) {
-        if p == self.phase {
-            return;
-        }
-        self.close_phase_ops();
         self.phase = p;
     }
 
-    fn close_phase_ops(&mut self) {
-        let idx = self.phase.idx();
-        for i in 0..2 {
-            let now = self.parties[i].session.op_counts();
-            let d = now.since(&self.op_mark[i]);
-            let acc = &mut self.parties[i].ops_at_phase[idx];
-            acc.modexp += d.modexp;
-            acc.sign += d.sign;
-            acc.verify += d.verify;
-            acc.pk_encrypt += d.pk_encrypt;
-            acc.pk_decrypt += d.pk_decrypt;
-            acc.source = d.source;
-            self.op_mark[i] = now;
-        }
-    }
-
-    /// Snapshot op counts for the current phase without changing it.
-    pub fn finish(&mut self) {
-        self.close_phase_ops();
-    }
+    /// Kept for callers that ended a run explicitly: operations are charged
+    /// per call, so there is nothing left to close.
+    pub fn finish(&mut self) {}
 
     /// The current phase.
     pub fn phase(&self) -> Phase {
@@ -366,7 +349,7 @@ impl Link {
                 .poll_timeout()
                 .is_some_and(|t| t <= self.clock)
             {
-                let _ = self.call(i, CallKind::Timeout, |s, env, out| {
+                let _ = self.call(i, CallKind::Timeout, None, |s, env, out| {
                     s.handle_timeout(env, out)
                 });
             }
@@ -409,30 +392,54 @@ impl Link {
     }
 
     /// Run a session call on party `idx` with timing, then drain its outbox.
+    /// The serialization of the stanzas it emitted is part of the call (the
+    /// sender's cost), and so is `pre` (the parsing of what it received):
+    /// its CPU and operations are added to the sample.
     fn call(
         &mut self,
         idx: usize,
         kind: CallKind,
+        pre: Option<(Duration, Duration, OpLog)>,
         f: impl FnOnce(&mut dyn Session, &mut Env, &mut Outbox) -> Result<(), Error>,
     ) -> (Result<(), Error>, Vec<Element>, usize) {
         let phase = self.phase;
         let clock = self.clock;
         let p = &mut self.parties[idx];
         p.env.set_now(clock);
-        let (r, cpu, wall) = {
+        let ((r, wires), cpu, wall, mut log) = {
             let Party {
                 session, env, out, ..
             } = p;
-            cpu::measure(|| f(session.as_mut(), env, out))
+            let before = ops::snapshot();
+            let (rw, cpu, wall) = cpu::measure(|| {
+                let r = f(session.as_mut(), env, out);
+                let mut wires = Vec::new();
+                while let Some(el) = out.poll_transmit() {
+                    wires.push(stanza::serialize(&el));
+                }
+                (r, wires)
+            });
+            (rw, cpu, wall, ops::snapshot().since(&before))
         };
+        let (mut cpu, mut wall) = (cpu, wall);
+        let mut xml_cpu = Duration::ZERO;
+        if let Some((pc, pw, plog)) = pre {
+            cpu += pc;
+            wall += pw;
+            xml_cpu += pc;
+            log.merge(&plog);
+        }
         p.cpu[phase.idx()] += cpu;
+        p.ops_at_phase[phase.idx()].merge(&log);
         self.samples.push(CallSample {
             party: idx,
             phase,
             kind,
             cpu_ns: u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX),
             wall_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
+            parse_cpu_ns: u64::try_from(xml_cpu.as_nanos()).unwrap_or(u64::MAX),
             failed: r.is_err(),
+            ops: log,
         });
         if let Err(e) = &r {
             p.errors.push(e.clone());
@@ -450,10 +457,6 @@ impl Link {
                 Event::Warning(w) => p.warnings.push(w),
                 _ => {}
             }
-        }
-        let mut wires = Vec::new();
-        while let Some(el) = p.out.poll_transmit() {
-            wires.push(stanza::serialize(&el));
         }
         let n = wires.len();
         for xml in wires {
@@ -504,19 +507,21 @@ impl Link {
 
     /// Begin the handshake on the initiator.
     pub fn start(&mut self) -> Result<(), Error> {
-        self.call(0, CallKind::Start, |s, env, out| s.start(env, out))
+        self.call(0, CallKind::Start, None, |s, env, out| s.start(env, out))
             .0
     }
 
     /// Hand an application stanza to party `idx` to protect and send.
     pub fn send(&mut self, idx: usize, el: Element) -> Result<(), Error> {
-        self.call(idx, CallKind::Send, |s, env, out| s.send(env, el, out))
-            .0
+        self.call(idx, CallKind::Send, None, |s, env, out| {
+            s.send(env, el, out)
+        })
+        .0
     }
 
     /// Close party `idx`'s session.
     pub fn close(&mut self, idx: usize) -> Result<(), Error> {
-        self.call(idx, CallKind::Close, |s, env, out| s.close(env, out))
+        self.call(idx, CallKind::Close, None, |s, env, out| s.close(env, out))
             .0
     }
 
@@ -544,12 +549,17 @@ impl Link {
         let state_before = self.parties[to].session.state();
         let unprotected_before = self.parties[to].delivered_unprotected.len();
         let bytes = xml.len();
-        let (result, delivered, emitted, outcome) = match stanza::parse(&xml) {
+        let ((parsed, parse_ops), pcpu, pwall) =
+            cpu::measure(|| ops::recorded(|| stanza::parse(&xml)));
+        let (result, delivered, emitted, outcome) = match parsed {
             Err(e) => (Err(Error::Decode(e)), Vec::new(), 0, Outcome::Unparseable),
             Ok(el) => {
-                let (r, d, n) = self.call(to, CallKind::Receive, |s, env, out| {
-                    s.handle_inbound(env, el, out)
-                });
+                let (r, d, n) = self.call(
+                    to,
+                    CallKind::Receive,
+                    Some((pcpu, pwall, parse_ops)),
+                    |s, env, out| s.handle_inbound(env, el, out),
+                );
                 let outcome = match &r {
                     Ok(()) => Outcome::Accepted { delivered: d.len() },
                     Err(e) => Outcome::Rejected {

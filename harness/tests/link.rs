@@ -8,9 +8,9 @@ use e2elab::driver::{self, full_jid};
 use e2elab::link::{Dir, Link, Outcome, Phase};
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::{
-    stanza, ApiMisuse, DecodeError, Element, Env, Event, Identity, OpCounts, Options, Outbox,
-    PeerIdentity, PeerMisbehaved, Protocol, PublicIdentity, Result, Role, SecretBytes, Session,
-    SessionConfig, SessionState, StanzaKind,
+    stanza, ApiMisuse, DecodeError, Element, Env, Event, Identity, Options, Outbox, PeerIdentity,
+    PeerMisbehaved, Protocol, PublicIdentity, Result, Role, SecretBytes, Session, SessionConfig,
+    SessionState, StanzaKind,
 };
 use std::sync::OnceLock;
 
@@ -274,9 +274,6 @@ impl Session for ToySession {
     fn close(&mut self, _env: &mut Env, _out: &mut Outbox) -> Result<()> {
         self.step = 10;
         Ok(())
-    }
-    fn op_counts(&self) -> OpCounts {
-        OpCounts::default()
     }
 }
 

@@ -13,10 +13,12 @@
 //! [`stanza::serialize`]d stanzas.
 #![forbid(unsafe_code)]
 
+pub mod b64;
 pub mod claims;
 pub mod env;
 pub mod error;
 pub mod identity;
+pub mod ops;
 pub mod outbox;
 pub mod secret;
 pub mod session;
@@ -28,10 +30,8 @@ pub use error::{ApiMisuse, DecodeError, Error, IdentityError, PeerMisbehaved, Re
 pub use identity::{Identity, IdentityRecord, PublicIdentity};
 pub use minidom;
 pub use minidom::Element;
+pub use ops::{Op, OpLog};
 pub use outbox::{Event, Outbox, PeerIdentity, Warning};
 pub use secret::{ct_eq, SecretBytes};
-pub use session::{
-    CountSource, OpCounts, Options, Protocol, Role, Session, SessionConfig, SessionState,
-    StateExport,
-};
+pub use session::{Options, Protocol, Role, Session, SessionConfig, SessionState, StateExport};
 pub use stanza::StanzaKind;

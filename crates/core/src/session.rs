@@ -53,54 +53,6 @@ pub enum SessionState {
     Closed,
 }
 
-/// Whether a count of public-key operations was taken from our own backend
-/// calls or derived from the spec (for backends we cannot instrument).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CountSource {
-    /// Counted at each backend call.
-    #[default]
-    Counted,
-    /// Derived from the spec (e.g. libotr's internals).
-    Derived,
-}
-
-/// Public-key operations a session performed so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct OpCounts {
-    /// Modular exponentiations / DH agreements (key generation included).
-    pub modexp: u64,
-    /// Signatures made.
-    pub sign: u64,
-    /// Signatures verified.
-    pub verify: u64,
-    /// Public-key encryptions (key transport).
-    pub pk_encrypt: u64,
-    /// Public-key decryptions.
-    pub pk_decrypt: u64,
-    /// Counted or derived.
-    pub source: CountSource,
-}
-
-impl OpCounts {
-    /// All public-key operations together.
-    pub fn total(&self) -> u64 {
-        self.modexp + self.sign + self.verify + self.pk_encrypt + self.pk_decrypt
-    }
-
-    /// `self - earlier`, field by field (for per-phase counts).
-    pub fn since(&self, earlier: &OpCounts) -> OpCounts {
-        OpCounts {
-            modexp: self.modexp.saturating_sub(earlier.modexp),
-            sign: self.sign.saturating_sub(earlier.sign),
-            verify: self.verify.saturating_sub(earlier.verify),
-            pk_encrypt: self.pk_encrypt.saturating_sub(earlier.pk_encrypt),
-            pk_decrypt: self.pk_decrypt.saturating_sub(earlier.pk_decrypt),
-            source: self.source,
-        }
-    }
-}
-
 /// Profile-specific settings, as `key=value` strings so the generic harness and
 /// CLI can pass them; each protocol documents and checks its own keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -273,9 +225,6 @@ pub trait Session: Send {
 
     /// End the session (sending whatever the protocol sends to terminate) and destroy keys.
     fn close(&mut self, env: &mut Env, out: &mut Outbox) -> Result<()>;
-
-    /// Public-key operations so far.
-    fn op_counts(&self) -> OpCounts;
 
     /// RESEARCH HOOK: the session's whole secret state now (keys, counters,
     /// DH private values it still holds), as an attacker who compromised this

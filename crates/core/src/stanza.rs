@@ -50,8 +50,13 @@ impl StanzaKind {
 }
 
 /// Serialize a stanza to its wire form.
+///
+/// Recorded as an [`Op::XmlSerialize`](crate::Op::XmlSerialize) of the
+/// output's length (every protocol's XML goes through here).
 pub fn serialize(el: &Element) -> String {
-    String::from(el)
+    let s = String::from(el);
+    crate::ops::count(crate::Op::XmlSerialize, s.len());
+    s
 }
 
 /// Bytes of the serialized stanza.
@@ -71,6 +76,7 @@ pub fn wire_size(el: &Element) -> usize {
 /// anyway. The tree is built by minidom's own `TreeBuilder`, exactly as
 /// `str::parse` does.
 pub fn parse(s: &str) -> Result<Element, DecodeError> {
+    crate::ops::count(crate::Op::XmlParse, s.len());
     use minidom::rxml::{Options, RawReader};
     use minidom::tree_builder::TreeBuilder;
     let err = |e: minidom::Error| DecodeError::Xml(e.to_string());

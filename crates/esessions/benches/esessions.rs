@@ -5,9 +5,8 @@
 //! Correctness is asserted outside the timed code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use e2elab_core::b64;
 use e2elab_core::{
     stanza, Element, Env, Event, Identity, Options, Outbox, Protocol, Role, Session, SessionConfig,
     SessionState,
@@ -117,10 +116,9 @@ fn bench_handshake(c: &mut Criterion) {
         let ids = ids(&proto);
         // Correctness, outside the timed code.
         let mut p = pair(&proto, &ids, 1, &opts);
-        handshake(&mut p);
+        let (_, log) = e2elab_core::ops::recorded(|| handshake(&mut p));
         assert_eq!(p.s[0].state(), SessionState::Established);
         assert_eq!(p.s[1].state(), SessionState::Established);
-        let (o0, o1) = (p.s[0].op_counts(), p.s[1].op_counts());
         let name = label(profile, &opts);
         let mut seed = 0u64;
         // Time inside the session calls only (the transport's XML parsing and
@@ -150,25 +148,23 @@ fn bench_handshake(c: &mut Criterion) {
         } else {
             MessageDigest::sha256()
         };
-        let modexps = o0.modexp + o1.modexp;
-        let signs = o0.sign + o1.sign;
-        let verifies = o0.verify + o1.verify;
+        use e2elab_core::ops::OpClass;
+        let modexps = log.calls_in(OpClass::Modexp);
+        let signs = log.calls_in(OpClass::Sign);
+        let verifies = log.calls_in(OpClass::Verify);
         let mut env = Env::for_party(9, "floor");
         let xs: Vec<_> = (0..modexps)
             .map(|_| prim::draw_exponent(&mut env, &group, 128, exp).unwrap())
             .collect();
         // One g^x per side (key generation, OpenSSL's word-base path); the others
         // raise the peer's value (an arbitrary base), as in the protocol.
-        let base = {
-            let mut ops = Ops::default();
-            ops.modexp_g(&group, &xs[0]).unwrap()
-        };
+        let base = { Ops.modexp_g(&group, &xs[0]).unwrap() };
         let pubkey = key.as_ref().map(|k| {
             openssl::pkey::PKey::public_key_from_der(&k.public_key_to_der().unwrap()).unwrap()
         });
         g.bench_function(BenchmarkId::new("primitive_floor", &name), |b| {
             b.iter(|| {
-                let mut ops = Ops::default();
+                let ops = Ops;
                 let mut acc = Vec::new();
                 for (i, x) in xs.iter().enumerate() {
                     if i < 2 {
@@ -244,18 +240,18 @@ fn bench_message(c: &mut Criterion) {
                 s.push_str(&stanza::serialize(c));
             }
             let ct = prim::aes_ctr(&kc, ctr, s.as_bytes()).unwrap();
-            let d = B64.encode(&ct);
+            let d = b64::encode(&ct);
             let mac = prim::hmac_sha256(&km, &[d.as_bytes(), &prim::counter_bytes(ctr)]).unwrap();
             let mut w = stanza::new(e2elab_core::StanzaKind::Message);
             w.append_child(stanza::text_element("data", "urn:x", &d));
-            w.append_child(stanza::text_element("mac", "urn:x", &B64.encode(mac)));
+            w.append_child(stanza::text_element("mac", "urn:x", &b64::encode(mac)));
             let wire = stanza::serialize(&w);
             // receive
             let r = stanza::parse(&wire).unwrap();
             let d2 = r.get_child("data", "urn:x").unwrap().text();
             let mac2 = prim::hmac_sha256(&km, &[d2.as_bytes(), &prim::counter_bytes(ctr)]).unwrap();
             assert_eq!(mac, mac2);
-            let pt = prim::aes_ctr(&kc, ctr, &B64.decode(d2).unwrap()).unwrap();
+            let pt = prim::aes_ctr(&kc, ctr, &b64::decode(d2).unwrap()).unwrap();
             let back = e2elab_esessions::channel::parse_content(&pt).unwrap();
             ctr += 70;
             black_box(back)

@@ -2,8 +2,7 @@
 //! with `<key/>`/`<new/>`, and MAC-key publishing with `<old/>`.
 
 use crate::prim::{self, DhPrivate, Group, Ops};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use e2elab_core::b64;
 use e2elab_core::error::backend;
 use e2elab_core::{
     ct_eq, stanza, DecodeError, Element, Env, Error, Result, SecretBytes, Timestamp,
@@ -261,7 +260,7 @@ impl Channel {
         } else {
             let ct = prim::aes_ctr(self.tx.kc.expose(), ctr, m.as_bytes())?;
             self.tx_ctr = self.tx_ctr.wrapping_add(prim::blocks(ct.len()));
-            parts.push(("data", B64.encode(ct)));
+            parts.push(("data", b64::encode(ct)));
         }
         if self.frozen_counters {
             self.tx_ctr = ctr;
@@ -271,14 +270,14 @@ impl Channel {
             let (x, e) = ops.dh_keygen(env, &self.group, self.suite.n_bits, self.suite.exponent)?;
             let k = ops.dh_shared(&self.group, &self.peer_dh, &x)?;
             let [init, acc] = self.rekey_keys(&k)?;
-            parts.push(("key", B64.encode(e.to_vec())));
+            parts.push(("key", b64::encode(e.to_vec())));
             new_keys = Some((x, init, acc));
         }
         if self.keys_received > 0 {
             parts.push(("new", self.keys_received.to_string()));
         }
         for old in self.to_publish.drain(..) {
-            parts.push(("old", B64.encode(old.expose())));
+            parts.push(("old", b64::encode(old.expose())));
         }
         let m_content = m_content(&parts);
         let mac = prim::hmac_sha256(
@@ -289,7 +288,7 @@ impl Channel {
         for (name, text) in &parts {
             c.append_child(stanza::text_element(name, NS_C, text));
         }
-        c.append_child(stanza::text_element("mac", NS_C, &B64.encode(mac)));
+        c.append_child(stanza::text_element("mac", NS_C, &b64::encode(mac)));
         // Commit state only after everything above succeeded.
         self.keys_received = 0;
         self.sent_since_rekey += 1;
@@ -343,13 +342,12 @@ impl Channel {
             }
             parts.push((name, ch.text()));
         }
-        let mac = B64
-            .decode(
-                mac_b64
-                    .ok_or_else(|| DecodeError::Missing("<mac/>".into()))?
-                    .trim(),
-            )
-            .map_err(|_| DecodeError::invalid("mac", "not base64"))?;
+        let mac = b64::decode(
+            mac_b64
+                .ok_or_else(|| DecodeError::Missing("<mac/>".into()))?
+                .trim(),
+        )
+        .map_err(|_| DecodeError::invalid("mac", "not base64"))?;
         let count = |n: &str| parts.iter().filter(|(k, _)| *k == n).count();
         if count("data") > 1 || count("key") > 1 || count("new") > 1 {
             return Err(DecodeError::invalid("c", "repeated element").into());
@@ -376,16 +374,14 @@ impl Channel {
         // Authenticated from here on.
         let data = match parts.iter().find(|(k, _)| *k == "data") {
             Some((_, d)) => Some(
-                B64.decode(d.trim())
-                    .map_err(|_| DecodeError::invalid("data", "not base64"))?,
+                b64::decode(d.trim()).map_err(|_| DecodeError::invalid("data", "not base64"))?,
             ),
             None => None,
         };
         let key = match parts.iter().find(|(k, _)| *k == "key") {
             Some((_, d)) => {
-                let bytes = B64
-                    .decode(d.trim())
-                    .map_err(|_| DecodeError::invalid("key", "not base64"))?;
+                let bytes =
+                    b64::decode(d.trim()).map_err(|_| DecodeError::invalid("key", "not base64"))?;
                 let e = BigNum::from_slice(&bytes).map_err(backend)?;
                 if !self.group.in_range(&e) {
                     return Err(DecodeError::invalid("key", "outside 1 < e < p-1").into());
@@ -427,7 +423,7 @@ impl Channel {
         }
         for (k, v) in &parts {
             if *k == "old" {
-                if let Ok(b) = B64.decode(v.trim()) {
+                if let Ok(b) = b64::decode(v.trim()) {
                     self.published_by_peer.push(b);
                 }
             }

@@ -1,8 +1,7 @@
 //! Long-term RSA keys as XML-DSig `<KeyValue/>`, signatures as `<SignatureValue/>`.
 
 use crate::prim;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use e2elab_core::b64;
 use e2elab_core::error::backend;
 use e2elab_core::{stanza, DecodeError, Element, IdentityError, Result};
 use openssl::bn::BigNum;
@@ -17,8 +16,8 @@ pub const RSA_SHA256: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha256";
 pub fn key_value(n: &[u8], e: &[u8]) -> Vec<u8> {
     format!(
         "<KeyValue><RSAKeyValue><Modulus>{}</Modulus><Exponent>{}</Exponent></RSAKeyValue></KeyValue>",
-        B64.encode(n),
-        B64.encode(e)
+        b64::encode(n),
+        b64::encode(e)
     )
     .into_bytes()
 }
@@ -46,9 +45,7 @@ pub fn public_from_key_value(el: &Element) -> Result<PKey<Public>> {
             .find(|c| c.name() == name)
             .ok_or_else(|| DecodeError::Missing(name.into()))?
             .text();
-        let b = B64
-            .decode(t.trim())
-            .map_err(|_| DecodeError::invalid(name, "not base64"))?;
+        let b = b64::decode(t.trim()).map_err(|_| DecodeError::invalid(name, "not base64"))?;
         BigNum::from_slice(&b).map_err(backend)
     };
     let r = Rsa::from_public_components(get("Modulus")?, get("Exponent")?).map_err(backend)?;
@@ -78,7 +75,7 @@ pub fn parse_fragment(bytes: &[u8]) -> Result<Element> {
 pub fn fingerprint_element(kv: &[u8]) -> Result<Vec<u8>> {
     Ok(format!(
         "<fingerprint>{}</fingerprint>",
-        B64.encode(prim::sha256(&[kv])?)
+        b64::encode(prim::sha256(&[kv])?)
     )
     .into_bytes())
 }

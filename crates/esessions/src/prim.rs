@@ -1,10 +1,13 @@
 //! Counted primitives on OpenSSL 3: MODP groups, modexp, HMAC, AES-CTR, RSA.
 //!
-//! Every public-key operation goes through [`Ops`], which counts it, so the
-//! harness can relate a handshake's CPU to its primitive floor.
+//! Every operation records itself in the thread's operation log
+//! ([`e2elab_core::ops`]) at the call, with the bytes it processed, so the
+//! harness can charge a handshake or a message exactly the primitives it
+//! ran.
 
 use e2elab_core::error::backend;
-use e2elab_core::{Env, Error, OpCounts, Result, SecretBytes};
+use e2elab_core::ops::{count, CipherAlg, HashAlg, Lib, Op};
+use e2elab_core::{Env, Error, Result, SecretBytes};
 use openssl::bn::{BigNum, BigNumContext, BigNumRef};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private, Public};
@@ -76,11 +79,26 @@ pub enum ExponentSize {
     Short,
 }
 
-/// Public-key operation counter plus helpers that count.
+/// The public-key helpers (each call is recorded in the thread's operation
+/// log).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Ops {
-    /// The counts.
-    pub counts: OpCounts,
+pub struct Ops;
+
+/// Exponent bits as the operation log names them: rounded up to a multiple
+/// of 64 (a full-size exponent of a 2048-bit group is "2048", a short one
+/// "256"), so draws that happen to have a leading zero bit are one kind.
+fn exp_bits(x: &BigNumRef) -> u16 {
+    (x.num_bits().max(1) as u16).div_ceil(64) * 64
+}
+
+fn hash_alg(md: MessageDigest) -> HashAlg {
+    if md.type_() == MessageDigest::sha1().type_() {
+        HashAlg::Sha1
+    } else if md.type_() == MessageDigest::sha512().type_() {
+        HashAlg::Sha512
+    } else {
+        HashAlg::Sha256
+    }
 }
 
 /// A DH private exponent (zeroized on drop).
@@ -118,10 +136,9 @@ impl DhPrivate {
         })
     }
 
-    /// g^x mod p, uncounted (for observers outside a session).
+    /// g^x mod p (for observers outside a session).
     pub fn public(&self, g: &Group) -> Result<BigNum> {
-        let mut ops = Ops::default();
-        ops.modexp_g(g, &self.x)
+        Ops.modexp_g(g, &self.x)
     }
 }
 
@@ -150,7 +167,7 @@ impl Drop for DhPrivate {
 impl Ops {
     /// Draw x in the spec's range from the `Env` and compute e = g^x mod p.
     pub fn dh_keygen(
-        &mut self,
+        &self,
         env: &mut Env,
         g: &Group,
         n_bits: usize,
@@ -161,44 +178,59 @@ impl Ops {
         Ok((DhPrivate { x }, e))
     }
 
-    /// g^x mod p (g = 2), counted.
-    pub fn modexp_g(&mut self, g: &Group, x: &BigNumRef) -> Result<BigNum> {
+    /// g^x mod p (g = 2), recorded as [`Op::ModexpBase2`] (OpenSSL takes
+    /// its one-word-base path for it).
+    pub fn modexp_g(&self, g: &Group, x: &BigNumRef) -> Result<BigNum> {
         let two = BigNum::from_u32(2).map_err(backend)?;
-        self.modexp(g, &two, x)
+        let r = raw_modexp(g, &two, x)?;
+        count(
+            Op::ModexpBase2 {
+                group_bits: g.p.num_bits() as u16,
+                exp_bits: exp_bits(x),
+            },
+            0,
+        );
+        Ok(r)
     }
 
-    /// base^x mod p, counted.
-    pub fn modexp(&mut self, g: &Group, base: &BigNumRef, x: &BigNumRef) -> Result<BigNum> {
-        let mut ctx = BigNumContext::new_secure().map_err(backend)?;
-        let mut r = BigNum::new_secure().map_err(backend)?;
-        r.mod_exp(base, x, &g.p, &mut ctx).map_err(backend)?;
-        self.counts.modexp += 1;
+    /// base^x mod p, recorded as [`Op::Modexp`].
+    pub fn modexp(&self, g: &Group, base: &BigNumRef, x: &BigNumRef) -> Result<BigNum> {
+        let r = raw_modexp(g, base, x)?;
+        count(
+            Op::Modexp {
+                group_bits: g.p.num_bits() as u16,
+                exp_bits: exp_bits(x),
+            },
+            0,
+        );
         Ok(r)
     }
 
     /// The shared value peer^x mod p as minimal big-endian bytes (secret).
-    pub fn dh_shared(&mut self, g: &Group, peer: &BigNumRef, x: &DhPrivate) -> Result<SecretBytes> {
+    pub fn dh_shared(&self, g: &Group, peer: &BigNumRef, x: &DhPrivate) -> Result<SecretBytes> {
         let k = self.modexp(g, peer, &x.x)?;
         Ok(SecretBytes::new(k.to_vec()))
     }
 
-    /// RSASSA-PKCS1-v1_5 signature with `md` over `data`, counted.
-    pub fn rsa_sign(
-        &mut self,
-        key: &PKey<Private>,
-        md: MessageDigest,
-        data: &[u8],
-    ) -> Result<Vec<u8>> {
+    /// RSASSA-PKCS1-v1_5 signature with `md` over `data`, recorded.
+    pub fn rsa_sign(&self, key: &PKey<Private>, md: MessageDigest, data: &[u8]) -> Result<Vec<u8>> {
         let mut s = Signer::new(md, key).map_err(backend)?;
         s.update(data).map_err(backend)?;
         let sig = s.sign_to_vec().map_err(backend)?;
-        self.counts.sign += 1;
+        count(
+            Op::RsaSign {
+                bits: key.bits() as u16,
+                hash: hash_alg(md),
+                crt: true,
+            },
+            data.len(),
+        );
         Ok(sig)
     }
 
-    /// Verify an RSASSA-PKCS1-v1_5 signature, counted. `Ok(false)` for a bad signature.
+    /// Verify an RSASSA-PKCS1-v1_5 signature, recorded. `Ok(false)` for a bad signature.
     pub fn rsa_verify(
-        &mut self,
+        &self,
         key: &PKey<Public>,
         md: MessageDigest,
         data: &[u8],
@@ -206,9 +238,24 @@ impl Ops {
     ) -> Result<bool> {
         let mut v = Verifier::new(md, key).map_err(backend)?;
         v.update(data).map_err(backend)?;
-        self.counts.verify += 1;
-        Ok(v.verify(sig).unwrap_or(false))
+        let ok = v.verify(sig).unwrap_or(false);
+        count(
+            Op::RsaVerify {
+                bits: key.bits() as u16,
+                hash: hash_alg(md),
+            },
+            data.len(),
+        );
+        Ok(ok)
     }
+}
+
+/// base^x mod p on OpenSSL (unrecorded: the callers record what it was).
+fn raw_modexp(g: &Group, base: &BigNumRef, x: &BigNumRef) -> Result<BigNum> {
+    let mut ctx = BigNumContext::new_secure().map_err(backend)?;
+    let mut r = BigNum::new_secure().map_err(backend)?;
+    r.mod_exp(base, x, &g.p, &mut ctx).map_err(backend)?;
+    Ok(r)
 }
 
 /// Draw a private exponent x with 2^(2n-1) < x < p-1 (full size), or with
@@ -237,6 +284,13 @@ pub fn draw_exponent(
 
 /// HMAC-SHA256.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Result<[u8; 32]> {
+    count(
+        Op::Hmac {
+            hash: HashAlg::Sha256,
+            lib: Lib::Openssl,
+        },
+        parts.iter().map(|p| p.len()).sum(),
+    );
     let pkey = PKey::hmac(key).map_err(backend)?;
     let mut s = Signer::new(MessageDigest::sha256(), &pkey).map_err(backend)?;
     for p in parts {
@@ -253,6 +307,13 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Result<[u8; 32]> {
 
 /// SHA-256.
 pub fn sha256(parts: &[&[u8]]) -> Result<[u8; 32]> {
+    count(
+        Op::Digest {
+            hash: HashAlg::Sha256,
+            lib: Lib::Openssl,
+        },
+        parts.iter().map(|p| p.len()).sum(),
+    );
     let mut h = openssl::sha::Sha256::new();
     for p in parts {
         h.update(p);
@@ -262,6 +323,13 @@ pub fn sha256(parts: &[&[u8]]) -> Result<[u8; 32]> {
 
 /// SHA-1.
 pub fn sha1(parts: &[&[u8]]) -> [u8; 20] {
+    count(
+        Op::Digest {
+            hash: HashAlg::Sha1,
+            lib: Lib::Openssl,
+        },
+        parts.iter().map(|p| p.len()).sum(),
+    );
     let mut h = openssl::sha::Sha1::new();
     for p in parts {
         h.update(p);
@@ -272,12 +340,21 @@ pub fn sha1(parts: &[&[u8]]) -> [u8; 20] {
 /// AES-CTR with a 128-bit big-endian counter block; returns the output.
 /// (Encryption and decryption are the same operation.)
 pub fn aes_ctr(key: &[u8], counter: u128, data: &[u8]) -> Result<Vec<u8>> {
-    let cipher = match key.len() {
-        16 => Cipher::aes_128_ctr(),
-        24 => Cipher::aes_192_ctr(),
-        32 => Cipher::aes_256_ctr(),
+    let (cipher, alg) = match key.len() {
+        16 => (Cipher::aes_128_ctr(), CipherAlg::Aes128Ctr),
+        24 => (Cipher::aes_192_ctr(), CipherAlg::Aes192Ctr),
+        32 => (Cipher::aes_256_ctr(), CipherAlg::Aes256Ctr),
         n => return Err(Error::Backend(format!("AES key length {n}"))),
     };
+    // CTR: encryption and decryption are the same operation.
+    count(
+        Op::Cipher {
+            alg,
+            decrypt: false,
+            lib: Lib::Openssl,
+        },
+        data.len(),
+    );
     let iv = counter.to_be_bytes();
     let mut c = Crypter::new(cipher, Mode::Encrypt, key, Some(&iv)).map_err(backend)?;
     let mut out = vec![0u8; data.len() + 16];
@@ -327,21 +404,36 @@ mod tests {
     fn exponents_in_range_and_dh_agrees() {
         let g = Group::get(14).unwrap();
         let mut env = Env::for_party(1, "t");
-        let mut ops = Ops::default();
-        for size in [ExponentSize::Full, ExponentSize::Short] {
-            let (xa, ea) = ops.dh_keygen(&mut env, &g, 128, size).unwrap();
-            let (xb, eb) = ops.dh_keygen(&mut env, &g, 128, size).unwrap();
-            assert!(xa.x.num_bits() >= 256);
-            if size == ExponentSize::Short {
-                assert_eq!(xa.x.num_bits(), 256);
-            } else {
-                assert!(xa.x.num_bits() > 1900);
+        let ops = Ops;
+        let ((), log) = e2elab_core::ops::recorded(|| {
+            for size in [ExponentSize::Full, ExponentSize::Short] {
+                let (xa, ea) = ops.dh_keygen(&mut env, &g, 128, size).unwrap();
+                let (xb, eb) = ops.dh_keygen(&mut env, &g, 128, size).unwrap();
+                assert!(xa.x.num_bits() >= 256);
+                if size == ExponentSize::Short {
+                    assert_eq!(xa.x.num_bits(), 256);
+                } else {
+                    assert!(xa.x.num_bits() > 1900);
+                }
+                let ka = ops.dh_shared(&g, &eb, &xa).unwrap();
+                let kb = ops.dh_shared(&g, &ea, &xb).unwrap();
+                assert_eq!(ka, kb);
             }
-            let ka = ops.dh_shared(&g, &eb, &xa).unwrap();
-            let kb = ops.dh_shared(&g, &ea, &xb).unwrap();
-            assert_eq!(ka, kb);
+        });
+        // Two key pairs and two agreements per size; full exponents are
+        // named by the group's size, short ones by their 256 bits.
+        for bits in [2048, 256] {
+            let base2 = log.get(&Op::ModexpBase2 {
+                group_bits: 2048,
+                exp_bits: bits,
+            });
+            let other = log.get(&Op::Modexp {
+                group_bits: 2048,
+                exp_bits: bits,
+            });
+            assert_eq!((base2.calls, other.calls), (2, 2), "{bits}-bit exponents");
         }
-        assert_eq!(ops.counts.modexp, 8);
+        assert_eq!(log.public_key_calls(), 8);
     }
 
     #[test]

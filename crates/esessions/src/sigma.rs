@@ -6,11 +6,10 @@ use crate::form::{EmptyStyle, Field, Form, NS_DATA};
 use crate::keys;
 use crate::prim::{self, DhPrivate, ExponentSize, Group, Ops};
 use crate::{Profile, Store, Weakness};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use e2elab_core::b64;
 use e2elab_core::error::backend;
 use e2elab_core::{
-    stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, IdentityError, OpCounts, Outbox,
+    stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, IdentityError, Outbox,
     PeerIdentity, PeerMisbehaved, ProtocolInfo, PublicIdentity, Result, Role, SecretBytes, Session,
     SessionConfig, SessionState, StanzaKind, Warning,
 };
@@ -353,8 +352,7 @@ fn derive(k: &SecretBytes, who: &str, key_len: usize) -> Result<ProofKeys> {
 }
 
 fn b64d(field: &str, s: &str) -> Result<Vec<u8>> {
-    B64.decode(s.trim())
-        .map_err(|_| DecodeError::invalid(field, "not base64").into())
+    b64::decode(s.trim()).map_err(|_| DecodeError::invalid(field, "not base64").into())
 }
 
 fn bn(field: &str, s: &str) -> Result<BigNum> {
@@ -546,7 +544,7 @@ impl SigmaSession {
             peer_public: cfg.peer_public,
             store,
             st: St::Idle,
-            ops: Ops::default(),
+            ops: Ops,
             queue: VecDeque::new(),
             negotiated: None,
             thread: String::new(),
@@ -683,7 +681,7 @@ impl SigmaSession {
             "text-single",
             vec![s.rekey_freq.to_string()],
         ));
-        f.push(Field::typed("my_nonce", "hidden", vec![B64.encode(&n_a)]));
+        f.push(Field::typed("my_nonce", "hidden", vec![b64::encode(&n_a)]));
         if s.four {
             f.push(Field::options(
                 "sas_algs",
@@ -692,14 +690,14 @@ impl SigmaSession {
             ));
             let hashes = dh
                 .iter()
-                .map(|(_, _, e)| prim::sha256(&[&e.to_vec()]).map(|h| B64.encode(h)))
+                .map(|(_, _, e)| prim::sha256(&[&e.to_vec()]).map(b64::encode))
                 .collect::<Result<Vec<_>>>()?;
             f.push(Field::typed("dhhashes", "hidden", hashes));
         } else {
             f.push(Field::typed(
                 "dhkeys",
                 "hidden",
-                dh.iter().map(|(_, _, e)| B64.encode(e.to_vec())).collect(),
+                dh.iter().map(|(_, _, e)| b64::encode(e.to_vec())).collect(),
             ));
         }
         let mut m = self.message(&thread)?;
@@ -756,7 +754,7 @@ impl SigmaSession {
             let sig = self.ops.rsa_sign(key, MessageDigest::sha256(), &data)?;
             let mut pt = self.key_value.clone();
             pt.extend_from_slice(
-                format!("<SignatureValue>{}</SignatureValue>", B64.encode(sig)).as_bytes(),
+                format!("<SignatureValue>{}</SignatureValue>", b64::encode(sig)).as_bytes(),
             );
             return Ok((pt, [0u8; 32], ctr));
         }
@@ -783,7 +781,7 @@ impl SigmaSession {
                     keys::fingerprint_element(&self.key_value)?
                 };
                 pt.extend_from_slice(
-                    format!("<SignatureValue>{}</SignatureValue>", B64.encode(sig)).as_bytes(),
+                    format!("<SignatureValue>{}</SignatureValue>", b64::encode(sig)).as_bytes(),
                 );
                 pt
             }
@@ -1162,16 +1160,16 @@ impl SigmaSession {
         ));
         fb.push(t(self, "ver", vec!["1.0".into()]));
         fb.push(t(self, "rekey_freq", vec![chosen.rekey_freq.to_string()]));
-        fb.push(t(self, "my_nonce", vec![B64.encode(&n_b)]));
+        fb.push(t(self, "my_nonce", vec![b64::encode(&n_b)]));
         if self.settings.four {
             fb.push(t(self, "sas_algs", vec!["sas28x5".into()]));
         }
-        fb.push(t(self, "dhkeys", vec![B64.encode(d.to_vec())]));
-        fb.push(t(self, "nonce", vec![B64.encode(&n_a)]));
+        fb.push(t(self, "dhkeys", vec![b64::encode(d.to_vec())]));
+        fb.push(t(self, "nonce", vec![b64::encode(&n_a)]));
         fb.push(t(
             self,
             "counter",
-            vec![B64.encode(prim::counter_bytes(c_a))],
+            vec![b64::encode(prim::counter_bytes(c_a))],
         ));
         let form_a_n = self.norm(&form_a);
         let form_b_n = self.norm(&fb);
@@ -1190,8 +1188,8 @@ impl SigmaSession {
                 self.prove(&kb, c_b, &n_a, &n_b, &d, &[&form_b_n], chosen.resp_pubkey)?;
             c_b_after = after;
             let mut full = fb.clone();
-            full.push(t(self, "identity", vec![B64.encode(id)]));
-            full.push(t(self, "mac", vec![B64.encode(mb)]));
+            full.push(t(self, "identity", vec![b64::encode(id)]));
+            full.push(t(self, "mac", vec![b64::encode(mb)]));
             m.append_child(Self::feature(&full));
             three_keys = Some((ka, kb));
         } else {
@@ -1346,7 +1344,7 @@ impl SigmaSession {
         let mut fa2 = Form::new("result");
         fa2.push(Field::value("FORM_TYPE", FORM_TYPE));
         fa2.push(Field::value("accept", "1"));
-        fa2.push(Field::value("nonce", &B64.encode(&n_b)));
+        fa2.push(Field::value("nonce", &b64::encode(&n_b)));
         let mut verified = None;
         let mut c_b_now = c_b;
         if !self.settings.four {
@@ -1370,15 +1368,15 @@ impl SigmaSession {
             fa2.push(Field::typed(
                 "dhkeys",
                 "hidden",
-                vec![B64.encode(e.to_vec())],
+                vec![b64::encode(e.to_vec())],
             ));
             let (rs, _) = self.retained_for_peer()?;
             let mut hashes: Vec<String> = rs
                 .iter()
-                .map(|s| prim::hmac_sha256(&n_a, &[s.expose()]).map(|h| B64.encode(h)))
+                .map(|s| prim::hmac_sha256(&n_a, &[s.expose()]).map(b64::encode))
                 .collect::<Result<_>>()?;
             for _ in 0..2 {
-                hashes.push(B64.encode(env.random_array::<32>()));
+                hashes.push(b64::encode(env.random_array::<32>()));
             }
             fa2.push(Field::typed("rshashes", "hidden", hashes));
         }
@@ -1393,8 +1391,8 @@ impl SigmaSession {
             init_pubkey,
         )?;
         let mut full = fa2.clone();
-        full.push(Field::value("identity", &B64.encode(id_a)));
-        full.push(Field::value("mac", &B64.encode(m_a)));
+        full.push(Field::value("identity", &b64::encode(id_a)));
+        full.push(Field::value("mac", &b64::encode(m_a)));
         let mut m = self.message(&thread)?;
         m.append_child(Self::feature(&full));
         out.send(m);
@@ -1649,10 +1647,9 @@ impl SigmaSession {
         let k = k.ok_or_else(|| Error::Backend("no key".into()))?;
         let srs = self.find_srs(|s| {
             let h = prim::hmac_sha256(&n_a, &[s.expose()])?;
-            Ok(rshashes.iter().any(|r| {
-                B64.decode(r.trim())
-                    .is_ok_and(|r| e2elab_core::ct_eq(&r, &h))
-            }))
+            Ok(rshashes
+                .iter()
+                .any(|r| b64::decode(r.trim()).is_ok_and(|r| e2elab_core::ct_eq(&r, &h))))
         })?;
         let k_final = self.final_k(&k, srs.as_ref().map(|(s, _)| s.expose()))?;
         let ka = derive(&k_final, "Initiator", suite.key_len)?;
@@ -1663,8 +1660,8 @@ impl SigmaSession {
         };
         let mut fb2 = Form::new("result");
         fb2.push(Field::value("FORM_TYPE", FORM_TYPE));
-        fb2.push(Field::value("nonce", &B64.encode(&n_a)));
-        fb2.push(Field::value("srshash", &B64.encode(srshash)));
+        fb2.push(Field::value("nonce", &b64::encode(&n_a)));
+        fb2.push(Field::value("srshash", &b64::encode(srshash)));
         let form_b2_n = self.norm(&fb2);
         let (id_b, m_b, c_b_after) = self.prove(
             &kb,
@@ -1675,8 +1672,8 @@ impl SigmaSession {
             &[&form_b, &form_b2_n],
             resp_pubkey,
         )?;
-        fb2.push(Field::value("identity", &B64.encode(id_b)));
-        fb2.push(Field::value("mac", &B64.encode(m_b)));
+        fb2.push(Field::value("identity", &b64::encode(id_b)));
+        fb2.push(Field::value("mac", &b64::encode(m_b)));
         let mut m = self.message(&b.thread)?;
         let mut init = Element::bare("init", NS_INIT);
         init.append_child(fb2.to_element());
@@ -2000,7 +1997,7 @@ fn sign_content(ops: &mut Ops, key: &PKey<Private>, content: &[Element]) -> Resu
     Ok(stanza::text_element(
         "sig",
         NS_CONTROL_SIG,
-        &B64.encode(sig),
+        &b64::encode(sig),
     ))
 }
 
@@ -2290,10 +2287,6 @@ impl Session for SigmaSession {
                 Ok(())
             }
         }
-    }
-
-    fn op_counts(&self) -> OpCounts {
-        self.ops.counts
     }
 
     fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {

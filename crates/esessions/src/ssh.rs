@@ -6,13 +6,13 @@
 use crate::keys::hex_lower;
 use crate::prim::{self, DhPrivate, ExponentSize, Group, Ops};
 use crate::{Profile, Store};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use e2elab_core::b64;
 use e2elab_core::error::backend;
+use e2elab_core::ops::{count, CipherAlg, HashAlg, Lib, Op};
 use e2elab_core::{
-    ct_eq, stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, IdentityError, OpCounts,
-    Outbox, PeerIdentity, PeerMisbehaved, ProtocolInfo, PublicIdentity, Result, Role, SecretBytes,
-    Session, SessionConfig, SessionState, StanzaKind, Warning,
+    ct_eq, stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, IdentityError, Outbox,
+    PeerIdentity, PeerMisbehaved, ProtocolInfo, PublicIdentity, Result, Role, SecretBytes, Session,
+    SessionConfig, SessionState, StanzaKind, Warning,
 };
 use openssl::bn::BigNum;
 use openssl::hash::MessageDigest;
@@ -177,6 +177,14 @@ impl Dir {
 }
 
 fn cbc(mode: Mode, key: &[u8], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>> {
+    count(
+        Op::Cipher {
+            alg: CipherAlg::Aes128Cbc,
+            decrypt: matches!(mode, Mode::Decrypt),
+            lib: Lib::Openssl,
+        },
+        data.len(),
+    );
     let mut c = Crypter::new(Cipher::aes_128_cbc(), mode, key, Some(iv)).map_err(backend)?;
     c.pad(false);
     let mut out = vec![0u8; data.len() + 16];
@@ -187,6 +195,13 @@ fn cbc(mode: Mode, key: &[u8], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>> {
 }
 
 fn prim_hmac_sha1(key: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>> {
+    count(
+        Op::Hmac {
+            hash: HashAlg::Sha1,
+            lib: Lib::Openssl,
+        },
+        parts.iter().map(|p| p.len()).sum(),
+    );
     let pkey = PKey::hmac(key).map_err(backend)?;
     let mut s = openssl::sign::Signer::new(MessageDigest::sha1(), &pkey).map_err(backend)?;
     for p in parts {
@@ -333,7 +348,7 @@ impl SshSession {
             store,
             exponent,
             st: St::Idle,
-            ops: Ops::default(),
+            ops: Ops,
             queue: VecDeque::new(),
             peer_proof: None,
         })
@@ -436,7 +451,7 @@ impl SshSession {
     }
 
     pub(crate) fn packet_element(data: &[u8]) -> Element {
-        stanza::text_element("packet", NS_SSH, &B64.encode(data))
+        stanza::text_element("packet", NS_SSH, &b64::encode(data))
     }
 
     fn seal_app(&mut self, env: &mut Env, app: Element, out: &mut Outbox) -> Result<()> {
@@ -493,8 +508,7 @@ impl SshSession {
         let c = el
             .get_child(name, NS_SSH)
             .ok_or_else(|| DecodeError::Missing(name.into()))?;
-        B64.decode(c.text().trim())
-            .map_err(|_| DecodeError::invalid(name, "not base64").into())
+        b64::decode(c.text().trim()).map_err(|_| DecodeError::invalid(name, "not base64").into())
     }
 
     fn on_kexdh_init(
@@ -517,9 +531,9 @@ impl SshSession {
         let h = Self::exchange_hash(&self.blob, &e.to_vec(), &f.to_vec(), k.expose());
         let sig = sign_blob(&mut self.ops, &self.key, &h)?;
         let mut reply = Element::bare("kexdh-reply", NS_SSH);
-        reply.append_child(stanza::text_element("f", NS_SSH, &B64.encode(f.to_vec())));
-        reply.append_child(stanza::text_element("ks", NS_SSH, &B64.encode(&self.blob)));
-        reply.append_child(stanza::text_element("sig", NS_SSH, &B64.encode(sig)));
+        reply.append_child(stanza::text_element("f", NS_SSH, &b64::encode(f.to_vec())));
+        reply.append_child(stanza::text_element("ks", NS_SSH, &b64::encode(&self.blob)));
+        reply.append_child(stanza::text_element("sig", NS_SSH, &b64::encode(sig)));
         out.send(self.message(&thread, reply)?);
         let (tx, rx) = Self::dirs(k.expose(), &h, false);
         self.st = St::AwaitAuth {
@@ -733,7 +747,7 @@ impl Session for SshSession {
         let thread = hex_lower(&env.random_array::<16>());
         let mut init = Element::bare("kexdh-init", NS_SSH);
         stanza::set_attr(&mut init, "group", "14")?;
-        init.append_child(stanza::text_element("e", NS_SSH, &B64.encode(e.to_vec())));
+        init.append_child(stanza::text_element("e", NS_SSH, &b64::encode(e.to_vec())));
         out.send(self.message(&thread, init)?);
         self.st = St::AwaitReply { x, e, thread };
         Ok(())
@@ -803,8 +817,7 @@ impl Session for SshSession {
                     DecodeError::invalid("stanza", "unexpected elements beside <packet/>").into(),
                 );
             }
-            let packet = B64
-                .decode(p.text().trim())
+            let packet = b64::decode(p.text().trim())
                 .map_err(|_| Error::from(DecodeError::invalid("packet", "not base64")));
             match (packet, &self.st) {
                 (Err(e), _) => Err(e),
@@ -870,9 +883,5 @@ impl Session for SshSession {
             role: self.role,
             data: SecretBytes::new(data),
         })
-    }
-
-    fn op_counts(&self) -> OpCounts {
-        self.ops.counts
     }
 }

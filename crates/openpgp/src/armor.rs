@@ -70,8 +70,7 @@ pub fn armor(kind: ArmorKind, data: &[u8]) -> String {
 /// The JEP-0027 form of `data`: radix-64 lines of 64 characters and the
 /// `=XXXX` CRC-24 line, joined by `\n`, with no leading or trailing line break.
 pub fn strip_body(data: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    let b64 = e2elab_core::b64::encode(data);
     let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 8);
     for (i, chunk) in b64.as_bytes().chunks(64).enumerate() {
         if i > 0 {
@@ -85,7 +84,7 @@ pub fn strip_body(data: &[u8]) -> String {
         out.push('\n');
     }
     out.push('=');
-    out.push_str(&base64::engine::general_purpose::STANDARD.encode(&crc[1..4]));
+    out.push_str(&e2elab_core::b64::encode(&crc[1..4]));
     out
 }
 
@@ -186,12 +185,20 @@ fn parse_stripped(text: &str) -> Result<Parsed, DecodeError> {
 /// header and tail lines, dearmor with Sequoia, and check the CRC-24.
 pub fn decode(kind: ArmorKind, stripped: &str) -> Result<Vec<u8>, DecodeError> {
     let p = parse_stripped(stripped)?;
+    // Sequoia's armor reader decodes the radix-64 body with the `base64`
+    // crate (derived: one decode of the body's length).
+    e2elab_core::ops::derive(
+        e2elab_core::Op::Base64Decode {
+            lib: e2elab_core::ops::Lib::Rust,
+        },
+        1,
+        p.body.len() as u64,
+    );
     let mut full = format!("-----BEGIN {}-----\n\n", kind.label());
     full.push_str(&p.body);
     if let Some(crc) = p.crc {
-        use base64::Engine;
         full.push('=');
-        full.push_str(&base64::engine::general_purpose::STANDARD.encode(&crc.to_be_bytes()[1..4]));
+        full.push_str(&e2elab_core::b64::encode(&crc.to_be_bytes()[1..4]));
         full.push('\n');
     }
     full.push_str(&format!("-----END {}-----\n", kind.label()));

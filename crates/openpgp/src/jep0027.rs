@@ -5,8 +5,8 @@ use crate::common::{self, Basics, Keys};
 use crate::pgp::{self, KeyAlgo, SigRule};
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::{
-    stanza, DecodeError, Element, Env, Event, Identity, OpCounts, Options, Outbox, Protocol,
-    Result, Role, Session, SessionConfig, SessionState, StanzaKind,
+    stanza, DecodeError, Element, Env, Event, Identity, Options, Outbox, Protocol, Result, Role,
+    Session, SessionConfig, SessionState, StanzaKind,
 };
 use sequoia_openpgp::types::SignatureType;
 use std::sync::OnceLock;
@@ -152,7 +152,6 @@ impl Protocol for Jep0027 {
             peer,
             placeholder,
             encrypt_to_self,
-            counts: OpCounts::default(),
         }))
     }
 }
@@ -165,7 +164,6 @@ pub struct Jep0027Session {
     peer: sequoia_openpgp::Cert,
     placeholder: String,
     encrypt_to_self: bool,
-    counts: OpCounts,
 }
 
 impl std::fmt::Debug for Jep0027Session {
@@ -218,13 +216,7 @@ impl Jep0027Session {
         if self.encrypt_to_self {
             recipients.push(&self.own);
         }
-        let ct = pgp::encrypt(
-            body.as_bytes(),
-            &recipients,
-            None,
-            env.now(),
-            &mut self.counts,
-        )?;
+        let ct = pgp::encrypt(body.as_bytes(), &recipients, None, env.now())?;
         if let Some(b) = m.get_child_mut("body", stanza::NS_CLIENT) {
             set_text(b, &self.placeholder);
         }
@@ -243,13 +235,7 @@ impl Jep0027Session {
             ));
         }
         let text = status_text(&p);
-        let sig = pgp::sign_detached(
-            &self.own,
-            text.as_bytes(),
-            SignatureType::Text,
-            env.now(),
-            &mut self.counts,
-        )?;
+        let sig = pgp::sign_detached(&self.own, text.as_bytes(), SignatureType::Text, env.now())?;
         p.append_child(stanza::text_element(
             "x",
             NS_SIGNED,
@@ -280,14 +266,7 @@ impl Jep0027Session {
             return Err(DecodeError::invalid("jabber:x:encrypted", "child elements").into());
         }
         let data = armor::decode(ArmorKind::Message, &x.text())?;
-        let plain = pgp::decrypt(
-            &data,
-            &self.own,
-            &self.peer,
-            SigRule::Ignore,
-            env.now(),
-            &mut self.counts,
-        )?;
+        let plain = pgp::decrypt(&data, &self.own, &self.peer, SigRule::Ignore, env.now())?;
         let text = std::str::from_utf8(&plain)
             .map_err(|_| DecodeError::invalid("body", "decrypted body is not UTF-8"))?;
         let mut d = m.clone();
@@ -319,13 +298,7 @@ impl Jep0027Session {
         }
         let sig = armor::decode(ArmorKind::Signature, &x.text())?;
         let text = status_text(p);
-        pgp::verify_detached(
-            &sig,
-            text.as_bytes(),
-            &self.peer,
-            env.now(),
-            &mut self.counts,
-        )?;
+        pgp::verify_detached(&sig, text.as_bytes(), &self.peer, env.now())?;
         let mut d = p.clone();
         let _ = d.remove_child("x", NS_SIGNED);
         out.event(Event::Delivered(d));
@@ -408,10 +381,6 @@ impl Session for Jep0027Session {
 
     fn close(&mut self, _env: &mut Env, out: &mut Outbox) -> Result<()> {
         self.basics.close(out)
-    }
-
-    fn op_counts(&self) -> OpCounts {
-        self.counts
     }
 
     fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {

@@ -5,7 +5,7 @@ use crate::common::{self, Basics, Keys};
 use crate::pgp::{self, KeyAlgo, SigRule};
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::{
-    stanza, DecodeError, Element, Env, Event, Identity, IdentityError, OpCounts, Options, Outbox,
+    stanza, DecodeError, Element, Env, Event, Identity, IdentityError, Options, Outbox,
     PeerMisbehaved, Protocol, Result, Role, Session, SessionConfig, SessionState, StanzaKind,
     Timestamp, Warning,
 };
@@ -159,7 +159,6 @@ impl Protocol for Ox {
             peer,
             hints,
             time_window,
-            counts: OpCounts::default(),
         }))
     }
 }
@@ -173,7 +172,6 @@ pub struct OxSession {
     peer: sequoia_openpgp::Cert,
     hints: bool,
     time_window: u64,
-    counts: OpCounts,
 }
 
 impl std::fmt::Debug for OxSession {
@@ -326,10 +324,8 @@ impl OxSession {
             &[&self.peer, &self.own],
             Some(&self.own),
             env.now(),
-            &mut self.counts,
         )?;
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&ct);
+        let b64 = e2elab_core::b64::encode(&ct);
         if self.hints {
             outer.append_child(stanza::text_element("body", stanza::NS_CLIENT, PLACEHOLDER));
             outer.append_child(Element::bare("store", NS_HINTS));
@@ -361,9 +357,7 @@ impl OxSession {
             .chars()
             .filter(|c| !c.is_ascii_whitespace())
             .collect();
-        use base64::Engine;
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(text.as_bytes())
+        let data = e2elab_core::b64::decode(text.as_bytes())
             .map_err(|_| DecodeError::invalid("<openpgp>", "not base64"))?;
         // XEP-0373 §3.2: the message must come from the JID the key belongs to.
         if let Some(from) = m.attr("from") {
@@ -382,7 +376,6 @@ impl OxSession {
             &self.peer,
             SigRule::RequirePeer,
             env.now(),
-            &mut self.counts,
         )?;
         let xml = std::str::from_utf8(&plain)
             .map_err(|_| DecodeError::invalid("<signcrypt>", "not UTF-8"))?;
@@ -504,10 +497,6 @@ impl Session for OxSession {
 
     fn close(&mut self, _env: &mut Env, out: &mut Outbox) -> Result<()> {
         self.basics.close(out)
-    }
-
-    fn op_counts(&self) -> OpCounts {
-        self.counts
     }
 
     fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {

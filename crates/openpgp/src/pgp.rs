@@ -1,9 +1,23 @@
-//! The OpenPGP operations both profiles use, on Sequoia, with public-key
-//! operation counting at each backend call and typed errors.
+//! The OpenPGP operations both profiles use, on Sequoia, with typed errors
+//! and every primitive recorded in the operation log ([`e2elab_core::ops`]).
+//!
+//! Sequoia's OpenSSL backend runs the public-key operations; we record each
+//! at the call that causes it (a signature made, a PKESK made or tried, a
+//! signature checked). RSA private-key operations are recorded without CRT
+//! (`crt: false`): the backend builds the key from n, e and d for every
+//! operation. The symmetric work inside Sequoia's packet machinery is
+//! derived from its code path: SEIPDv1 encrypts the literal data with the
+//! session key's cipher in OpenPGP CFB mode and hashes it with SHA-1 for the
+//! MDC, charged at the plaintext's length (the packet framing adds tens of
+//! bytes); a signature hashes the signed data with its hash algorithm
+//! (recorded as the signature's bytes). Signatures are made with SHA-512,
+//! set explicitly (Sequoia's default).
 
-use e2elab_core::{DecodeError, Error, IdentityError, OpCounts, PeerMisbehaved, Timestamp};
+use e2elab_core::ops::{count, derive, CipherAlg, HashAlg, Lib, Op};
+use e2elab_core::{DecodeError, Error, IdentityError, PeerMisbehaved, Timestamp};
 use openpgp::cert::prelude::*;
 use openpgp::crypto::KeyPair;
+use openpgp::packet::key::{KeyParts, KeyRole};
 use openpgp::packet::prelude::*;
 use openpgp::packet::{PKESK, SKESK};
 use openpgp::parse::stream::{
@@ -14,7 +28,9 @@ use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
 use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Signer};
 use openpgp::serialize::{Serialize, SerializeInto};
-use openpgp::types::{Features, KeyFlags, SignatureType, SymmetricAlgorithm};
+use openpgp::types::{
+    Features, HashAlgorithm, KeyFlags, PublicKeyAlgorithm, SignatureType, SymmetricAlgorithm,
+};
 use openpgp::{Cert, KeyHandle, Profile};
 use sequoia_openpgp as openpgp;
 use std::io::{Read, Write};
@@ -235,14 +251,16 @@ pub fn sign_detached(
     data: &[u8],
     typ: SignatureType,
     t: Timestamp,
-    counts: &mut OpCounts,
 ) -> Result<Vec<u8>, Error> {
     let st = system_time(t);
     let keypair = signing_keypair(own, st)?;
+    let sign_op = sign_op(keypair.public());
     let mut sink = Vec::new();
     {
         let message = Message::new(&mut sink);
         let mut signer = Signer::with_template(message, keypair, SignatureBuilder::new(typ))
+            .map_err(be)?
+            .hash_algo(SIG_HASH)
             .map_err(be)?
             .detached()
             .creation_time(st)
@@ -251,7 +269,7 @@ pub fn sign_detached(
         signer.write_all(data).map_err(be)?;
         signer.finalize().map_err(be)?;
     }
-    counts.sign += 1;
+    count(sign_op, data.len());
     Ok(sink)
 }
 
@@ -262,7 +280,6 @@ pub fn encrypt(
     recipients: &[&Cert],
     signer: Option<&Cert>,
     t: Timestamp,
-    counts: &mut OpCounts,
 ) -> Result<Vec<u8>, Error> {
     let st = system_time(t);
     let p = policy(st);
@@ -286,11 +303,12 @@ pub fn encrypt(
             .into());
         }
     }
-    let n_keys = keys.len() as u64;
+    let pk_ops: Vec<Op> = keys.iter().map(|k| encrypt_op(k.key())).collect();
     let keypair = match signer {
         Some(c) => Some(signing_keypair(c, st)?),
         None => None,
     };
+    let sign_op = keypair.as_ref().map(|k| sign_op(k.public()));
     let mut sink = Vec::new();
     {
         let message = Message::new(&mut sink);
@@ -299,6 +317,8 @@ pub fn encrypt(
             .map_err(be)?;
         let message = match keypair {
             Some(kp) => Signer::new(message, kp)
+                .map_err(be)?
+                .hash_algo(SIG_HASH)
                 .map_err(be)?
                 .creation_time(st)
                 .build()
@@ -313,11 +333,104 @@ pub fn encrypt(
         w.write_all(plain).map_err(be)?;
         w.finalize().map_err(be)?;
     }
-    counts.pk_encrypt += n_keys;
-    if signer.is_some() {
-        counts.sign += 1;
+    for op in pk_ops {
+        count(op, 0);
     }
+    if let Some(op) = sign_op {
+        count(op, plain.len());
+    }
+    derive_seipd(SymmetricAlgorithm::default(), false, plain.len());
     Ok(sink)
+}
+
+/// The hash of every signature we make (Sequoia's default, set explicitly
+/// so the operation log can name it).
+const SIG_HASH: HashAlgorithm = HashAlgorithm::SHA512;
+
+fn hash_alg(h: HashAlgorithm) -> HashAlg {
+    match h {
+        HashAlgorithm::SHA1 => HashAlg::Sha1,
+        HashAlgorithm::SHA512 => HashAlg::Sha512,
+        _ => HashAlg::Sha256,
+    }
+}
+
+/// Whether `k` is an RSA key, and its modulus bits.
+fn rsa_info<P: KeyParts, R: KeyRole>(k: &Key<P, R>) -> Option<u16> {
+    #[allow(deprecated)]
+    let rsa = matches!(
+        k.pk_algo(),
+        PublicKeyAlgorithm::RSAEncryptSign
+            | PublicKeyAlgorithm::RSASign
+            | PublicKeyAlgorithm::RSAEncrypt
+    );
+    rsa.then(|| k.mpis().bits().unwrap_or(0) as u16)
+}
+
+/// What making a signature with `k` records (Sequoia: no CRT for RSA).
+fn sign_op<P: KeyParts, R: KeyRole>(k: &Key<P, R>) -> Op {
+    match rsa_info(k) {
+        Some(bits) => Op::RsaSign {
+            bits,
+            hash: hash_alg(SIG_HASH),
+            crt: false,
+        },
+        None => Op::Ed25519Sign,
+    }
+}
+
+/// What checking a signature by `k` records.
+fn verify_op<P: KeyParts, R: KeyRole>(k: &Key<P, R>, h: HashAlgorithm) -> Op {
+    match rsa_info(k) {
+        Some(bits) => Op::RsaVerify {
+            bits,
+            hash: hash_alg(h),
+        },
+        None => Op::Ed25519Verify,
+    }
+}
+
+/// What a PKESK for `k` records.
+fn encrypt_op<P: KeyParts, R: KeyRole>(k: &Key<P, R>) -> Op {
+    match rsa_info(k) {
+        Some(bits) => Op::RsaEncrypt { bits },
+        None => Op::X25519Encrypt,
+    }
+}
+
+/// What decrypting a PKESK with `k` records (Sequoia: no CRT for RSA).
+fn decrypt_op<P: KeyParts, R: KeyRole>(k: &Key<P, R>) -> Op {
+    match rsa_info(k) {
+        Some(bits) => Op::RsaDecrypt { bits, crt: false },
+        None => Op::X25519Decrypt,
+    }
+}
+
+/// SEIPDv1 over `len` bytes of literal data: the cipher in CFB mode and the
+/// SHA-1 MDC (derived, see the module docs).
+fn derive_seipd(a: SymmetricAlgorithm, decrypt: bool, len: usize) {
+    let alg = if a == SymmetricAlgorithm::AES128 {
+        CipherAlg::Aes128Cfb
+    } else {
+        CipherAlg::Aes256Cfb
+    };
+    derive(
+        Op::Cipher {
+            alg,
+            decrypt,
+            lib: Lib::Openssl,
+        },
+        1,
+        len as u64,
+    );
+    derive(
+        Op::Digest {
+            hash: HashAlg::Sha1,
+            lib: Lib::Openssl,
+        },
+        1,
+        len as u64,
+    );
 }
 
 /// Why a verification or decryption failed, kept by the helper so the
@@ -343,8 +456,9 @@ struct Helper<'a> {
     own: &'a Cert,
     peer: &'a Cert,
     rule: SigRule,
-    counts: &'a mut OpCounts,
     failure: &'a mut Option<Failure>,
+    /// The session key's algorithm, once a PKESK decrypted.
+    sym: &'a mut Option<SymmetricAlgorithm>,
 }
 
 impl VerificationHelper for Helper<'_> {
@@ -363,8 +477,8 @@ impl VerificationHelper for Helper<'_> {
             if let MessageLayer::SignatureGroup { results } = layer {
                 for r in results {
                     match r {
-                        Ok(_) => {
-                            self.counts.verify += 1;
+                        Ok(g) => {
+                            count(verify_op(g.ka.key(), g.sig.hash_algo()), 0);
                             good = true;
                         }
                         Err(VerificationError::MissingKey { sig }) => {
@@ -375,8 +489,8 @@ impl VerificationHelper for Helper<'_> {
                                 .unwrap_or_else(|| "(no issuer)".into());
                             failure.get_or_insert(Failure::UnknownKey(issuer));
                         }
-                        Err(VerificationError::BadSignature { .. }) => {
-                            self.counts.verify += 1;
+                        Err(VerificationError::BadSignature { sig, ka, .. }) => {
+                            count(verify_op(ka.key(), sig.hash_algo()), 0);
                             failure = Some(Failure::BadSignature);
                         }
                         Err(_) => {
@@ -430,9 +544,10 @@ impl DecryptionHelper for Helper<'_> {
                 let Ok(mut kp) = key.clone().into_keypair() else {
                     continue;
                 };
-                self.counts.pk_decrypt += 1;
+                count(decrypt_op(key), 0);
                 if let Some((algo, sk)) = pkesk.decrypt(&mut kp, sym_algo) {
                     if decrypt(algo, &sk) {
+                        *self.sym = algo;
                         return Ok(None);
                     }
                 }
@@ -582,10 +697,9 @@ pub fn decrypt(
     peer: &Cert,
     rule: SigRule,
     t: Timestamp,
-    counts: &mut OpCounts,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     looks_like_message(data)?;
-    guarded(|| decrypt_inner(data, own, peer, rule, t, counts))
+    guarded(|| decrypt_inner(data, own, peer, rule, t))
 }
 
 fn decrypt_inner(
@@ -594,19 +708,19 @@ fn decrypt_inner(
     peer: &Cert,
     rule: SigRule,
     t: Timestamp,
-    counts: &mut OpCounts,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     let st = system_time(t);
     let p = policy(st);
     let mut failure = None;
+    let mut sym = None;
     let mut out = Zeroizing::new(Vec::new());
     let r = (|| -> openpgp::Result<()> {
         let helper = Helper {
             own,
             peer,
             rule,
-            counts: &mut *counts,
             failure: &mut failure,
+            sym: &mut sym,
         };
         let mut d = DecryptorBuilder::from_bytes(data)?.with_policy(&p, Some(st), helper)?;
         d.read_to_end(&mut out)?;
@@ -615,6 +729,9 @@ fn decrypt_inner(
         }
         Ok(())
     })();
+    if let Some(a) = sym {
+        derive_seipd(a, true, out.len());
+    }
     match r {
         Ok(()) => Ok(out),
         Err(_) => Err(map_failure(failure)),
@@ -622,36 +739,25 @@ fn decrypt_inner(
 }
 
 /// Verify a detached signature by `peer` over `data` at `t`.
-pub fn verify_detached(
-    sig: &[u8],
-    data: &[u8],
-    peer: &Cert,
-    t: Timestamp,
-    counts: &mut OpCounts,
-) -> Result<(), Error> {
+pub fn verify_detached(sig: &[u8], data: &[u8], peer: &Cert, t: Timestamp) -> Result<(), Error> {
     if check_framing(sig)?.first() != Some(&2) {
         return Err(DecodeError::invalid("signature", "not an OpenPGP signature").into());
     }
-    guarded(|| verify_inner(sig, data, peer, t, counts))
+    guarded(|| verify_inner(sig, data, peer, t))
 }
 
-fn verify_inner(
-    sig: &[u8],
-    data: &[u8],
-    peer: &Cert,
-    t: Timestamp,
-    counts: &mut OpCounts,
-) -> Result<(), Error> {
+fn verify_inner(sig: &[u8], data: &[u8], peer: &Cert, t: Timestamp) -> Result<(), Error> {
     let st = system_time(t);
     let p = policy(st);
     let mut failure = None;
+    let mut sym = None;
     let r = (|| -> openpgp::Result<()> {
         let helper = Helper {
             own: peer,
             peer,
             rule: SigRule::RequirePeer,
-            counts: &mut *counts,
             failure: &mut failure,
+            sym: &mut sym,
         };
         let mut v = DetachedVerifierBuilder::from_bytes(sig)?.with_policy(&p, Some(st), helper)?;
         v.verify_bytes(data)?;

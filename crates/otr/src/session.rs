@@ -3,11 +3,11 @@
 use crate::carriage;
 use crate::ffi::{self, CbEvent, InsTag, Names, OpData, UserState};
 use crate::Version;
+use e2elab_core::ops::{self, Op};
 use e2elab_core::stanza;
 use e2elab_core::{
-    ApiMisuse, CountSource, DecodeError, Element, Env, Error, Event, OpCounts, Outbox,
-    PeerIdentity, PeerMisbehaved, ProtocolInfo, PublicIdentity, Result, Role, Session,
-    SessionState, StanzaKind, Warning,
+    ApiMisuse, DecodeError, Element, Env, Error, Event, Outbox, PeerIdentity, PeerMisbehaved,
+    ProtocolInfo, PublicIdentity, Result, Role, Session, SessionState, StanzaKind, Warning,
 };
 use libotr_sys as sys;
 use std::collections::VecDeque;
@@ -45,7 +45,6 @@ pub struct OtrSession {
     started: bool,
     their_instag: InsTag,
     pending: VecDeque<Element>,
-    ops: OpCounts,
     keyids: Option<(u32, u32)>,
     smp: SmpStatus,
     peer_fingerprint: Option<String>,
@@ -114,10 +113,6 @@ impl OtrSession {
             // OTRL_INSTAG_BEST until the AKE tells us the peer's instance.
             their_instag: sys::OTRL_INSTAG_BEST,
             pending: VecDeque::new(),
-            ops: OpCounts {
-                source: CountSource::Derived,
-                ..Default::default()
-            },
             keyids: None,
             smp: SmpStatus::None,
             peer_fingerprint: None,
@@ -221,7 +216,10 @@ impl OtrSession {
         carriage::internal_stanza(&self.local_jid, &self.peer_jid, text).map_err(Error::Decode)
     }
 
-    /// Count DH work from key-id changes (derived: libotr cannot be instrumented).
+    /// Record DH work from key-id changes (derived: libotr cannot be
+    /// instrumented). libotr keeps session keys for (our two keys) x (their
+    /// two keys): rotating our key makes a key pair and two new sessions,
+    /// a new key from the peer two new sessions.
     fn update_ratchet_counts(&mut self) {
         if self.state != SessionState::Established {
             return;
@@ -229,10 +227,10 @@ impl OtrSession {
         let inst = self.their_instag;
         let now = self.call().keyids(inst);
         if let (Some((o0, t0)), Some((o1, t1))) = (self.keyids, now) {
-            // Rotating our own key: 1 keygen + 2 session-key modexps.
-            self.ops.modexp += 3 * u64::from(o1.saturating_sub(o0));
-            // A new key from the peer: 2 session-key modexps.
-            self.ops.modexp += 2 * u64::from(t1.saturating_sub(t0));
+            let ours = u64::from(o1.saturating_sub(o0));
+            let theirs = u64::from(t1.saturating_sub(t0));
+            ops::derive(Op::OtrDhKeypair, ours, 0);
+            ops::derive(Op::OtrDhSession, 2 * ours + 2 * theirs, 0);
         }
         if now.is_some() {
             self.keyids = now;
@@ -246,12 +244,7 @@ impl OtrSession {
                 CbEvent::GoneSecure(i) => {
                     self.their_instag = i.their_instance;
                     self.state = SessionState::Established;
-                    // Per side, spec digest §7: 1 DH keygen + 1 shared-secret
-                    // modexp + 1 DSA sign + 1 DSA verify; plus libotr's first
-                    // rotation when it goes encrypted (1 keygen + 2 modexp).
-                    self.ops.modexp += 5;
-                    self.ops.sign += 1;
-                    self.ops.verify += 1;
+                    derive_ake();
                     self.keyids = None;
                     self.peer_fingerprint = i.fingerprint.clone();
                     if let (Some(pinned), Some(got)) = (
@@ -276,9 +269,7 @@ impl OtrSession {
                     }));
                 }
                 CbEvent::StillSecure(_) => {
-                    self.ops.modexp += 5;
-                    self.ops.sign += 1;
-                    self.ops.verify += 1;
+                    derive_ake();
                     self.keyids = None;
                     out.event(Event::Warning(Warning::Other(
                         "OTR session refreshed by a new AKE".into(),
@@ -364,6 +355,7 @@ impl OtrSession {
             // Never let anything but OTR text out (REQUIRE_ENCRYPTION holds this already).
             return Err(Error::Backend("libotr produced no OTR message".into()));
         }
+        derive_data_message(&injected, body.len(), false);
         let n = injected.len();
         for (i, t) in injected.iter().enumerate() {
             out.send(carriage::wire_stanza(app, t, i + 1 == n).map_err(Error::Decode)?);
@@ -479,6 +471,7 @@ impl OtrSession {
             out.event(Event::DeliveredUnprotected(shown));
         } else if decrypted && !r.ignore {
             if let Some(plain) = r.text.as_ref() {
+                derive_data_message(std::slice::from_ref(&body), plain.len(), true);
                 out.event(Event::Delivered(carriage::rebuild(&st, plain)));
             }
         }
@@ -592,10 +585,6 @@ impl Session for OtrSession {
         Ok(())
     }
 
-    fn op_counts(&self) -> OpCounts {
-        self.ops
-    }
-
     fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {
         let st = self
             .dangerous_state()
@@ -607,4 +596,78 @@ impl Session for OtrSession {
             data: e2elab_core::SecretBytes::new(data),
         })
     }
+}
+
+/// The AKE's public-key work on one side (derived, spec digest §7): a DH
+/// key pair and the shared secret, one DSA signature and one verification;
+/// plus libotr's first rotation when it goes encrypted (a key pair and two
+/// sessions). In libgcrypt powms: 2 base 2, 3 other bases. The AKE's
+/// hashing and AES over its few hundred bytes are not charged (well under
+/// 1% of these).
+fn derive_ake() {
+    ops::derive(Op::OtrDhKeypair, 2, 0);
+    ops::derive(Op::OtrDhSession, 3, 0);
+    ops::derive(Op::OtrDsaSign, 1, 0);
+    ops::derive(Op::OtrDsaVerify, 1, 0);
+}
+
+/// The symmetric work of one data message (derived from libotr's
+/// `otrl_proto_create_data` / `otrl_proto_accept_data`): AES-128-CTR over
+/// the message text, HMAC-SHA1 over the data message, libotr's base64 of
+/// it. `texts` are the OTR texts on the wire (a data message, or its
+/// fragments); nothing is recorded for anything else (AKE, query).
+fn derive_data_message(texts: &[String], plain_len: usize, receiving: bool) {
+    let data: usize = texts
+        .iter()
+        .filter(|t| is_data_text(t))
+        .map(|t| t.len())
+        .sum();
+    if data == 0 {
+        return;
+    }
+    // The binary data message is 3/4 of its base64.
+    let binary = (data * 3 / 4) as u64;
+    let lib = ops::Lib::Libgcrypt;
+    ops::derive(
+        Op::Cipher {
+            alg: ops::CipherAlg::Aes128Ctr,
+            decrypt: false,
+            lib,
+        },
+        1,
+        plain_len as u64,
+    );
+    ops::derive(
+        Op::Hmac {
+            hash: ops::HashAlg::Sha1,
+            lib,
+        },
+        1,
+        binary,
+    );
+    if receiving {
+        ops::derive(
+            Op::Base64Decode {
+                lib: ops::Lib::Libotr,
+            },
+            1,
+            data as u64,
+        );
+    } else {
+        ops::derive(
+            Op::Base64Encode {
+                lib: ops::Lib::Libotr,
+            },
+            1,
+            binary,
+        );
+    }
+}
+
+/// A data message (`?OTR:AAID`, `?OTR:AAMD`) or a fragment of one.
+fn is_data_text(t: &str) -> bool {
+    t.starts_with("?OTR:AAMD")
+        || t.starts_with("?OTR:AAID")
+        || t.starts_with("?OTR|")
+        || t.starts_with("?OTR,")
 }

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use e2elab_core::{
-    stanza, ApiMisuse, CountSource, Element, Error, Event, Options, PeerMisbehaved, Protocol, Role,
-    Session, SessionConfig, SessionState, Warning,
+    stanza, ApiMisuse, Element, Error, Event, Options, PeerMisbehaved, Protocol, Role, Session,
+    SessionConfig, SessionState, Warning,
 };
 use e2elab_otr::carriage;
 use e2elab_otr::{SmpStatus, Version, OTR_V2, OTR_V3};
@@ -89,16 +89,42 @@ fn handshake_is_query_plus_four_ake_messages() {
 
 #[test]
 fn ops_are_derived_and_grow_with_the_ratchet() {
+    use e2elab_core::ops::OpClass::{Modexp, Sign, Verify};
+    use e2elab_core::Op;
     let mut p = Pair::established(OTR_V3, &Options::new());
-    let c0 = p.p[0].s.op_counts();
-    assert_eq!(c0.source, CountSource::Derived);
-    assert_eq!((c0.modexp, c0.sign, c0.verify), (5, 1, 1));
+    for side in &p.p {
+        let c0 = &side.ops;
+        assert!(c0.public_key_derived());
+        assert_eq!(
+            (c0.calls_in(Modexp), c0.calls_in(Sign), c0.calls_in(Verify)),
+            (5, 1, 1)
+        );
+        // 2 key pairs (base-2 powms) and 3 agreements (other bases).
+        assert_eq!(
+            (
+                c0.get(&Op::OtrDhKeypair).calls,
+                c0.get(&Op::OtrDhSession).calls
+            ),
+            (2, 3)
+        );
+    }
     p.send_deliver(0, msg(0, "1", "one"));
     p.send_deliver(1, msg(1, "2", "two"));
     p.send_deliver(0, msg(0, "3", "three"));
-    assert!(p.p[0].s.op_counts().modexp > 5);
-    assert!(p.p[1].s.op_counts().modexp > 5);
-    assert_eq!(p.p[0].s.op_counts().sign, 1);
+    assert!(p.p[0].ops.calls_in(Modexp) > 5);
+    assert!(p.p[1].ops.calls_in(Modexp) > 5);
+    assert_eq!(p.p[0].ops.calls_in(Sign), 1);
+    // Every data message: AES-CTR over its text, both ways.
+    let aes = |i: usize| {
+        p.p[i]
+            .ops
+            .iter()
+            .filter(|(o, _)| matches!(o, Op::Cipher { .. }))
+            .map(|(_, t)| t.bytes)
+            .sum::<u64>()
+    };
+    assert_eq!(aes(0), ("one".len() + "three".len() + "two".len()) as u64);
+    assert_eq!(aes(0), aes(1));
 }
 
 #[test]

@@ -23,10 +23,11 @@
 
 use e2elab_core::claims::{AfterBadInput, Property, ProtocolInfo};
 use e2elab_core::error::backend;
+use e2elab_core::ops::{count, HashAlg, Op};
 use e2elab_core::{
-    stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, Identity, IdentityError, OpCounts,
-    Outbox, PeerIdentity, PeerMisbehaved, Protocol, PublicIdentity, Result, Role, SecretBytes,
-    Session, SessionConfig, SessionState, StanzaKind,
+    stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, Identity, IdentityError, Outbox,
+    PeerIdentity, PeerMisbehaved, Protocol, PublicIdentity, Result, Role, SecretBytes, Session,
+    SessionConfig, SessionState, StanzaKind,
 };
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private, Public};
@@ -165,7 +166,6 @@ impl Protocol for PlainControlProfile {
             next_rx: 0,
             announced: false,
             closed: false,
-            ops: OpCounts::default(),
         }))
     }
 }
@@ -182,7 +182,6 @@ pub struct ControlSession {
     next_rx: u64,
     announced: bool,
     closed: bool,
-    ops: OpCounts,
 }
 
 impl std::fmt::Debug for ControlSession {
@@ -235,14 +234,20 @@ pub fn verify_signed_clear(el: &Element, key: &PKey<Public>) -> Result<Element> 
         rest.append_node(n);
     }
     let sig = sig.ok_or_else(|| DecodeError::Missing("<sig/>".into()))?;
-    use base64::Engine;
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(sig.trim())
+    let sig = e2elab_core::b64::decode(sig.trim())
         .map_err(|_| DecodeError::invalid("sig", "not base64"))?;
     let mut v = Verifier::new(MessageDigest::sha256(), key).map_err(backend)?;
-    v.update(stanza::serialize(&rest).as_bytes())
-        .map_err(backend)?;
-    if !v.verify(&sig).unwrap_or(false) {
+    let signed = stanza::serialize(&rest);
+    v.update(signed.as_bytes()).map_err(backend)?;
+    let ok = v.verify(&sig).unwrap_or(false);
+    count(
+        Op::RsaVerify {
+            bits: key.bits() as u16,
+            hash: HashAlg::Sha256,
+        },
+        signed.len(),
+    );
+    if !ok {
         return Err(PeerMisbehaved::BadSignature.into());
     }
     Ok(rest)
@@ -284,15 +289,21 @@ impl Session for ControlSession {
                     .as_ref()
                     .ok_or_else(|| Error::Backend("no key".into()))?;
                 let mut s = Signer::new(MessageDigest::sha256(), key).map_err(backend)?;
-                s.update(stanza::serialize(&el).as_bytes())
-                    .map_err(backend)?;
+                let signed = stanza::serialize(&el);
+                s.update(signed.as_bytes()).map_err(backend)?;
                 let sig = s.sign_to_vec().map_err(backend)?;
-                self.ops.sign += 1;
-                use base64::Engine;
+                count(
+                    Op::RsaSign {
+                        bits: key.bits() as u16,
+                        hash: HashAlg::Sha256,
+                        crt: true,
+                    },
+                    signed.len(),
+                );
                 wire.append_child(stanza::text_element(
                     "sig",
                     NS_SIG,
-                    &base64::engine::general_purpose::STANDARD.encode(sig),
+                    &e2elab_core::b64::encode(sig),
                 ));
             }
             PlainControl::StrictSequence => {
@@ -318,7 +329,6 @@ impl Session for ControlSession {
                     .peer_key
                     .as_ref()
                     .ok_or_else(|| Error::Backend("no peer key".into()))?;
-                self.ops.verify += 1;
                 verify_signed_clear(&el, key)?
             }
             PlainControl::StrictSequence => {
@@ -347,10 +357,6 @@ impl Session for ControlSession {
         self.key = None;
         out.event(Event::Closed);
         Ok(())
-    }
-
-    fn op_counts(&self) -> OpCounts {
-        self.ops
     }
 
     fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {

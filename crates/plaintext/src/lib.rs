@@ -18,11 +18,11 @@
 #![forbid(unsafe_code)]
 
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
+use e2elab_core::Role;
 use e2elab_core::{
     ApiMisuse, DecodeError, Element, Env, Event, Identity, Outbox, PeerIdentity, Protocol,
     PublicIdentity, Result, SecretBytes, Session, SessionConfig, SessionState, StanzaKind,
 };
-use e2elab_core::{OpCounts, Role};
 use std::sync::OnceLock;
 
 pub mod controls;
@@ -230,10 +230,6 @@ impl Session for PlaintextSession {
         self.closed = true;
         out.event(Event::Closed);
         Ok(())
-    }
-
-    fn op_counts(&self) -> OpCounts {
-        OpCounts::default()
     }
 
     fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {

@@ -2,10 +2,20 @@
 //! RFC 3923 §6.10 mandates and the signing time comes from the virtual
 //! clock), verified by OpenSSL's `CMS_verify`; EnvelopedData through
 //! OpenSSL's `CMS_encrypt` / `CMS_decrypt` (RSA PKCS#1 v1.5 key transport).
+//!
+//! Operation log: what we run ourselves (the content digest and the
+//! signature of a SignedData) is counted at the call; what runs inside
+//! OpenSSL's CMS calls is derived from its code path: `CMS_encrypt` makes
+//! one RSA encryption per recipient and encrypts the content with the
+//! content cipher; `CMS_decrypt` one RSA decryption and the content
+//! decryption; `CMS_verify` digests the content once and verifies one RSA
+//! signature over the signed attributes (the signer's certificate is a
+//! trusted self-signed one, whose own signature OpenSSL does not check).
 
 use crate::cert;
 use crate::der::{self, oids};
 use e2elab_core::error::backend;
+use e2elab_core::ops::{count, derive, CipherAlg, HashAlg, Lib, Op};
 use e2elab_core::{DecodeError, Error, PeerMisbehaved, Result, Timestamp};
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::hash::MessageDigest;
@@ -31,6 +41,13 @@ impl Digest {
         match self {
             Digest::Sha1 => MessageDigest::sha1(),
             Digest::Sha256 => MessageDigest::sha256(),
+        }
+    }
+
+    fn alg(self) -> HashAlg {
+        match self {
+            Digest::Sha1 => HashAlg::Sha1,
+            Digest::Sha256 => HashAlg::Sha256,
         }
     }
 
@@ -78,6 +95,13 @@ pub fn sign_detached(
     let (issuer, serial) = cert::issuer_and_serial(cert_der)
         .ok_or_else(|| backend("own certificate has no issuer/serial"))?;
     let md = openssl::hash::hash(digest.md(), content).map_err(backend)?;
+    count(
+        Op::Digest {
+            hash: digest.alg(),
+            lib: Lib::Openssl,
+        },
+        content.len(),
+    );
     let attr = |oid: &[u64], value: Vec<u8>| der::seq(&[&der::oid(oid), &der::set_of(vec![value])]);
     let attrs = der::set_of_content(vec![
         attr(oids::CONTENT_TYPE, der::oid(oids::DATA)),
@@ -86,9 +110,16 @@ pub fn sign_detached(
     ]);
     // The signature covers the attributes encoded as a SET (RFC 5652 §5.4).
     let mut signer = Signer::new(digest.md(), key).map_err(backend)?;
-    let sig = signer
-        .sign_oneshot_to_vec(&der::tlv(0x31, &attrs))
-        .map_err(backend)?;
+    let signed_attrs = der::tlv(0x31, &attrs);
+    let sig = signer.sign_oneshot_to_vec(&signed_attrs).map_err(backend)?;
+    count(
+        Op::RsaSign {
+            bits: key.bits() as u16,
+            hash: digest.alg(),
+            crt: true,
+        },
+        signed_attrs.len(),
+    );
     let digest_alg = der::seq(&[&der::oid(digest.oid())]);
     let signer_info = der::seq(&[
         &der::small_int(1),
@@ -149,9 +180,28 @@ pub fn verify_detached(
     sig_der: &[u8],
     content: &[u8],
     signer: &X509,
+    digest: Digest,
     now: Timestamp,
 ) -> Result<()> {
     let mut cms = parse(sig_der, "signature")?;
+    // Derived (see the module docs); the signed attributes are about 100
+    // bytes, charged as none.
+    derive(
+        Op::Digest {
+            hash: digest.alg(),
+            lib: Lib::Openssl,
+        },
+        1,
+        content.len() as u64,
+    );
+    derive(
+        Op::RsaVerify {
+            bits: signer.public_key().map(|k| k.bits()).unwrap_or(0) as u16,
+            hash: digest.alg(),
+        },
+        1,
+        0,
+    );
     let bad = |_| Error::from(PeerMisbehaved::BadSignature);
     let mut certs = Stack::new().map_err(backend)?;
     certs.push(signer.clone()).map_err(backend)?;
@@ -177,17 +227,65 @@ pub fn encrypt(content: &[u8], recipient: &X509, cipher: Cipher) -> Result<Vec<u
     certs.push(recipient.clone()).map_err(backend)?;
     let cms =
         CmsContentInfo::encrypt(&certs, content, cipher, CMSOptions::BINARY).map_err(backend)?;
+    derive(
+        Op::RsaEncrypt {
+            bits: recipient.public_key().map(|k| k.bits()).unwrap_or(0) as u16,
+        },
+        1,
+        0,
+    );
+    derive(
+        Op::Cipher {
+            alg: content_alg(cipher),
+            decrypt: false,
+            lib: Lib::Openssl,
+        },
+        1,
+        content.len() as u64,
+    );
     cms.to_der().map_err(backend)
 }
 
 /// Decrypt an EnvelopedData with our key and certificate.
-pub fn decrypt(der_in: &[u8], key: &PKey<Private>, cert: &X509) -> Result<Vec<u8>> {
-    decrypt_parsed(&parse(der_in, "EnvelopedData")?, key, cert)
+pub fn decrypt(der_in: &[u8], key: &PKey<Private>, cert: &X509, cipher: Cipher) -> Result<Vec<u8>> {
+    decrypt_parsed(&parse(der_in, "EnvelopedData")?, key, cert, cipher)
 }
 
 /// Decrypt a parsed EnvelopedData (one RSA private-key operation).
-pub fn decrypt_parsed(cms: &CmsContentInfo, key: &PKey<Private>, cert: &X509) -> Result<Vec<u8>> {
-    cms.decrypt(key, cert).map_err(|_| Error::DecryptFailed)
+pub fn decrypt_parsed(
+    cms: &CmsContentInfo,
+    key: &PKey<Private>,
+    cert: &X509,
+    cipher: Cipher,
+) -> Result<Vec<u8>> {
+    derive(
+        Op::RsaDecrypt {
+            bits: key.bits() as u16,
+            crt: true,
+        },
+        1,
+        0,
+    );
+    let out = cms.decrypt(key, cert).map_err(|_| Error::DecryptFailed)?;
+    derive(
+        Op::Cipher {
+            alg: content_alg(cipher),
+            decrypt: true,
+            lib: Lib::Openssl,
+        },
+        1,
+        out.len() as u64,
+    );
+    Ok(out)
+}
+
+/// The operation-log name of a content cipher.
+fn content_alg(c: Cipher) -> CipherAlg {
+    if c.key_len() == 32 {
+        CipherAlg::Aes256Cbc
+    } else {
+        CipherAlg::Aes128Cbc
+    }
 }
 
 #[cfg(test)]
@@ -213,22 +311,22 @@ mod tests {
                 let s1 = sign_detached(b"content", &der_a, &key_a, digest, now, attach).unwrap();
                 let s2 = sign_detached(b"content", &der_a, &key_a, digest, now, attach).unwrap();
                 assert_eq!(s1, s2, "PKCS#1 v1.5 and our attributes are deterministic");
-                verify_detached(&s1, b"content", &cert_a, now).unwrap();
+                verify_detached(&s1, b"content", &cert_a, digest, now).unwrap();
                 assert_eq!(attached_certs(&s1).len(), usize::from(attach));
                 assert!(matches!(
-                    verify_detached(&s1, b"contenT", &cert_a, now),
+                    verify_detached(&s1, b"contenT", &cert_a, digest, now),
                     Err(Error::PeerMisbehaved(PeerMisbehaved::BadSignature))
                 ));
-                assert!(verify_detached(&s1, b"content", &cert_b, now).is_err());
+                assert!(verify_detached(&s1, b"content", &cert_b, digest, now).is_err());
             }
         }
         // Outside the certificate's validity on the virtual clock: before notBefore.
         let s = sign_detached(b"c", &der_a, &key_a, Digest::Sha1, now, false).unwrap();
         let early = Timestamp(now.0 - (cert::NOT_BEFORE_SLACK_SECS + 10) * 1_000_000);
-        assert!(verify_detached(&s, b"c", &cert_a, early).is_err());
+        assert!(verify_detached(&s, b"c", &cert_a, Digest::Sha1, early).is_err());
         // Decades later the pinned certificate is still valid.
         let later = now.plus(std::time::Duration::from_secs(30 * 365 * 86_400));
-        verify_detached(&s, b"c", &cert_a, later).unwrap();
+        verify_detached(&s, b"c", &cert_a, Digest::Sha1, later).unwrap();
     }
 
     #[test]
@@ -236,14 +334,20 @@ mod tests {
         let (_, key_a, cert_a) = ident("a@x");
         let (_, key_b, cert_b) = ident("b@y");
         let e = encrypt(b"secret", &cert_b, Cipher::aes_128_cbc()).unwrap();
-        assert_eq!(decrypt(&e, &key_b, &cert_b).unwrap(), b"secret");
-        assert_eq!(decrypt(&e, &key_a, &cert_a), Err(Error::DecryptFailed));
+        assert_eq!(
+            decrypt(&e, &key_b, &cert_b, Cipher::aes_128_cbc()).unwrap(),
+            b"secret"
+        );
+        assert_eq!(
+            decrypt(&e, &key_a, &cert_a, Cipher::aes_128_cbc()),
+            Err(Error::DecryptFailed)
+        );
         let mut trailing = e.clone();
         trailing.push(0);
         assert!(matches!(
-            decrypt(&trailing, &key_b, &cert_b),
+            decrypt(&trailing, &key_b, &cert_b, Cipher::aes_128_cbc()),
             Err(Error::Decode(_))
         ));
-        assert!(decrypt(&e[..e.len() / 2], &key_b, &cert_b).is_err());
+        assert!(decrypt(&e[..e.len() / 2], &key_b, &cert_b, Cipher::aes_128_cbc()).is_err());
     }
 }

@@ -20,8 +20,8 @@
 //! here through [`SessionConfig::peer_public`], and a session is
 //! `Established` from creation. Each stanza costs the sender one RSA
 //! signature and one RSA key transport encryption, and the receiver one RSA
-//! decryption and one verification; [`Session::op_counts`] counts them at the
-//! call.
+//! decryption and one verification, recorded in the operation log
+//! ([`e2elab_core::ops`]; see [`cms`] for what is counted and what derived).
 //!
 //! ## Threat model
 //! Protects, against the server and anyone on the path, the *content* of a
@@ -202,13 +202,12 @@ pub mod errors;
 pub mod mime;
 pub mod payload;
 
-use base64::Engine as _;
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::stanza::{self, bare_jid, NS_CLIENT};
 use e2elab_core::{
-    ApiMisuse, CountSource, DecodeError, Element, Env, Event, Identity, IdentityError, OpCounts,
-    Outbox, PeerIdentity, PeerMisbehaved, Protocol, PublicIdentity, Result, Role, SecretBytes,
-    Session, SessionConfig, SessionState, StanzaKind, Timestamp, Warning,
+    ApiMisuse, DecodeError, Element, Env, Event, Identity, IdentityError, Outbox, PeerIdentity,
+    PeerMisbehaved, Protocol, PublicIdentity, Result, Role, SecretBytes, Session, SessionConfig,
+    SessionState, StanzaKind, Timestamp, Warning,
 };
 use openssl::pkey::{PKey, Private};
 use openssl::symm::Cipher;
@@ -252,6 +251,14 @@ impl Profile {
         match self {
             Profile::Classic => cms::Digest::Sha1,
             Profile::Modern => cms::Digest::Sha256,
+        }
+    }
+
+    /// The digest, as the operation log names it.
+    pub fn digest_alg(self) -> e2elab_core::ops::HashAlg {
+        match self {
+            Profile::Classic => e2elab_core::ops::HashAlg::Sha1,
+            Profile::Modern => e2elab_core::ops::HashAlg::Sha256,
         }
     }
 
@@ -413,7 +420,6 @@ impl Protocol for Rfc3923 {
             memory: self.memory.clone(),
             announced: false,
             closed: false,
-            ops: OpCounts::default(),
         }))
     }
 }
@@ -438,7 +444,6 @@ pub struct Rfc3923Session {
     memory: Arc<Mutex<ReplayMemory>>,
     announced: bool,
     closed: bool,
-    ops: OpCounts,
 }
 
 impl std::fmt::Debug for Rfc3923Session {
@@ -553,7 +558,7 @@ impl Rfc3923Session {
         outer.append_child(stanza::text_element(
             "e2e",
             NS_E2E,
-            &base64::engine::general_purpose::STANDARD.encode(env_der),
+            &e2elab_core::b64::encode(env_der),
         ));
         Ok(outer)
     }
@@ -580,16 +585,25 @@ impl Rfc3923Session {
         }
         let der = mime::decode_base64(text.as_bytes(), "e2e")?;
         let enveloped = cms::parse(&der, "EnvelopedData")?;
-        self.ops.pk_decrypt += 1;
         let key = self.check_open()?;
-        let signed = Zeroizing::new(cms::decrypt_parsed(&enveloped, key, &self.own_cert)?);
+        let signed = Zeroizing::new(cms::decrypt_parsed(
+            &enveloped,
+            key,
+            &self.own_cert,
+            self.profile.cipher(),
+        )?);
         // A padding failure and a garbled MIME structure after decryption give the
         // same opaque error: distinguishing them would be a CBC padding oracle on
         // the malleable EnvelopedData.
         let parts =
             mime::parse_multipart_signed(&signed).map_err(|_| e2elab_core::Error::DecryptFailed)?;
-        self.ops.verify += 1;
-        cms::verify_detached(&parts.signature, &parts.content, &self.peer_cert, now)?;
+        cms::verify_detached(
+            &parts.signature,
+            &parts.content,
+            &self.peer_cert,
+            self.profile.digest(),
+            now,
+        )?;
         if !cert::cert_names_jid(&self.peer_cert_der, from_bare) {
             return Err(IdentityError::JidMismatch(from_bare.to_string()).into());
         }
@@ -715,8 +729,6 @@ impl Session for Rfc3923Session {
         let ts = self.next_timestamp(now);
         let attach = self.attach_cert(now);
         let outer = self.protect(env, &app, ts, attach)?;
-        self.ops.sign += 1;
-        self.ops.pk_encrypt += 1;
         self.last_sent = Some(ts);
         if attach {
             self.last_cert_attached = Some(now);
@@ -786,13 +798,6 @@ impl Session for Rfc3923Session {
         self.key = None;
         out.event(Event::Closed);
         Ok(())
-    }
-
-    fn op_counts(&self) -> OpCounts {
-        OpCounts {
-            source: CountSource::Counted,
-            ..self.ops
-        }
     }
 
     fn dangerous_export_state(&self) -> Result<e2elab_core::StateExport> {

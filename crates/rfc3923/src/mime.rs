@@ -3,7 +3,6 @@
 //! blank line, body), and the RFC 1847 `multipart/signed` wrapper with a
 //! detached `application/pkcs7-signature` part.
 
-use base64::Engine as _;
 use e2elab_core::{DecodeError, Result};
 
 const CRLF: &str = "\r\n";
@@ -499,7 +498,7 @@ pub const SIGNATURE_DISPOSITION: &str = "attachment;handling=required;filename=s
 /// Build `multipart/signed` around `signed` (the exact signed octets) and a
 /// DER signature (base64 in its part, 64-column lines).
 pub fn multipart_signed(signed: &[u8], sig_der: &[u8], boundary: &str, micalg: &str) -> Vec<u8> {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(sig_der);
+    let b64 = e2elab_core::b64::encode(sig_der);
     let mut out = String::new();
     out.push_str(&format!(
         "Content-Type: multipart/signed; boundary=\"{boundary}\"; micalg={micalg}; protocol=\"application/pkcs7-signature\"{CRLF}"
@@ -658,9 +657,7 @@ pub fn decode_base64(text: &[u8], field: &str) -> Result<Vec<u8>, DecodeError> {
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(&compact)
-        .map_err(|_| invalid(field, "not base64"))
+    e2elab_core::b64::decode(&compact).map_err(|_| invalid(field, "not base64"))
 }
 
 #[cfg(test)]

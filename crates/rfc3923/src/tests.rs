@@ -139,11 +139,11 @@ fn with_e2e_text(w: &Element, text: &str) -> Element {
 }
 
 fn b64(d: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(d)
+    e2elab_core::b64::encode(d)
 }
 
 fn unb64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    e2elab_core::b64::decode(s).unwrap()
 }
 
 #[test]
@@ -156,22 +156,41 @@ fn round_trip_both_profiles_with_op_counts() {
         a.start(&mut env_at(t0()), &mut out).unwrap();
         assert_eq!(out.pending_transmits(), 0, "no handshake");
         let m = msg(ALICE, BOB, "1", "Wherefore art thou, Romeo?");
-        let w = wire(a.as_mut(), later(1), &m);
+        let (w, sent) = e2elab_core::ops::recorded(|| wire(a.as_mut(), later(1), &m));
         assert_eq!(w.attr("from"), m.attr("from"));
         assert_eq!(w.attr("type"), Some("chat"));
-        let g = receive(b.as_mut(), later(2), w);
+        let (g, got) = e2elab_core::ops::recorded(|| receive(b.as_mut(), later(2), w));
         g.result.unwrap();
         assert_eq!(g.delivered, vec![m]);
-        let (oa, ob) = (a.op_counts(), b.op_counts());
-        assert_eq!(
-            (oa.sign, oa.pk_encrypt, oa.verify, oa.pk_decrypt),
-            (1, 1, 0, 0)
+        use e2elab_core::ops::OpClass::*;
+        let classes = |l: &e2elab_core::OpLog| {
+            [Sign, PkEncrypt, Verify, PkDecrypt, Modexp].map(|c| l.calls_in(c))
+        };
+        assert_eq!(classes(&sent), [1, 1, 0, 0, 0]);
+        assert_eq!(classes(&got), [0, 0, 1, 1, 0]);
+        // The signature is ours (counted), the key transport OpenSSL's (derived).
+        let hash = profile.digest_alg();
+        let sign = sent.get(&e2elab_core::Op::RsaSign {
+            bits: 2048,
+            hash,
+            crt: true,
+        });
+        assert!(sign.calls == 1 && !sign.derived);
+        assert!(
+            sent.get(&e2elab_core::Op::RsaEncrypt { bits: 2048 })
+                .derived
         );
-        assert_eq!(
-            (ob.sign, ob.pk_encrypt, ob.verify, ob.pk_decrypt),
-            (0, 0, 1, 1)
-        );
-        assert_eq!(oa.source, CountSource::Counted);
+        // The content cipher ran over at least the message's bytes.
+        let cbc = |decrypt| {
+            sent.iter()
+                .chain(got.iter())
+                .filter(|(o, _)| {
+                    matches!(o, e2elab_core::Op::Cipher { decrypt: d, .. } if *d == decrypt)
+                })
+                .map(|(_, t)| t.bytes)
+                .sum::<u64>()
+        };
+        assert!(cbc(false) > 26 && cbc(true) > 26);
         // The micalg names the profile's digest.
         let env_der = unb64(&e2e_text(&wire(
             a.as_mut(),
@@ -180,7 +199,7 @@ fn round_trip_both_profiles_with_op_counts() {
         )));
         let key = cert::load_key(ids(profile)[1].secret().expose()).unwrap();
         let c = cert::load_cert(&ids(profile)[1].public.data).unwrap();
-        let signed = cms::decrypt(&env_der, &key, &c).unwrap();
+        let signed = cms::decrypt(&env_der, &key, &c, profile.cipher()).unwrap();
         let parts = mime::parse_multipart_signed(&signed).unwrap();
         assert_eq!(parts.micalg, profile.digest().micalg());
     }
@@ -265,7 +284,7 @@ fn directed_presence_goes_as_pidf_and_broadcast_is_refused() {
 fn attached(profile: Profile, w: &Element) -> usize {
     let key = cert::load_key(ids(profile)[1].secret().expose()).unwrap();
     let c = cert::load_cert(&ids(profile)[1].public.data).unwrap();
-    let signed = cms::decrypt(&unb64(&e2e_text(w)), &key, &c).unwrap();
+    let signed = cms::decrypt(&unb64(&e2e_text(w)), &key, &c, profile.cipher()).unwrap();
     cms::attached_certs(&mime::parse_multipart_signed(&signed).unwrap().signature).len()
 }
 
@@ -381,7 +400,7 @@ fn forwarded_message_is_refused() {
     let w = wire(a.as_mut(), later(1), &msg(ALICE, BOB, "1", "for Bob only"));
     let bkey = cert::load_key(ids(p)[1].secret().expose()).unwrap();
     let bcert = cert::load_cert(&ids(p)[1].public.data).unwrap();
-    let signed = cms::decrypt(&unb64(&e2e_text(&w)), &bkey, &bcert).unwrap();
+    let signed = cms::decrypt(&unb64(&e2e_text(&w)), &bkey, &bcert, p.cipher()).unwrap();
     let ccert = cert::load_cert(&ids(p)[2].public.data).unwrap();
     let again = cms::encrypt(&signed, &ccert, p.cipher()).unwrap();
     let mut fw = with_e2e_text(&w, &b64(&again));

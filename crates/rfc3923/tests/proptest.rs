@@ -189,7 +189,7 @@ fn fixture() -> &'static Fixture {
             .unwrap();
         let key = openssl::pkey::PKey::private_key_from_pkcs8(bob.secret().expose()).unwrap();
         let cert = openssl::x509::X509::from_der(&bob.public.data).unwrap();
-        let signed = cms::decrypt(&der, &key, &cert).unwrap();
+        let signed = cms::decrypt(&der, &key, &cert, openssl::symm::Cipher::aes_128_cbc()).unwrap();
         Fixture {
             alice,
             bob,

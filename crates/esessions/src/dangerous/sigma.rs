@@ -10,8 +10,7 @@ use crate::prim::{self, DhPrivate, ExponentSize, Group};
 use crate::sigma::{
     check_content_signature, ProofRecord, SigmaExport, NS_CONTROL_SIG, NS_FEATURE, NS_INIT,
 };
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use e2elab_core::b64;
 use e2elab_core::error::backend;
 use e2elab_core::{ct_eq, stanza, Element, Env, Error, Result, SecretBytes};
 use openssl::bn::BigNum;
@@ -234,7 +233,7 @@ impl Observer {
             return Ok(());
         };
         let g = Group::get(gid)?;
-        let mut ops = prim::Ops::default();
+        let ops = prim::Ops;
         for pi in 0..self.privates.len() {
             // Does a leaked-identity derivation match a public value? (evidence)
             for qi in 0..self.publics.len() {
@@ -511,7 +510,7 @@ impl Observer {
             .iter()
             .map(|(n, v)| {
                 if *n == "key" {
-                    (*n, B64.encode(e.to_vec()))
+                    (*n, b64::encode(e.to_vec()))
                 } else {
                     (*n, v.clone())
                 }
@@ -525,7 +524,7 @@ impl Observer {
         for (n, v) in &parts {
             newc.append_child(stanza::text_element(n, NS_C, v));
         }
-        newc.append_child(stanza::text_element("mac", NS_C, &B64.encode(mac)));
+        newc.append_child(stanza::text_element("mac", NS_C, &b64::encode(mac)));
         replace_c(&mut el, newc);
         let xml = stanza::serialize(&el);
         self.add_private(x, "the attacker's own rekey value");
@@ -583,7 +582,7 @@ impl Observer {
                     .iter()
                     .map(|(n, v)| {
                         if *n == "data" {
-                            (*n, B64.encode(&data))
+                            (*n, b64::encode(&data))
                         } else {
                             (*n, v.clone())
                         }
@@ -597,7 +596,7 @@ impl Observer {
                 for (n, v) in &parts {
                     newc.append_child(stanza::text_element(n, NS_C, v));
                 }
-                newc.append_child(stanza::text_element("mac", NS_C, &B64.encode(fmac)));
+                newc.append_child(stanza::text_element("mac", NS_C, &b64::encode(fmac)));
                 replace_c(&mut el, newc);
                 if !found.iter().any(|(i, _, _)| i == ci) {
                     found.push((*ci, *pi, stanza::serialize(&el)));
@@ -682,7 +681,7 @@ pub fn judge(
         });
     };
     let pk = keys::public_from_bytes(kv)?;
-    let mut ops = prim::Ops::default();
+    let mut ops = prim::Ops;
     Ok(match check_content_signature(&mut ops, &pk, parsed) {
         Ok(_) => Verdict {
             authentic: true,
@@ -739,12 +738,12 @@ pub fn simulate(
     if signed_messages {
         if let Some(k) = own_key {
             let data: String = protected.iter().map(stanza::serialize).collect();
-            let mut ops = prim::Ops::default();
+            let ops = prim::Ops;
             let sig = ops.rsa_sign(k, MessageDigest::sha256(), data.as_bytes())?;
             protected.push(stanza::text_element(
                 "sig",
                 NS_CONTROL_SIG,
-                &B64.encode(sig),
+                &b64::encode(sig),
             ));
         }
     }
@@ -753,14 +752,14 @@ pub fn simulate(
         m.push(' ');
     }
     let ct = prim::aes_ctr(&kc, ctr, m.as_bytes())?;
-    let parts = vec![("data", B64.encode(ct))];
+    let parts = vec![("data", b64::encode(ct))];
     let mac = prim::hmac_sha256(
         &km,
         &[m_content(&parts).as_bytes(), &prim::counter_bytes(ctr)],
     )?;
     let mut c = Element::bare("c", NS_C);
     c.append_child(stanza::text_element("data", NS_C, &parts[0].1));
-    c.append_child(stanza::text_element("mac", NS_C, &B64.encode(mac)));
+    c.append_child(stanza::text_element("mac", NS_C, &b64::encode(mac)));
     let mut el = stanza::parse(template)?;
     replace_c(&mut el, c);
     Ok(stanza::serialize(&el))
@@ -814,7 +813,7 @@ pub fn judge_participation(record: &ProofRecord, signer_key_value: &[u8]) -> Res
         });
     }
     let pk = keys::public_from_bytes(signer_key_value)?;
-    let mut ops = prim::Ops::default();
+    let ops = prim::Ops;
     let ok = ops.rsa_verify(&pk, MessageDigest::sha256(), &signed, &unhex(&record.sig)?)?;
     Ok(Verdict {
         authentic: ok && binds,
@@ -861,7 +860,7 @@ pub fn simulate_participation(
     let sig = match (record.sig.is_empty(), own_key) {
         (true, _) => String::new(),
         (false, Some(k)) => {
-            let mut ops = prim::Ops::default();
+            let ops = prim::Ops;
             hex::encode(ops.rsa_sign(k, MessageDigest::sha256(), &signed)?)
         }
         (false, None) => hex::encode(vec![0u8; unhex(&record.sig)?.len()]),
@@ -985,7 +984,7 @@ pub fn substitute_identity(
     };
     let form_type = x.attr("type").unwrap_or("").to_string();
     let mut replaced = false;
-    let mut ops = prim::Ops::default();
+    let ops = prim::Ops;
     // Who is proving: a responder form (submit/init) proves d with (n_a, n_b);
     // the initiator's result form proves e with (n_b, n_a).
     let prover_is_responder = form_type == "submit" || is_init;
@@ -1014,7 +1013,7 @@ pub fn substitute_identity(
             let sig = ops.rsa_sign(eve, MessageDigest::sha256(), &data)?;
             let mut pt = eve_kv.clone();
             pt.extend_from_slice(
-                format!("<SignatureValue>{}</SignatureValue>", B64.encode(sig)).as_bytes(),
+                format!("<SignatureValue>{}</SignatureValue>", b64::encode(sig)).as_bytes(),
             );
             pt
         } else {
@@ -1027,7 +1026,7 @@ pub fn substitute_identity(
                     let sig =
                         ops.rsa_sign(eve, MessageDigest::sha256(), &env.random_array::<32>())?;
                     pt.extend_from_slice(
-                        format!("<SignatureValue>{}</SignatureValue>", B64.encode(sig)).as_bytes(),
+                        format!("<SignatureValue>{}</SignatureValue>", b64::encode(sig)).as_bytes(),
                     );
                 }
                 None => pt.extend_from_slice(&env.random_array::<32>()),
@@ -1036,13 +1035,13 @@ pub fn substitute_identity(
             new_mac = Some(prim::hmac_sha256(&km, &[&ct])?.to_vec());
             ct
         };
-        set_value(f, &B64.encode(&newv));
+        set_value(f, &b64::encode(&newv));
         replaced = true;
     }
     if let Some(m) = new_mac {
         for f in x.children_mut() {
             if f.attr("var") == Some("mac") {
-                set_value(f, &B64.encode(&m));
+                set_value(f, &b64::encode(&m));
             }
         }
     }

@@ -114,7 +114,7 @@ impl SshObserver {
             return Ok(());
         };
         let g = Group::get(GROUP)?;
-        let mut ops = prim::Ops::default();
+        let ops = prim::Ops;
         for (x, label) in &self.privates {
             let xp = x.public(&g)?.to_vec();
             if xp == e || xp == f {
@@ -316,7 +316,7 @@ pub fn judge_participation(p: &SshProof, signer_blob: &[u8]) -> Result<Verdict> 
         });
     }
     let key = rsa_from_blob(&blob)?;
-    let mut ops = prim::Ops::default();
+    let mut ops = prim::Ops;
     let ok = verify_blob(&mut ops, &key, &unhex(&p.signed)?, &unhex(&p.sig)?)?;
     Ok(Verdict {
         authentic: ok,
@@ -344,7 +344,7 @@ pub fn simulate_participation(
 ) -> Result<SshProof> {
     let mut data = vec![0u8; unhex(&p.signed)?.len()];
     env.fill(&mut data);
-    let mut ops = prim::Ops::default();
+    let mut ops = prim::Ops;
     let sig = sign_blob(&mut ops, own_key, &data)?;
     Ok(SshProof {
         kind: p.kind.clone(),
@@ -375,7 +375,7 @@ pub fn substitute_identity(el: &mut Element, eve_secret: &[u8]) -> Result<bool> 
         .get_child("f", NS_SSH)
         .and_then(|x| b64(&x.text()))
         .unwrap_or_default();
-    let mut ops = prim::Ops::default();
+    let mut ops = prim::Ops;
     let sig = sign_blob(&mut ops, &eve, &prim::sha1(&[&f]))?;
     let mut out = Element::bare("kexdh-reply", NS_SSH);
     for c in rep.children() {

@@ -18,6 +18,8 @@ pub struct Pair {
     /// Wire stanzas in flight: (to party, serialized).
     pub wire: Vec<(usize, String)>,
     pub log: Vec<(usize, String)>,
+    /// Every operation each party's session calls recorded.
+    pub ops: [e2elab_core::OpLog; 2],
 }
 
 pub fn pair_with(proto: &Esessions, opts: [Options; 2], seed: u64) -> Pair {
@@ -83,6 +85,7 @@ pub fn pair_from(
         events: [Vec::new(), Vec::new()],
         wire: Vec::new(),
         log: Vec::new(),
+        ops: Default::default(),
     }
 }
 
@@ -104,13 +107,17 @@ impl Pair {
 
     pub fn start(&mut self) {
         let mut out = e2elab_core::Outbox::new();
-        self.s[0].start(&mut self.env[0], &mut out).unwrap();
+        let (r, ops) = e2elab_core::ops::recorded(|| self.s[0].start(&mut self.env[0], &mut out));
+        self.ops[0].merge(&ops);
+        r.unwrap();
         self.drain(0, out);
     }
 
     pub fn send(&mut self, i: usize, el: Element) -> Result<(), Error> {
         let mut out = e2elab_core::Outbox::new();
-        let r = self.s[i].send(&mut self.env[i], el, &mut out);
+        let (r, ops) =
+            e2elab_core::ops::recorded(|| self.s[i].send(&mut self.env[i], el, &mut out));
+        self.ops[i].merge(&ops);
         self.drain(i, out);
         r
     }
@@ -119,7 +126,10 @@ impl Pair {
     pub fn deliver(&mut self, to: usize, xml: &str) -> Result<(), Error> {
         let el = stanza::parse(xml)?;
         let mut out = e2elab_core::Outbox::new();
-        let r = self.s[to].handle_inbound(&mut self.env[to], el, &mut out);
+        let (r, ops) = e2elab_core::ops::recorded(|| {
+            self.s[to].handle_inbound(&mut self.env[to], el, &mut out)
+        });
+        self.ops[to].merge(&ops);
         self.drain(to, out);
         r
     }

@@ -18,6 +18,8 @@ pub struct Side {
     pub unprotected: Vec<Element>,
     pub events: Vec<Event>,
     pub errors: Vec<e2elab_core::Error>,
+    /// Every operation this side's session calls recorded.
+    pub ops: e2elab_core::OpLog,
 }
 
 pub struct Pair {
@@ -72,6 +74,7 @@ impl Pair {
             unprotected: Vec::new(),
             events: Vec::new(),
             errors: Vec::new(),
+            ops: e2elab_core::OpLog::new(),
         };
         Pair {
             p: [mk(0), mk(1)],
@@ -90,7 +93,9 @@ impl Pair {
 
     pub fn start(&mut self) {
         let side = &mut self.p[0];
-        side.s.start(&mut side.env, &mut side.out).unwrap();
+        let (r, ops) = e2elab_core::ops::recorded(|| side.s.start(&mut side.env, &mut side.out));
+        side.ops.merge(&ops);
+        r.unwrap();
     }
 
     /// Take what party `i` queued (stanzas) and record its events.
@@ -115,7 +120,9 @@ impl Pair {
     /// Party `i` protects `el`; returns the wire stanzas (not delivered).
     pub fn send(&mut self, i: usize, el: Element) -> Vec<Element> {
         let side = &mut self.p[i];
-        side.s.send(&mut side.env, el, &mut side.out).unwrap();
+        let (r, ops) = e2elab_core::ops::recorded(|| side.s.send(&mut side.env, el, &mut side.out));
+        side.ops.merge(&ops);
+        r.unwrap();
         self.drain(i)
     }
 
@@ -126,7 +133,9 @@ impl Pair {
         el: Element,
     ) -> (Result<(), e2elab_core::Error>, Vec<Element>) {
         let side = &mut self.p[to];
-        let r = side.s.handle_inbound(&mut side.env, el, &mut side.out);
+        let (r, ops) =
+            e2elab_core::ops::recorded(|| side.s.handle_inbound(&mut side.env, el, &mut side.out));
+        side.ops.merge(&ops);
         if let Err(e) = &r {
             side.errors.push(e.clone());
         }
