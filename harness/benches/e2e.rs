@@ -1,6 +1,6 @@
 //! Criterion benches across every profile: groups `handshake`, `encrypt`,
 //! `decrypt` (`BenchmarkId::new(protocol, size)`, byte throughput) and
-//! `primitives` (the floors `e2elab compare` uses). Correctness is asserted
+//! `floor` (the floors `e2elab compare` charges, replayed). Correctness is asserted
 //! outside the timed code. Short by default (10 samples, 1 s); run one group
 //! with e.g. `cargo bench -p e2elab --bench e2e -- encrypt/otr-v3`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -163,18 +163,42 @@ fn bench_messages(c: &mut Criterion) {
     }
 }
 
-fn bench_primitives(c: &mut Criterion) {
-    let mut g = c.benchmark_group("primitives");
+/// The floors `e2elab compare` charges: exactly the operations one
+/// handshake and one 1 KiB message (send + receipt) recorded, replayed.
+/// Beside `handshake/<id>` and `encrypt`/`decrypt` at 1024 they give the
+/// cost/floor ratios the report's goals table holds (<= 1.05 for handshakes,
+/// <= 1.5 for a 1 KiB message).
+fn bench_floors(c: &mut Criterion) {
+    let mut g = c.benchmark_group("floor");
     g.sample_size(10)
         .measurement_time(Duration::from_secs(1))
         .warm_up_time(Duration::from_millis(300))
         .throughput(Throughput::Elements(1));
-    for (name, library, mut f) in compare::primitives(1).unwrap() {
-        f().unwrap();
-        g.bench_function(BenchmarkId::new(library, name), |b| b.iter(|| f().unwrap()));
+    let mut rp = compare::floors::Replayer::new(1);
+    for proto in registry::all() {
+        let id = proto.info().id;
+        let ids = driver::provision(proto.as_ref(), 1).unwrap();
+        let mut p = pair(proto.as_ref(), &ids, 1);
+        let ((), hs) = e2elab_core::ops::recorded(|| handshake(&mut p));
+        let m = driver::workload_stanza(1, 0, 1, 1024).unwrap();
+        let (got, msg) = e2elab_core::ops::recorded(|| {
+            let w = send(&mut p, 0, m.clone());
+            pump(&mut p, w)
+        });
+        assert_eq!(got[1], vec![m], "{id}");
+        for (what, log) in [("handshake", hs), ("message-1024", msg)] {
+            if log.public_key_calls() == 0 && what == "handshake" {
+                continue;
+            }
+            let ideal = log.map(e2elab_core::Op::ideal);
+            rp.prepare(&ideal).unwrap();
+            g.bench_function(BenchmarkId::new(what, id), |b| {
+                b.iter(|| rp.run(black_box(&ideal)).unwrap())
+            });
+        }
     }
     g.finish();
 }
 
-criterion_group!(benches, bench_handshake, bench_messages, bench_primitives);
+criterion_group!(benches, bench_handshake, bench_messages, bench_floors);
 criterion_main!(benches);

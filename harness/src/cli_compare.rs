@@ -18,26 +18,36 @@ fn bar() -> ProgressBar {
 
 /// Run the comparison and write its files; returns the results.
 pub fn measure(
-    quick: bool,
-    protocols: Vec<String>,
+    cfg: compare::Config,
     out: &Path,
-    seed: u64,
     xmpp: Option<crate::xmpp::Config>,
 ) -> Result<compare::Results, String> {
     let pb = bar();
-    let cfg_protocols = protocols.clone();
-    let cfg = compare::Config {
-        quick,
-        protocols,
-        seed,
-    };
-    let r = compare::run(&cfg, |pos, len, msg| {
-        pb.set_length(len);
-        pb.set_position(pos);
+    let cfg_protocols = cfg.protocols.clone();
+    let seed = cfg.seed;
+    // On a terminal: a spinner with every step. Otherwise (CI, logs): one
+    // line whenever the phase or repetition changes.
+    let mut last_tag = String::new();
+    let r = compare::run(&cfg, |msg| {
         pb.set_message(msg.to_string());
+        pb.tick();
+        if pb.is_hidden() {
+            let tag: String = msg.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            if tag != last_tag {
+                eprintln!("compare: {msg}");
+                last_tag = tag;
+            }
+        }
     });
-    let r = r?;
+    let mut r = r?;
     compare::write(&r, out)?;
+    let phase = |name: &str, since: std::time::Instant, r: &mut compare::Results| {
+        r.provenance.phases.push(compare::PhaseTime {
+            name: name.to_string(),
+            seconds: since.elapsed().as_secs_f64(),
+        });
+    };
+    let t_sec = std::time::Instant::now();
     // The security experiments for the same profiles and seed (plus every
     // known-bad control), so the report can set measured outcomes beside
     // spec claims and SoK ratings.
@@ -48,6 +58,8 @@ pub fn measure(
         pb.set_message(format!("security experiments: {id}"));
     })?;
     crate::security::write(&sec, out)?;
+    phase("security experiments", t_sec, &mut r);
+    compare::write(&r, out)?;
     let bad = sec.control_failures();
     if !bad.is_empty() {
         return Err(format!(
@@ -72,12 +84,16 @@ pub fn measure(
         }
     }
     if let Some(cfg) = xmpp {
+        let t_srv = std::time::Instant::now();
         let s = crate::xmpp::measure(&cfg, |pos, len, msg| {
             pb.set_length(len);
             pb.set_position(pos);
             pb.set_message(msg.to_string());
         })?;
         crate::xmpp::write(&s, out)?;
+        phase("through Prosody", t_srv, &mut r);
+        r.provenance.server = true;
+        compare::write(&r, out)?;
         eprintln!(
             "server run ({}): {} profile row(s), {} load step(s), {} altered, {} lost, in {:.1} s",
             s.server,
@@ -101,13 +117,63 @@ pub fn measure(
 
 /// `e2elab compare`.
 pub fn compare(
-    quick: bool,
-    protocols: Vec<String>,
+    cfg: compare::Config,
     out: &Path,
-    seed: u64,
     xmpp: Option<crate::xmpp::Config>,
 ) -> Result<ExitCode, String> {
-    measure(quick, protocols, out, seed, xmpp)?;
+    measure(cfg, out, xmpp)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `e2elab worker`: one measurement in this fresh process, JSON on stdout.
+#[allow(clippy::too_many_arguments)]
+pub fn worker(
+    kind: &str,
+    profile: &str,
+    seed: u64,
+    points: &[usize],
+    run: usize,
+    ids: Option<std::path::PathBuf>,
+    sizes: &[usize],
+    keys: Option<std::path::PathBuf>,
+) -> Result<ExitCode, String> {
+    let proto = (crate::registry::entry(profile)
+        .ok_or_else(|| format!("unknown profile {profile}"))?
+        .make)();
+    let ids_of = |d: &Option<std::path::PathBuf>| -> Result<crate::driver::Identities, String> {
+        let d = d.as_ref().ok_or("--ids is required")?;
+        compare::workers::load_ids(d, profile)
+    };
+    let json = match kind {
+        "scale" => {
+            let ids = crate::driver::provision(proto.as_ref(), seed)?;
+            serde_json::to_string(&compare::scale::worker(
+                proto.as_ref(),
+                &ids,
+                points,
+                seed,
+                run,
+            )?)
+        }
+        "cold" => serde_json::to_string(&compare::cold::worker(
+            proto.as_ref(),
+            &ids_of(&ids)?,
+            seed,
+        )?),
+        "instr" => {
+            let keys = keys.ok_or("--keys is required")?;
+            serde_json::to_string(&compare::instr::worker(
+                proto.as_ref(),
+                &ids_of(&ids)?,
+                sizes,
+                seed,
+                &keys,
+            )?)
+        }
+        k => return Err(format!("unknown worker {k}")),
+    }
+    .map_err(|e| e.to_string())?;
+    println!("{json}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -120,6 +186,9 @@ pub fn report(dir: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// In-memory runs of `reproduce` (2: the run-to-run spread is part of the report).
+pub const REPRODUCE_RUNS: usize = 2;
+
 /// `e2elab reproduce`: the full comparison and its report into `out`.
 pub fn reproduce(out: &Path, seed: u64) -> Result<ExitCode, String> {
     let t0 = std::time::Instant::now();
@@ -127,10 +196,18 @@ pub fn reproduce(out: &Path, seed: u64) -> Result<ExitCode, String> {
         return Err("reproduce measures through Prosody too, which is not installed (scripts/setup.sh installs it)".into());
     }
     let xmpp = crate::xmpp::Config::new(false, Vec::new(), seed);
-    let mut r = measure(false, Vec::new(), out, seed, Some(xmpp))?;
+    let mut cfg = compare::Config::new(false, Vec::new(), seed);
+    cfg.runs = REPRODUCE_RUNS;
+    let mut r = measure(cfg, out, Some(xmpp))?;
+    let t_rep = std::time::Instant::now();
     report::generate(out)?;
-    // The report's closing note gives this wall time: record it, then
-    // regenerate the report from the updated files.
+    // The report's closing note gives the whole wall time by phase: record
+    // the report's own phase and the total, then regenerate the report
+    // from the updated files.
+    r.provenance.phases.push(compare::PhaseTime {
+        name: "report".into(),
+        seconds: t_rep.elapsed().as_secs_f64(),
+    });
     r.provenance.reproduce_wall_seconds = Some(t0.elapsed().as_secs_f64());
     compare::write(&r, out)?;
     report::generate(out)?;

@@ -13,6 +13,7 @@ pub mod compare;
 pub mod conformance;
 pub mod cost;
 pub mod cpu;
+pub mod doc;
 pub mod driver;
 pub mod link;
 pub mod output;

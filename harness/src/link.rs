@@ -118,6 +118,9 @@ pub struct CallSample {
     /// The operations the call recorded (XML of the stanzas it received
     /// and sent included).
     pub ops: OpLog,
+    /// The instruction-count regions of the call ([`cpu::last_region`]),
+    /// when the thread is instrumented.
+    pub regions: Vec<u64>,
 }
 
 /// Per phase and direction counters of emitted stanzas.
@@ -399,7 +402,7 @@ impl Link {
         &mut self,
         idx: usize,
         kind: CallKind,
-        pre: Option<(Duration, Duration, OpLog)>,
+        pre: Option<(Duration, Duration, OpLog, Option<u64>)>,
         f: impl FnOnce(&mut dyn Session, &mut Env, &mut Outbox) -> Result<(), Error>,
     ) -> (Result<(), Error>, Vec<Element>, usize) {
         let phase = self.phase;
@@ -421,13 +424,15 @@ impl Link {
             });
             (rw, cpu, wall, ops::snapshot().since(&before))
         };
+        let mut regions: Vec<u64> = cpu::last_region().into_iter().collect();
         let (mut cpu, mut wall) = (cpu, wall);
         let mut xml_cpu = Duration::ZERO;
-        if let Some((pc, pw, plog)) = pre {
+        if let Some((pc, pw, plog, region)) = pre {
             cpu += pc;
             wall += pw;
             xml_cpu += pc;
             log.merge(&plog);
+            regions.extend(region);
         }
         p.cpu[phase.idx()] += cpu;
         p.ops_at_phase[phase.idx()].merge(&log);
@@ -440,6 +445,7 @@ impl Link {
             parse_cpu_ns: u64::try_from(xml_cpu.as_nanos()).unwrap_or(u64::MAX),
             failed: r.is_err(),
             ops: log,
+            regions,
         });
         if let Err(e) = &r {
             p.errors.push(e.clone());
@@ -549,15 +555,17 @@ impl Link {
         let state_before = self.parties[to].session.state();
         let unprotected_before = self.parties[to].delivered_unprotected.len();
         let bytes = xml.len();
-        let ((parsed, parse_ops), pcpu, pwall) =
-            cpu::measure(|| ops::recorded(|| stanza::parse(&xml)));
+        let before = ops::snapshot();
+        let (parsed, pcpu, pwall) = cpu::measure(|| stanza::parse(&xml));
+        let parse_ops = ops::snapshot().since(&before);
+        let parse_region = cpu::last_region();
         let (result, delivered, emitted, outcome) = match parsed {
             Err(e) => (Err(Error::Decode(e)), Vec::new(), 0, Outcome::Unparseable),
             Ok(el) => {
                 let (r, d, n) = self.call(
                     to,
                     CallKind::Receive,
-                    Some((pcpu, pwall, parse_ops)),
+                    Some((pcpu, pwall, parse_ops, parse_region)),
                     |s, env, out| s.handle_inbound(env, el, out),
                 );
                 let outcome = match &r {

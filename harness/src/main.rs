@@ -163,6 +163,19 @@ enum Cmd {
         /// (default 262144, Prosody's own default).
         #[arg(long)]
         stanza_limit: Option<u64>,
+        /// In-memory runs: 2 reports the run-to-run difference of every
+        /// headline figure beside its interval.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=2))]
+        runs: u64,
+        /// Skip the instruction counts (callgrind).
+        #[arg(long)]
+        no_instructions: bool,
+        /// Skip the cold first handshake in fresh processes.
+        #[arg(long)]
+        no_cold: bool,
+        /// Skip the scale curve.
+        #[arg(long)]
+        no_scale: bool,
     },
     /// Generate DIR/report.md, DIR/report.html and charts from DIR/results.json.
     Report {
@@ -175,6 +188,31 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// (Internal) a measurement in a fresh process, for `compare`.
+    #[command(hide = true)]
+    Worker {
+        /// `scale`, `cold` or `instr`.
+        kind: String,
+        #[arg(long)]
+        profile: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Scale: the points.
+        #[arg(long, value_delimiter = ',')]
+        points: Vec<usize>,
+        /// Scale: which run.
+        #[arg(long, default_value_t = 0)]
+        run: usize,
+        /// Cold, instr: the identities' directory.
+        #[arg(long)]
+        ids: Option<PathBuf>,
+        /// Instr: the body sizes.
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<usize>,
+        /// Instr: the floors' keys.
+        #[arg(long)]
+        keys: Option<PathBuf>,
     },
     /// Run the security experiments (attacks on the link) on the profiles, plus every known-bad control, and print outcome and evidence per row; a control that comes out wrong exits non-zero.
     Security {
@@ -355,6 +393,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             tls_ca,
             load_protocols,
             stanza_limit,
+            runs,
+            no_instructions,
+            no_cold,
+            no_scale,
         } => {
             let xmpp_only = [
                 ("--server", server.is_some()),
@@ -396,8 +438,23 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             {
                 return Err("--transport xmpp starts Prosody, which is not installed (scripts/setup.sh installs it)".into());
             }
-            e2elab::cli_compare::compare(quick, protocols, &out, seed, xmpp)
+            let mut cfg = e2elab::compare::Config::new(quick, protocols, seed);
+            cfg.runs = runs as usize;
+            cfg.instructions = !no_instructions;
+            cfg.cold = !no_cold;
+            cfg.scale = !no_scale;
+            e2elab::cli_compare::compare(cfg, &out, xmpp)
         }
+        Cmd::Worker {
+            kind,
+            profile,
+            seed,
+            points,
+            run,
+            ids,
+            sizes,
+            keys,
+        } => e2elab::cli_compare::worker(&kind, &profile, seed, &points, run, ids, &sizes, keys),
         Cmd::Report { input } => e2elab::cli_compare::report(&input),
         Cmd::Reproduce { out, seed } => e2elab::cli_compare::reproduce(&out, seed),
         Cmd::Conformance { protocols } => {

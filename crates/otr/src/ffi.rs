@@ -1118,6 +1118,159 @@ impl Primitives {
     }
 }
 
+/// The symmetric primitives of libotr's data messages, on libgcrypt
+/// directly (the harness's floors): AES-128-CTR, HMAC-SHA1, SHA-1/SHA-256,
+/// and libotr's base64.
+pub mod gcry {
+    use super::{cvt, sys, Error};
+    use std::ptr;
+
+    /// AES-128-CTR over `data` in place, with a fresh handle (as libotr
+    /// opens one per session key and sets the counter per message).
+    pub fn aes128_ctr(key: &[u8; 16], data: &mut [u8]) -> Result<(), Error> {
+        let mut h: sys::gcry_cipher_hd_t = ptr::null_mut();
+        let ctr = [0u8; 16];
+        // SAFETY: the handle is opened, used with buffers that outlive the
+        // calls, and closed on every path.
+        unsafe {
+            cvt(
+                sys::gcry_cipher_open(
+                    &mut h,
+                    sys::gcry_cipher_algos_GCRY_CIPHER_AES as i32,
+                    sys::gcry_cipher_modes_GCRY_CIPHER_MODE_CTR as i32,
+                    0,
+                ),
+                "gcry_cipher_open",
+            )?;
+            let r = cvt(
+                sys::gcry_cipher_setkey(h, key.as_ptr().cast(), key.len()),
+                "gcry_cipher_setkey",
+            )
+            .and_then(|()| {
+                cvt(
+                    sys::gcry_cipher_setctr(h, ctr.as_ptr().cast(), ctr.len()),
+                    "gcry_cipher_setctr",
+                )
+            })
+            .and_then(|()| {
+                cvt(
+                    sys::gcry_cipher_encrypt(
+                        h,
+                        data.as_mut_ptr().cast(),
+                        data.len(),
+                        ptr::null(),
+                        0,
+                    ),
+                    "gcry_cipher_encrypt",
+                )
+            });
+            sys::gcry_cipher_close(h);
+            r
+        }
+    }
+
+    /// HMAC with `algo` (`sha1`: true for SHA-1, else SHA-256) over `data`.
+    pub fn hmac(sha1: bool, key: &[u8], data: &[u8]) -> Result<Vec<u8>, Error> {
+        let algo = if sha1 {
+            sys::gcry_md_algos_GCRY_MD_SHA1
+        } else {
+            sys::gcry_md_algos_GCRY_MD_SHA256
+        } as i32;
+        let len = if sha1 { 20 } else { 32 };
+        let mut h: sys::gcry_md_hd_t = ptr::null_mut();
+        // SAFETY: as above; the digest pointer is read before close.
+        unsafe {
+            cvt(
+                sys::gcry_md_open(&mut h, algo, sys::gcry_md_flags_GCRY_MD_FLAG_HMAC),
+                "gcry_md_open",
+            )?;
+            let r = cvt(
+                sys::gcry_md_setkey(h, key.as_ptr().cast(), key.len()),
+                "gcry_md_setkey",
+            )
+            .and_then(|()| {
+                sys::gcry_md_write(h, data.as_ptr().cast(), data.len());
+                let d = sys::gcry_md_read(h, algo);
+                if d.is_null() {
+                    Err(Error::Backend("gcry_md_read".into()))
+                } else {
+                    Ok(std::slice::from_raw_parts(d, len).to_vec())
+                }
+            });
+            sys::gcry_md_close(h);
+            r
+        }
+    }
+
+    /// A hash (`sha1`: SHA-1, else SHA-256) of `data`.
+    pub fn digest(sha1: bool, data: &[u8]) -> Vec<u8> {
+        let (algo, len) = if sha1 {
+            (sys::gcry_md_algos_GCRY_MD_SHA1, 20)
+        } else {
+            (sys::gcry_md_algos_GCRY_MD_SHA256, 32)
+        };
+        let mut out = vec![0u8; len];
+        // SAFETY: `out` has the digest's length.
+        unsafe {
+            sys::gcry_md_hash_buffer(
+                algo as i32,
+                out.as_mut_ptr().cast(),
+                data.as_ptr().cast(),
+                data.len(),
+            )
+        };
+        out
+    }
+
+    /// libotr's base64 encoding of `data`.
+    pub fn base64_encode(data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; data.len().div_ceil(3) * 4 + 1];
+        // SAFETY: `out` holds the encoding (4 per 3 bytes, rounded up).
+        let n =
+            unsafe { sys::otrl_base64_encode(out.as_mut_ptr().cast(), data.as_ptr(), data.len()) };
+        out.truncate(n);
+        out
+    }
+
+    /// libotr's base64 decoding of `text`.
+    pub fn base64_decode(text: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; text.len() / 4 * 3 + 3];
+        // SAFETY: `out` holds at least 3 bytes per 4 input characters.
+        let n =
+            unsafe { sys::otrl_base64_decode(out.as_mut_ptr(), text.as_ptr().cast(), text.len()) };
+        out.truncate(n);
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn known_answers() {
+            // FIPS 180 "abc".
+            assert_eq!(
+                hex::encode(digest(true, b"abc")),
+                "a9993e364706816aba3e25717850c26c9cd0d89d"
+            );
+            // RFC 2202 test case 2.
+            assert_eq!(
+                hex::encode(hmac(true, b"Jefe", b"what do ya want for nothing?").unwrap()),
+                "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+            );
+            // CTR is its own inverse.
+            let mut d = *b"sixteen byte msg and a tail";
+            aes128_ctr(&[1; 16], &mut d).unwrap();
+            assert_ne!(&d, b"sixteen byte msg and a tail");
+            aes128_ctr(&[1; 16], &mut d).unwrap();
+            assert_eq!(&d, b"sixteen byte msg and a tail");
+            let e = base64_encode(b"hello world");
+            assert_eq!(e, b"aGVsbG8gd29ybGQ=");
+            assert_eq!(base64_decode(&e), b"hello world");
+        }
+    }
+}
+
 impl Drop for Primitives {
     fn drop(&mut self) {
         // SAFETY: key pairs filled by otrl_dh_gen_keypair, freed once; the

@@ -3,9 +3,10 @@
 //! `e2elab security --format md` prints, and the plain-text table.
 
 use super::{Outcome, SecurityRun};
+use crate::doc::Block;
 
 fn esc(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    s.replace('\n', " ")
 }
 
 fn row_name(property: &str, variant: &str) -> String {
@@ -25,13 +26,18 @@ fn mark(o: Outcome) -> &'static str {
 
 /// The Markdown security section.
 pub fn markdown(r: &SecurityRun) -> String {
-    let mut s = String::new();
+    crate::doc::markdown(&blocks(r))
+}
+
+/// The security section as document blocks (the report embeds them).
+pub fn blocks(r: &SecurityRun) -> Vec<Block> {
+    let mut d = Vec::new();
     let real: Vec<_> = r.profiles.iter().filter(|p| !p.control).collect();
     let controls: Vec<_> = r.profiles.iter().filter(|p| p.control).collect();
-    s.push_str("## Security properties, measured\n\n");
+    d.push(Block::H(2, "Security properties, measured".into()));
     let bad = r.control_failures();
-    s.push_str(&format!(
-        "Every cell is an executable attack on real sessions (`e2elab security`, seed {}, {} cells in {:.1} s). Each row was run, in the same invocation, on at least one known-bad control (a profile built to fail it): {} of {} control checks came out as designed{}. Every experiment first ran an honest baseline and would have been an error had the alarm it measures fired there; an experiment that could not run would have failed the run. Measured outcome first; for real profiles then the spec's claim and the SoK rating (Unger et al., IEEE S&P 2015; ● full, ◐ partial, ○ none), where they speak of that row.\n\n",
+    d.push(Block::P(format!(
+        "Every cell is an executable attack on real sessions (`e2elab security`, seed {}, {} cells in {:.1} s). Each row was run, in the same invocation, on at least one known-bad control (a profile built to fail it): {} of {} control checks came out as designed{}. Every experiment first ran an honest baseline and would have been an error had the alarm it measures fired there; an experiment that could not run would have failed the run. Measured outcome first; for real profiles then the spec's claim and the SoK rating (Unger et al., IEEE S&P 2015; ● full, ◐ partial, ○ none), where they speak of that row.",
         r.seed,
         r.cells.len(),
         r.wall_seconds,
@@ -45,24 +51,18 @@ pub fn markdown(r: &SecurityRun) -> String {
                 bad.len()
             )
         }
-    ));
+    )));
     // The matrix of real profiles.
-    s.push_str("| property (variant) |");
-    for p in &real {
-        s.push_str(&format!(" {} |", p.id));
-    }
-    s.push_str("\n|---|");
-    for _ in &real {
-        s.push_str("---|");
-    }
-    s.push('\n');
+    let mut head = vec!["property (variant)".to_string()];
+    head.extend(real.iter().map(|p| p.id.clone()));
+    let mut rows = Vec::new();
     for row in &r.rows {
-        s.push_str(&format!("| {} |", row_name(&row.property, &row.variant)));
+        let mut v = vec![row_name(&row.property, &row.variant)];
         for p in &real {
             let i = r.cells.iter().position(|c| {
                 c.protocol == p.id && c.property == row.property && c.variant == row.variant
             });
-            let txt = match i {
+            v.push(match i {
                 Some(i) => {
                     let c = &r.cells[i];
                     let (claim, sok) = &r.references[i];
@@ -76,18 +76,20 @@ pub fn markdown(r: &SecurityRun) -> String {
                     t
                 }
                 None => "–".into(),
-            };
-            s.push_str(&format!(" {txt} |"));
+            });
         }
-        s.push('\n');
+        rows.push(v);
     }
-    s.push_str("\nEach cell: measured [/ spec claim] [/ SoK].\n\n");
+    d.push(Block::Table(head, rows));
+    d.push(Block::P(
+        "Each cell: measured [/ spec claim] [/ SoK].".into(),
+    ));
     // Controls.
-    s.push_str("### Known-bad controls\n\n");
-    s.push_str("| control | what it lacks | rows it must fail | measured there | as designed |\n|---|---|---|---|---|\n");
+    d.push(Block::H(3, "Known-bad controls".into()));
+    let mut rows = Vec::new();
     for p in &controls {
         let checks: Vec<_> = r.controls.iter().filter(|c| c.protocol == p.id).collect();
-        let rows: Vec<String> = checks
+        let names: Vec<String> = checks
             .iter()
             .map(|c| row_name(&c.property, &c.variant))
             .collect();
@@ -96,103 +98,144 @@ pub fn markdown(r: &SecurityRun) -> String {
             .map(|c| c.measured.name().to_string())
             .collect();
         let ok = checks.iter().all(|c| c.ok);
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            p.id,
+        rows.push(vec![
+            p.id.clone(),
             esc(&p.summary),
-            rows.join(", "),
+            names.join(", "),
             measured.join(", "),
-            if ok { "yes" } else { "**NO**" }
-        ));
+            if ok { "yes".into() } else { "**NO**".into() },
+        ]);
     }
-    s.push_str("\nEvery control on every row (a control fails what it was built to fail; its other cells are measured like any profile's):\n\n| property (variant) | known-bad for it |");
-    for p in &controls {
-        s.push_str(&format!(" {} |", p.id));
-    }
-    s.push_str("\n|---|---|");
-    for _ in &controls {
-        s.push_str("---|");
-    }
-    s.push('\n');
+    d.push(Block::Table(
+        [
+            "control",
+            "what it lacks",
+            "rows it must fail",
+            "measured there",
+            "as designed",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        rows,
+    ));
+    d.push(Block::P("Every control on every row (a control fails what it was built to fail; its other cells are measured like any profile's):".into()));
+    let mut head = vec!["property (variant)".to_string(), "known-bad for it".into()];
+    head.extend(controls.iter().map(|p| p.id.clone()));
+    let mut rows = Vec::new();
     for row in &r.rows {
-        s.push_str(&format!(
-            "| {} | {} |",
+        let mut v = vec![
             row_name(&row.property, &row.variant),
-            row.known_bad.join(", ")
-        ));
+            row.known_bad.join(", "),
+        ];
         for p in &controls {
             let c = r.cells.iter().find(|c| {
                 c.protocol == p.id && c.property == row.property && c.variant == row.variant
             });
             let designed = row.known_bad.contains(&p.id);
-            s.push_str(&match c {
-                Some(c) if designed => format!(" **{}** ✗ |", mark(c.outcome)),
-                Some(c) => format!(" {} |", mark(c.outcome)),
-                None => " – |".into(),
+            v.push(match c {
+                Some(c) if designed => format!("**{}** ✗", mark(c.outcome)),
+                Some(c) => mark(c.outcome).to_string(),
+                None => "–".into(),
             });
         }
-        s.push('\n');
+        rows.push(v);
     }
-    s.push_str("\n✗ = the control was built to fail this row.\n\n");
+    d.push(Block::Table(head, rows));
+    d.push(Block::P(
+        "✗ = the control was built to fail this row.".into(),
+    ));
     // Findings.
-    s.push_str(&format!(
-        "### Findings ({} disagreements with a spec claim or a SoK rating)\n\n",
-        r.findings.len()
+    d.push(Block::H(
+        3,
+        format!(
+            "Findings ({} disagreements with a spec claim or a SoK rating)",
+            r.findings.len()
+        ),
     ));
     if r.findings.is_empty() {
-        s.push_str("None.\n\n");
+        d.push(Block::P("None.".into()));
     } else {
-        s.push_str("| protocol | property (variant) | against | expected | measured | evidence |\n|---|---|---|---|---|---|\n");
-        for f in &r.findings {
-            s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
-                f.protocol,
-                row_name(&f.property, &f.variant),
-                f.against,
-                esc(&f.expected),
-                f.measured.name(),
-                esc(&f.summary)
-            ));
-        }
-        s.push('\n');
+        d.push(Block::Table(
+            [
+                "protocol",
+                "property (variant)",
+                "against",
+                "expected",
+                "measured",
+                "evidence",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            r.findings
+                .iter()
+                .map(|f| {
+                    vec![
+                        f.protocol.clone(),
+                        row_name(&f.property, &f.variant),
+                        f.against.clone(),
+                        esc(&f.expected),
+                        f.measured.name().to_string(),
+                        esc(&f.summary),
+                    ]
+                })
+                .collect(),
+        ));
     }
     // Options.
-    s.push_str("### Configuration of each profile\n\n| profile | options | why |\n|---|---|---|\n");
+    d.push(Block::H(3, "Configuration of each profile".into()));
+    d.push(Block::Table(
+        vec!["profile".into(), "options".into(), "why".into()],
+        r.profiles
+            .iter()
+            .map(|p| {
+                let o: Vec<String> = p.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                vec![
+                    p.id.clone(),
+                    if o.is_empty() {
+                        "–".into()
+                    } else {
+                        o.join(", ")
+                    },
+                    esc(&p.options_reason),
+                ]
+            })
+            .collect(),
+    ));
+    d.push(Block::H(3, "What each row asks".into()));
+    d.push(Block::List(
+        r.rows
+            .iter()
+            .map(|row| {
+                format!(
+                    "**{}**: {}",
+                    row_name(&row.property, &row.variant),
+                    row.question
+                )
+            })
+            .collect(),
+    ));
+    d.push(Block::H(3, "Evidence".into()));
+    d.push(Block::P("One line per cell; `security.json` holds the baseline and the attack of each as structured data.".into()));
     for p in &r.profiles {
-        let o: Vec<String> = p.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        s.push_str(&format!(
-            "| {} | {} | {} |\n",
-            p.id,
-            if o.is_empty() {
-                "–".into()
-            } else {
-                o.join(", ")
-            },
-            esc(&p.options_reason)
+        d.push(Block::H(4, p.id.clone()));
+        d.push(Block::List(
+            r.cells
+                .iter()
+                .filter(|c| c.protocol == p.id)
+                .map(|c| {
+                    format!(
+                        "**{}**: {}. {}",
+                        row_name(&c.property, &c.variant),
+                        c.outcome.name(),
+                        esc(&c.summary)
+                    )
+                })
+                .collect(),
         ));
     }
-    s.push_str("\n### What each row asks\n\n");
-    for row in &r.rows {
-        s.push_str(&format!(
-            "- **{}**: {}\n",
-            row_name(&row.property, &row.variant),
-            row.question
-        ));
-    }
-    s.push_str("\n### Evidence\n\nOne line per cell; `security.json` holds the baseline and the attack of each as structured data.\n\n");
-    for p in &r.profiles {
-        s.push_str(&format!("#### {}\n\n", p.id));
-        for c in r.cells.iter().filter(|c| c.protocol == p.id) {
-            s.push_str(&format!(
-                "- **{}**: {}. {}\n",
-                row_name(&c.property, &c.variant),
-                c.outcome.name(),
-                esc(&c.summary)
-            ));
-        }
-        s.push('\n');
-    }
-    s
+    d
 }
 
 /// The plain-text table (`e2elab security`).

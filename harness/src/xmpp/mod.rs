@@ -358,7 +358,7 @@ async fn profile(
                 return;
             }
         };
-    row.login_ms = Stat::of(&pair.conns.iter().map(|c| ms(c.login)).collect::<Vec<_>>());
+    row.login_ms = Stat::summarize(&pair.conns.iter().map(|c| ms(c.login)).collect::<Vec<_>>());
     let r: Result<(), String> = async {
         let ids = ids.ok_or("identities missing")?;
         let (mut hs, mut tt, mut sock) = (Vec::new(), Vec::new(), Vec::new());
@@ -393,9 +393,9 @@ async fn profile(
                 row.handshake_serialized_bytes = pair.serialized_bytes(Phase::Handshake);
             }
         }
-        row.handshake_ms = Stat::of(&hs);
-        row.ttfm_ms = Stat::of(&tt);
-        row.handshake_socket_bytes_sent = Stat::of(&sock);
+        row.handshake_ms = Stat::summarize(&hs);
+        row.ttfm_ms = Stat::summarize(&tt);
+        row.handshake_socket_bytes_sent = Stat::summarize(&sock);
         // The size sweep on the last (established) sessions. The server's own
         // counts are read right outside the socket window; a reading's request
         // and the previous reading's answer fall inside the server's window and
@@ -443,7 +443,7 @@ async fn profile(
                 protocol: id.clone(),
                 mode: mode.clone(),
                 size,
-                latency_ms: Stat::of(&lat),
+                latency_ms: Stat::summarize(&lat),
                 serialized_bytes: (pair.serialized_bytes(Phase::Data) - s0) as f64 / k,
                 socket_bytes_sent: ((b1[0].0 - b0[0].0) + (b1[1].0 - b0[1].0)) as f64 / k,
                 socket_bytes_received: ((b1[0].1 - b0[0].1) + (b1[1].1 - b0[1].1)) as f64 / k,
@@ -470,7 +470,7 @@ async fn profile(
     if let Err(e) = r {
         row.error = Some(e);
     }
-    row.transit_us = Stat::of(&pair.rec.transit_us);
+    row.transit_us = Stat::summarize(&pair.rec.transit_us);
     row.stanzas = pair.rec.stanzas;
     row.altered = pair.rec.altered.len();
     row.lost = pair.rec.lost.len();

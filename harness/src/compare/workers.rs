@@ -1,0 +1,148 @@
+//! Fresh worker processes (`e2elab worker …`) for the phases that need one:
+//! the scale runs, the cold first handshake and the callgrind runs. Each
+//! prints its result as JSON on stdout; a worker that fails fails the run
+//! with its stderr.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The `e2elab` binary workers run: `E2ELAB_EXE` if set (tests running
+/// the library in-process point it at the built binary), else this
+/// executable.
+pub fn exe() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("E2ELAB_EXE") {
+        return Ok(PathBuf::from(p));
+    }
+    std::env::current_exe().map_err(|e| format!("own executable: {e}"))
+}
+
+fn one(label: &str, prefix: &[String], args: &[String]) -> Result<String, String> {
+    let exe = exe()?;
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let out = cmd
+        .arg("worker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{label}: cannot start {}: {e}", exe.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{label}: worker failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|e| format!("{label}: worker output: {e}"))
+}
+
+/// One worker process.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// What it is, for progress and errors.
+    pub label: String,
+    /// The arguments after `e2elab worker`.
+    pub args: Vec<String>,
+    /// A command the worker runs under (e.g. valgrind), or empty.
+    pub prefix: Vec<String>,
+}
+
+impl Job {
+    /// A job run directly.
+    pub fn new(label: String, args: Vec<String>) -> Job {
+        Job {
+            label,
+            args,
+            prefix: Vec::new(),
+        }
+    }
+}
+
+/// Run `jobs`, at most `parallel` at once; their outputs in job order.
+pub fn run_parallel(
+    jobs: Vec<Job>,
+    parallel: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<String>, String> {
+    let n = jobs.len();
+    let mut outs: Vec<Option<String>> = vec![None; n];
+    let mut next = 0;
+    while next < n {
+        let batch: Vec<usize> = (next..n.min(next + parallel.max(1))).collect();
+        next += batch.len();
+        let labels: Vec<&str> = batch.iter().map(|&i| jobs[i].label.as_str()).collect();
+        progress(&labels.join(" + "));
+        let results: Vec<(usize, Result<String, String>)> = std::thread::scope(|s| {
+            let hs: Vec<_> = batch
+                .iter()
+                .map(|&i| {
+                    let j = &jobs[i];
+                    (i, s.spawn(move || one(&j.label, &j.prefix, &j.args)))
+                })
+                .collect();
+            hs.into_iter()
+                .map(|(i, h)| {
+                    (
+                        i,
+                        h.join()
+                            .unwrap_or_else(|_| Err("worker thread panicked".into())),
+                    )
+                })
+                .collect()
+        });
+        for (i, r) in results {
+            outs[i] = Some(r?);
+        }
+    }
+    outs.into_iter()
+        .map(|o| o.ok_or_else(|| "worker produced nothing".to_string()))
+        .collect()
+}
+
+/// Write both identities of a profile for workers to load (`DIR/ID/0.json`,
+/// `1.json`).
+pub fn save_ids(
+    dir: &std::path::Path,
+    id: &str,
+    ids: &crate::driver::Identities,
+) -> Result<(), String> {
+    let d = dir.join(id);
+    std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+    for (i, x) in ids.ids.iter().enumerate() {
+        let p = d.join(format!("{i}.json"));
+        let j = serde_json::to_string(&x.to_record()).map_err(|e| e.to_string())?;
+        std::fs::write(&p, j).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Load what [`save_ids`] wrote.
+pub fn load_ids(dir: &std::path::Path, id: &str) -> Result<crate::driver::Identities, String> {
+    let load = |i: usize| -> Result<std::sync::Arc<e2elab_core::Identity>, String> {
+        let p = dir.join(id).join(format!("{i}.json"));
+        let s = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let r: e2elab_core::IdentityRecord =
+            serde_json::from_str(&s).map_err(|e| format!("{}: {e}", p.display()))?;
+        e2elab_core::Identity::from_record(&r)
+            .map(std::sync::Arc::new)
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    Ok(crate::driver::Identities {
+        ids: [load(0)?, load(1)?],
+        keygen_cpu: [std::time::Duration::ZERO; 2],
+    })
+}
