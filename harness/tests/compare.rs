@@ -164,10 +164,18 @@ fn quick_compare_then_report() {
         assert!(x.mix_messages_per_second > 0.0, "{}", x.protocol);
         assert!(x.mix_wire_bytes >= x.mix_body_bytes, "{}", x.protocol);
     }
-    assert_eq!(
-        r.scale.len(),
-        3 * r.plan.scale_points.len() * r.plan.scale_reps
-    );
+    // The first run reads every point, the others the repeated points only.
+    let per_profile =
+        r.plan.scale_points.len() + (r.plan.scale_reps - 1) * r.plan.scale_repeat_points.len();
+    assert_eq!(r.scale.len(), 3 * per_profile);
+    for x in r.scale_curve.iter() {
+        let want = if r.plan.scale_repeat_points.contains(&x.pairs) {
+            r.plan.scale_reps
+        } else {
+            1
+        };
+        assert_eq!(x.setup_seconds.n, want, "{} at {}", x.protocol, x.pairs);
+    }
     assert!(!r.spread.is_empty());
 
     // The CSV files agree with the JSON; statistics keep their intervals.

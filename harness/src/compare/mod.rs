@@ -128,6 +128,7 @@ impl Plan {
                 primitive_calls: 3,
                 scale_points: vec![10, 20],
                 scale_reps: 2,
+                scale_repeat_points: vec![10],
                 cold_processes: 2,
                 instruction_runs: 2,
             }
@@ -142,6 +143,7 @@ impl Plan {
                 primitive_calls: 5,
                 scale_points: vec![1000, 2000, 5000, 10_000],
                 scale_reps: 3,
+                scale_repeat_points: vec![1000],
                 cold_processes: 5,
                 instruction_runs: 2,
             }

@@ -174,15 +174,32 @@ pub fn run(
     res: &mut Results,
     mut progress: impl FnMut(&str),
 ) -> Result<(), String> {
-    let points = plan
-        .scale_points
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = |v: &[usize]| {
+        v.iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let all_points = list(&plan.scale_points);
+    let repeat_points = if plan.scale_repeat_points.is_empty() {
+        all_points.clone()
+    } else {
+        list(&plan.scale_repeat_points)
+    };
+    // The dearest profiles first (by the handshake CPU just measured), so
+    // the two runners finish together.
+    let cost = |id: &str| {
+        res.handshake
+            .iter()
+            .find(|h| h.protocol == id)
+            .map(|h| h.cpu_us_total.median)
+            .unwrap_or(0.0)
+    };
+    let mut order: Vec<&Box<dyn Protocol>> = protos.iter().collect();
+    order.sort_by(|a, b| cost(b.info().id).total_cmp(&cost(a.info().id)));
     let mut jobs = Vec::new();
     for run in 0..plan.scale_reps {
-        for p in protos {
+        for p in &order {
             let id = p.info().id.to_string();
             jobs.push(workers::Job::new(
                 format!("scale run {} of {id}", run + 1),
@@ -193,7 +210,11 @@ pub fn run(
                     "--seed".into(),
                     seed.to_string(),
                     "--points".into(),
-                    points.clone(),
+                    if run == 0 {
+                        all_points.clone()
+                    } else {
+                        repeat_points.clone()
+                    },
                     "--run".into(),
                     run.to_string(),
                 ],
@@ -214,11 +235,16 @@ pub fn run(
                 .iter()
                 .filter(|r| r.protocol == id && r.pairs == n)
                 .collect();
-            if rs.len() != plan.scale_reps {
-                return Err(format!(
-                    "{id}: {} scale reading(s) at {n} pairs, expected {}",
-                    rs.len(),
+            let want =
+                if plan.scale_repeat_points.is_empty() || plan.scale_repeat_points.contains(&n) {
                     plan.scale_reps
+                } else {
+                    1
+                };
+            if rs.len() != want {
+                return Err(format!(
+                    "{id}: {} scale reading(s) at {n} pairs, expected {want}",
+                    rs.len()
                 ));
             }
             let st = |f: &dyn Fn(&ScaleRow) -> f64, what: &str| {

@@ -30,8 +30,15 @@ pub struct Plan {
     /// Established pairs at which the scale curve is read (one run builds
     /// up to the largest).
     pub scale_points: Vec<usize>,
-    /// Independent scale runs per profile (each in a fresh process).
+    /// Independent scale runs per profile (each in a fresh process). The
+    /// first builds up to the largest point; the others only up to the
+    /// largest of [`Plan::scale_repeat_points`] (a 10,000-pair run costs
+    /// minutes of handshakes per profile).
     pub scale_reps: usize,
+    /// The points every scale run reads (the others are read by the first
+    /// run only); empty: all points, every run.
+    #[serde(default)]
+    pub scale_repeat_points: Vec<usize>,
     /// Fresh processes per profile for the cold first handshake.
     pub cold_processes: usize,
     /// Callgrind runs per profile (instruction counts; 0: not measured).

@@ -72,45 +72,60 @@ impl Job {
     }
 }
 
-/// Run `jobs`, at most `parallel` at once; their outputs in job order.
+/// Run `jobs`, at most `parallel` at once (each runner takes the next job
+/// as soon as it is free); their outputs in job order. The first failure
+/// stops new jobs and is returned.
 pub fn run_parallel(
     jobs: Vec<Job>,
     parallel: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<String>, String> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{mpsc, Mutex};
     let n = jobs.len();
-    let mut outs: Vec<Option<String>> = vec![None; n];
-    let mut next = 0;
-    while next < n {
-        let batch: Vec<usize> = (next..n.min(next + parallel.max(1))).collect();
-        next += batch.len();
-        let labels: Vec<&str> = batch.iter().map(|&i| jobs[i].label.as_str()).collect();
-        progress(&labels.join(" + "));
-        let results: Vec<(usize, Result<String, String>)> = std::thread::scope(|s| {
-            let hs: Vec<_> = batch
-                .iter()
-                .map(|&i| {
-                    let j = &jobs[i];
-                    (i, s.spawn(move || one(&j.label, &j.prefix, &j.args)))
-                })
-                .collect();
-            hs.into_iter()
-                .map(|(i, h)| {
-                    (
-                        i,
-                        h.join()
-                            .unwrap_or_else(|_| Err("worker thread panicked".into())),
-                    )
-                })
-                .collect()
-        });
-        for (i, r) in results {
-            outs[i] = Some(r?);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let outs: Mutex<Vec<Option<Result<String, String>>>> = Mutex::new(vec![None; n]);
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::scope(|s| {
+        for _ in 0..parallel.max(1).min(n.max(1)) {
+            let tx = tx.clone();
+            let (jobs, next, failed, outs) = (&jobs, &next, &failed, &outs);
+            s.spawn(move || loop {
+                if failed.load(Ordering::SeqCst) {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(j) = jobs.get(i) else { break };
+                let _ = tx.send(j.label.clone());
+                let r = one(&j.label, &j.prefix, &j.args);
+                if r.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                if let Ok(mut o) = outs.lock() {
+                    o[i] = Some(r);
+                }
+            });
+        }
+        drop(tx);
+        for label in rx {
+            progress(&label);
+        }
+    });
+    let outs = outs
+        .into_inner()
+        .map_err(|_| "worker results poisoned".to_string())?;
+    if let Some(Some(Err(e))) = outs.iter().find(|o| matches!(o, Some(Err(_)))) {
+        return Err(e.clone());
+    }
+    let mut v = Vec::with_capacity(n);
+    for o in outs {
+        match o {
+            Some(r) => v.push(r?),
+            None => return Err("a worker did not run (an earlier one failed)".into()),
         }
     }
-    outs.into_iter()
-        .map(|o| o.ok_or_else(|| "worker produced nothing".to_string()))
-        .collect()
+    Ok(v)
 }
 
 /// Write both identities of a profile for workers to load (`DIR/ID/0.json`,

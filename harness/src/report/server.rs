@@ -316,14 +316,22 @@ pub fn section(
             "Each step starts N pairs at once (two accounts each, one client thread for all of them, the server on the other \
              core): login ({} logins admitted at a time: a storm of 2N simultaneous SCRAM and TLS logins against Prosody's \
              single thread is a test of the login path, not of the protocols) and handshake; when every pair is set up (or has \
-             failed), all of them send {} message(s) of {} bytes each way, each awaited before the next; a step is bounded by {:.0} s and every wait by 10 s, and the ramp stops at the \
-             first step with a failed pair. The client thread does every session's cryptography, so a step that fails may \
+             failed), all of them send {} message(s) of {} bytes each way, each awaited before the next; a step is bounded by {:.0} s and every wait by 10 s. The ramp \
+             ({:?} pairs) stops at the knee (the first step whose throughput is under {}x the previous step's: more pairs \
+             no longer buy throughput), at the first step with a failed pair, or before a step that would overrun {:.0} s for \
+             the ramp (predicted linearly from the step before); column \"ramp\" gives why it ended. The client thread does every session's cryptography, so a step that fails may \
              have found the limit of this one client process rather than of the server; the first failure is quoted. Wall time runs from the first login to the last \
              pair's end, set-up from the first login until every pair was established; throughput is delivered messages over \
              the message window (first application stanza sent to last delivered); latency is per message, send call to \
              delivery. Identities are generated before the timed window \
              (column keygen: what the step needed beyond earlier steps).",
-            sv.plan.load_logins_at_once, sv.plan.load_messages, sv.plan.load_size, sv.plan.load_deadline_s
+            sv.plan.load_logins_at_once,
+            sv.plan.load_messages,
+            sv.plan.load_size,
+            sv.plan.load_deadline_s,
+            sv.plan.load_pairs,
+            sv.plan.load_knee,
+            sv.plan.load_budget_s
         )));
         d.push(Block::Table(
             vec![
@@ -341,6 +349,7 @@ pub fn section(
                 "login ms p50 / p99".into(),
                 "keygen s".into(),
                 "stopped".into(),
+                "ramp".into(),
             ],
             sv.load
                 .iter()
@@ -369,6 +378,7 @@ pub fn section(
                             Some(e) => format!("{}; first failure: {e}", l.stopped),
                             None => l.stopped.clone(),
                         },
+                        l.ramp_end.clone().unwrap_or_default(),
                     ]
                 })
                 .collect(),

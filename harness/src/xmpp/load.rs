@@ -63,6 +63,10 @@ pub struct LoadRow {
     /// Key generation this step needed before its window (identities of
     /// earlier steps and of the other transport mode are reused), seconds.
     pub keygen_s: f64,
+    /// On a ramp's last step: why the ramp ended there (the knee, the time
+    /// budget, a failed pair, or no more steps).
+    #[serde(default)]
+    pub ramp_end: Option<String>,
 }
 
 #[derive(Default)]
@@ -282,6 +286,7 @@ pub async fn step(
         stopped,
         first_error: first_error.map(|e| stanza_safe(&e)),
         keygen_s: 0.0,
+        ramp_end: None,
     }
 }
 

@@ -143,8 +143,17 @@ pub struct ServerPlan {
     pub messages_per_size: u64,
     /// Body sizes.
     pub sizes: Vec<usize>,
-    /// Load steps (concurrent pairs), run in order until one fails.
+    /// Load steps (concurrent pairs), run in order up to the knee (see
+    /// [`ServerPlan::load_knee`]), a failed pair or the time budget.
     pub load_pairs: Vec<usize>,
+    /// The knee: a step whose throughput is less than this times the
+    /// previous step's ends the ramp (more pairs no longer buy throughput).
+    #[serde(default)]
+    pub load_knee: f64,
+    /// Wall seconds one ramp (one profile, one transport mode) may take: a
+    /// step predicted (linearly from the last) to overrun it is not started.
+    #[serde(default)]
+    pub load_budget_s: f64,
     /// Messages each way per pair in a load step.
     pub load_messages: u64,
     /// Body bytes of load messages.
@@ -168,6 +177,8 @@ impl ServerPlan {
                 messages_per_size: 5,
                 sizes: vec![0, 64, 1024, 16384, 65536],
                 load_pairs: vec![10, 50],
+                load_knee: 1.15,
+                load_budget_s: 30.0,
                 load_messages: 5,
                 load_size: 64,
                 load_deadline_s: 60.0,
@@ -181,7 +192,9 @@ impl ServerPlan {
                 reps: 11,
                 messages_per_size: 20,
                 sizes: crate::compare::SIZES.to_vec(),
-                load_pairs: vec![100, 200, 400, 800],
+                load_pairs: vec![25, 50, 100, 200, 400, 800],
+                load_knee: 1.15,
+                load_budget_s: 12.0,
                 load_messages: 10,
                 load_size: 64,
                 load_deadline_s: 120.0,
@@ -662,8 +675,30 @@ pub fn measure(
             let proto: Rc<dyn Protocol> =
                 Rc::from(registry::get(p.info().id).ok_or("profile vanished")?);
             let ids = load_ids.entry(p.info().id.to_string()).or_default();
+            let ramp_start = Instant::now();
+            let mut prev: Option<(usize, f64, f64)> = None; // (pairs, wall, throughput)
             for (k, &pairs) in plan.load_pairs.iter().enumerate() {
+                let mut end = None;
                 if own.as_ref().is_some_and(|o| o.users < 2 * pairs) {
+                    end = Some(format!(
+                        "the server has accounts for {} pairs",
+                        o_users(&own) / 2
+                    ));
+                }
+                if let (None, Some((pp, wall, _))) = (&end, prev) {
+                    let predicted = wall * pairs as f64 / pp as f64;
+                    let spent = ramp_start.elapsed().as_secs_f64();
+                    if spent + predicted > plan.load_budget_s {
+                        end = Some(format!(
+                            "budget: {pairs} pairs would take about {predicted:.0} s more, over {:.0} s per ramp",
+                            plan.load_budget_s
+                        ));
+                    }
+                }
+                if let Some(e) = end {
+                    if let Some(last) = res.load.last_mut() {
+                        last.ramp_end = Some(e);
+                    }
                     break;
                 }
                 let keygen = load::provision(proto.as_ref(), cfg.seed, &base.domain, ids, pairs)?;
@@ -682,10 +717,27 @@ pub fn measure(
                 )));
                 row.keygen_s = keygen.as_secs_f64();
                 let failed = row.failed_pairs > 0;
-                res.load.push(row);
+                let (wall, tput) = (row.wall_s, row.throughput_msg_s);
                 if failed {
+                    row.ramp_end = Some("a pair failed".into());
+                } else if let Some((_, _, t0)) = prev {
+                    if tput < t0 * plan.load_knee {
+                        row.ramp_end = Some(format!(
+                            "knee: throughput x{:.2} over the previous step (under x{})",
+                            tput / t0.max(1e-9),
+                            plan.load_knee
+                        ));
+                    }
+                }
+                if k + 1 == plan.load_pairs.len() && row.ramp_end.is_none() {
+                    row.ramp_end = Some("no more steps".into());
+                }
+                let stop = row.ramp_end.is_some();
+                res.load.push(row);
+                if stop {
                     break;
                 }
+                prev = Some((pairs, wall, tput));
             }
             done += 1;
         }
@@ -694,6 +746,10 @@ pub fn measure(
     drop(own);
     res.wall_seconds = t0.elapsed().as_secs_f64();
     Ok(res)
+}
+
+fn o_users(p: &Option<server::Prosody>) -> usize {
+    p.as_ref().map(|o| o.users).unwrap_or(0)
 }
 
 fn csv_escape(s: &str) -> String {
