@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
   # build: openssl-sys, bindgen (libotr-sys, Sequoia's ossl), pkg-config probes
   pkg-config libssl-dev libclang-dev clang
+  # the independent ESessions known answers (crates/esessions/tests/kat)
+  python3 python3-cryptography
   # OTR through libotr 4.1.1 and its tools (otr_parse, otr_sesskeys, otr_readforge, otr_remac)
   libotr5-dev libgcrypt20-dev libotr5-bin
   # memcheck over the OTR adapter's tests (crates/otr/valgrind.sh)

@@ -68,17 +68,17 @@ fn check(id: &str, expected: &str) {
 
 #[test]
 fn esessions_sigma_r() {
-    check("esessions-sigma-r", "FHHFHHFHHFHHFFHHHHFH");
+    check("esessions-sigma-r", "HHHFHHFHHFHHFFHHHHFH");
 }
 
 #[test]
 fn esessions_sigma_i() {
-    check("esessions-sigma-i", "FHHFHHFHHFHHFFHHHHFH");
+    check("esessions-sigma-i", "HHHFHHFHHFHHFFHHHHFH");
 }
 
 #[test]
 fn esessions_simplified() {
-    check("esessions-simplified", "FHHFHFFHHHFHHFHHHHFH");
+    check("esessions-simplified", "HHHFHFFHHHFHHFHHHHFH");
 }
 
 #[test]
@@ -133,42 +133,42 @@ fn control_strict_sequence() {
 
 #[test]
 fn control_static_dh() {
-    check("control-static-dh", "FHHFFFFHHFFHFFHHHHFH");
+    check("control-static-dh", "HHHFFFFHHFFHFFHHHHFH");
 }
 
 #[test]
 fn control_no_mac() {
-    check("control-no-mac", "FFHFHHFHHFHHFFHHHHFH");
+    check("control-no-mac", "HFHFHHFHHFHHFFHHHHFH");
 }
 
 #[test]
 fn control_no_counter() {
-    check("control-no-counter", "FHFFHHFHHFHHFFHHHHFH");
+    check("control-no-counter", "HHFFHHFHHFHHFFHHHHFH");
 }
 
 #[test]
 fn control_anon_dh() {
-    check("control-anon-dh", "FHHFHHFHHHHHHFFFFHFH");
+    check("control-anon-dh", "HHHFHHFHHHHHHFFFFHFH");
 }
 
 #[test]
 fn control_clear_identity() {
-    check("control-clear-identity", "FHHFHHFHHFHFFFHHHHFH");
+    check("control-clear-identity", "HHHFHHFHHFHFFFHHHHFH");
 }
 
 #[test]
 fn control_unsigned_offer() {
-    check("control-unsigned-offer", "FHHFHHFHHFHHFFHHHFFH");
+    check("control-unsigned-offer", "HHHFHHFHHFHHFFHHHFFH");
 }
 
 #[test]
 fn control_unbound_identity() {
-    check("control-unbound-identity", "FHHFHHFHHFHFFFHHHFFF");
+    check("control-unbound-identity", "HHHFHHFHHFHFFFHHHFFF");
 }
 
 #[test]
 fn control_signed_messages() {
-    check("control-signed-messages", "FHHFHHFHFFFHFFHHHHFH");
+    check("control-signed-messages", "HHHFHHFHFFFHFFHHHHFH");
 }
 
 #[test]

@@ -42,6 +42,13 @@ pub enum Warning {
         /// What was noticed.
         reason: String,
     },
+    /// Elements that arrived in clear beside the protected content of a
+    /// stanza (e.g. a fallback `<body/>` or hints beside an ESessions
+    /// `<c/>`): not delivered, reported so the user knows they were there.
+    UnprotectedExtras {
+        /// `{namespace}name` of each, in order.
+        elements: Vec<String>,
+    },
     /// Anything else worth telling the user.
     Other(String),
 }

@@ -49,6 +49,118 @@ pub struct Suite {
     pub n_bits: usize,
     /// Exponent size for rekeys.
     pub exponent: prim::ExponentSize,
+    /// How the AES-CTR keystream is laid out.
+    pub reading: CtrReading,
+}
+
+/// How a direction's AES-CTR keystream is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtrReading {
+    /// XEP-0116/XEP-0200 and NIST CTR (DECISIONS 7): the first block of an
+    /// encryption under counter C uses C; every (partial) block advances
+    /// the counter by one; stanza plaintext is padded with spaces to whole
+    /// blocks of 16 *bytes*, so no keystream is left over.
+    Spec,
+    /// Gajim (GAJIM-NOTES.md, DEVIATIONS): the first block uses C+1 (its
+    /// counter callback increments before returning), plaintext is padded
+    /// to 16 *characters* before UTF-8 encoding, and keystream left in a
+    /// partial last block is used first by the next encryption under the
+    /// same key.
+    Gajim,
+}
+
+/// Where one direction's keystream stands under one key: the counter the
+/// next MAC covers and, in Gajim's reading, unused keystream bytes.
+#[derive(Default)]
+pub struct Stream {
+    /// The counter value C (the one MACs cover).
+    pub counter: u128,
+    leftover: Vec<u8>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.leftover.zeroize();
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stream([redacted])")
+    }
+}
+
+impl Stream {
+    /// A fresh keystream (a new key) at counter `c`.
+    pub fn at(counter: u128) -> Stream {
+        Stream {
+            counter,
+            leftover: Vec::new(),
+        }
+    }
+
+    /// Unused keystream bytes carried to the next encryption (Gajim's reading).
+    pub fn leftover_len(&self) -> usize {
+        self.leftover.len()
+    }
+
+    /// The same position under a new key: the counter continues, no keystream carries.
+    pub fn rekeyed(&self) -> Stream {
+        Stream::at(self.counter)
+    }
+
+    /// Encrypt (or decrypt: CTR is symmetric) `data` with `key`, advancing the stream.
+    pub fn apply(&mut self, key: &[u8], reading: CtrReading, data: &[u8]) -> Result<Vec<u8>> {
+        match reading {
+            CtrReading::Spec => {
+                let out = prim::aes_ctr(key, self.counter, data)?;
+                self.counter = self.counter.wrapping_add(prim::blocks(data.len()));
+                Ok(out)
+            }
+            CtrReading::Gajim => {
+                let take = self.leftover.len().min(data.len());
+                let mut out: Vec<u8> = data[..take]
+                    .iter()
+                    .zip(self.leftover.drain(..take))
+                    .map(|(d, k)| d ^ k)
+                    .collect();
+                let rest = &data[take..];
+                if !rest.is_empty() {
+                    // Zeros past the data encrypt to the keystream itself: what is left over.
+                    let mut padded = rest.to_vec();
+                    padded.resize(rest.len().div_ceil(16) * 16, 0);
+                    let mut ks = prim::aes_ctr(key, self.counter.wrapping_add(1), &padded)?;
+                    out.extend_from_slice(&ks[..rest.len()]);
+                    self.leftover = ks[rest.len()..].to_vec();
+                    {
+                        use zeroize::Zeroize;
+                        ks.zeroize();
+                    }
+                    self.counter = self.counter.wrapping_add(prim::blocks(rest.len()));
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Pad stanza plaintext with spaces (DECISIONS: padding): to a multiple of
+/// 16 bytes (spec) or 16 characters (Gajim).
+pub fn pad(m: &mut String, reading: CtrReading) {
+    match reading {
+        CtrReading::Spec => {
+            while m.len() % 16 != 0 {
+                m.push(' ');
+            }
+        }
+        CtrReading::Gajim => {
+            let n = m.chars().count();
+            for _ in 0..(16 - n % 16) % 16 {
+                m.push(' ');
+            }
+        }
+    }
 }
 
 /// XEP-0200 §Re-Key: the (initiator, acceptor) key sets from the raw shared value K.
@@ -76,8 +188,8 @@ pub struct Channel {
     suite: Suite,
     group: Group,
     tx: DirKeys,
-    tx_ctr: u128,
-    rx_ctr: u128,
+    tx_stream: Stream,
+    rx_stream: Stream,
     sets: Vec<RxSet>,
     peer_dh: BigNum,
     keys_received: u32,
@@ -134,7 +246,7 @@ impl Drop for ChannelExport {
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channel")
-            .field("tx_ctr", &"[redacted]")
+            .field("tx", &self.tx_stream)
             .field("sets", &self.sets.len())
             .finish_non_exhaustive()
     }
@@ -156,9 +268,9 @@ impl Channel {
         suite: Suite,
         group: Group,
         tx: DirKeys,
-        tx_ctr: u128,
+        tx_stream: Stream,
         rx: DirKeys,
-        rx_ctr: u128,
+        rx_stream: Stream,
         own_dh: DhPrivate,
         peer_dh: BigNum,
         now: Timestamp,
@@ -167,8 +279,8 @@ impl Channel {
             suite,
             group,
             tx,
-            tx_ctr,
-            rx_ctr,
+            tx_stream,
+            rx_stream,
             sets: vec![RxSet {
                 keys: rx,
                 own_dh,
@@ -194,8 +306,8 @@ impl Channel {
             key_len: self.suite.key_len,
             tx_kc: hex::encode(self.tx.kc.expose()),
             tx_km: hex::encode(self.tx.km.expose()),
-            tx_ctr: format!("{:032x}", self.tx_ctr),
-            rx_ctr: format!("{:032x}", self.rx_ctr),
+            tx_ctr: format!("{:032x}", self.tx_stream.counter),
+            rx_ctr: format!("{:032x}", self.rx_stream.counter),
             rx_sets: self
                 .sets
                 .iter()
@@ -249,21 +361,20 @@ impl Channel {
         for c in content {
             m.push_str(&stanza::serialize(c));
         }
-        // Pad with spaces to a whole number of blocks (DECISIONS: padding).
-        while m.len() % 16 != 0 {
-            m.push(' ');
-        }
-        let ctr = self.tx_ctr;
+        pad(&mut m, self.suite.reading);
+        let ctr = self.tx_stream.counter;
         let mut parts: Vec<(&'static str, String)> = Vec::new();
         if m.is_empty() {
-            self.tx_ctr = self.tx_ctr.wrapping_add(1);
+            // XEP-0200: no content to encrypt, the counter still advances by one.
+            self.tx_stream.counter = ctr.wrapping_add(1);
         } else {
-            let ct = prim::aes_ctr(self.tx.kc.expose(), ctr, m.as_bytes())?;
-            self.tx_ctr = self.tx_ctr.wrapping_add(prim::blocks(ct.len()));
+            let ct = self
+                .tx_stream
+                .apply(self.tx.kc.expose(), self.suite.reading, m.as_bytes())?;
             parts.push(("data", b64::encode(ct)));
         }
         if self.frozen_counters {
-            self.tx_ctr = ctr;
+            self.tx_stream = Stream::at(ctr);
         }
         let mut new_keys = None;
         if rekey && !self.rekey_pending() {
@@ -295,6 +406,7 @@ impl Channel {
         if let Some((x, init, acc)) = new_keys {
             // Our old MAC key may be published once the peer acknowledges the new key.
             let old_tx = std::mem::replace(&mut self.tx, init);
+            self.tx_stream = self.tx_stream.rekeyed();
             self.pending_publish.push(old_tx.km);
             self.sets.push(RxSet {
                 keys: acc,
@@ -362,7 +474,7 @@ impl Channel {
                 .ok_or_else(|| DecodeError::invalid("new", "no such key set"))?,
             None => 0,
         };
-        let ctr = self.rx_ctr;
+        let ctr = self.rx_stream.counter;
         let m_content = m_content(&parts);
         let want = prim::hmac_sha256(
             self.sets[set_idx].keys.km.expose(),
@@ -390,25 +502,33 @@ impl Channel {
             }
             None => None,
         };
+        // Decrypt on a copy of the stream: nothing moves unless the content parses.
+        let mut stream = Stream {
+            counter: ctr,
+            leftover: self.rx_stream.leftover.clone(),
+        };
+        if set_idx > 0 {
+            stream = stream.rekeyed();
+        }
         let plaintext = match &data {
             Some(ct) => {
-                let pt = prim::aes_ctr(self.sets[set_idx].keys.kc.expose(), ctr, ct)?;
-                Some(pt)
+                Some(stream.apply(self.sets[set_idx].keys.kc.expose(), self.suite.reading, ct)?)
             }
-            None => None,
+            None => {
+                stream.counter = ctr.wrapping_add(1);
+                None
+            }
         };
         let content = match &plaintext {
             Some(pt) => parse_content(pt)?,
             None => Vec::new(),
         };
         // Everything checked: commit.
-        self.rx_ctr = match &data {
-            Some(ct) => ctr.wrapping_add(prim::blocks(ct.len())),
-            None => ctr.wrapping_add(1),
+        self.rx_stream = if self.frozen_counters {
+            Stream::at(ctr)
+        } else {
+            stream
         };
-        if self.frozen_counters {
-            self.rx_ctr = ctr;
-        }
         if set_idx > 0 {
             // The peer now uses our new key: older sets go, and old MAC keys may be published.
             let dropped: Vec<RxSet> = self.sets.drain(..set_idx).collect();
@@ -439,7 +559,9 @@ impl Channel {
             }
             if self.sets.len() == 1 {
                 self.tx = acc;
+                self.tx_stream = self.tx_stream.rekeyed();
             }
+            self.rx_stream = self.rx_stream.rekeyed();
             self.peer_dh = e;
             self.keys_received += 1;
         }

@@ -21,13 +21,16 @@
 //! ## Threat model
 //! Protects, against an attacker who controls the servers and the network:
 //! the content of one-to-one `<message/>`, `<presence/>` and `<iq/>` stanzas
-//! except `<thread/>`, `<amp/>` and `<error/>` (confidentiality by AES-CTR,
+//! except the session's `<thread/>`, `<amp/>` and `<error/>` (confidentiality by AES-CTR,
 //! integrity and in-session replay protection by HMAC-SHA256 over the content
 //! and an implicit per-direction counter); forward secrecy through ephemeral
 //! DH and rekeys; the identities of the parties against passive observers (and
 //! of the responder, SIGMA-R, or initiator, SIGMA-I, against active ones);
 //! downgrade of the negotiation (both forms are MACed). Does *not* protect:
-//! stanza attributes (`to`, `from`, `id`, `type`), `<thread/>`, traffic
+//! stanza attributes (`to`, `from`, `id`, `type`), the session's
+//! `<thread/>` (a random session id; an application's own thread is
+//! encrypted, see *Threads* below, which XEP-0200's letter would leave in
+//! clear), traffic
 //! patterns and sizes (padding only to the block size), availability (any bad
 //! `<c/>` terminates the session as XEP-0200 demands, so an active attacker can
 //! always end a session), or loss and reordering (the implicit counter needs
@@ -49,9 +52,15 @@
 //!    `<c xmlns='http://www.xmpp.org/extensions/xep-0200.html#ns'>`; `ver`
 //!    offered and accepted is `1.0`, as the text says (the examples' 1.3/1.2 are
 //!    not versions of this document).
-//! 2. *`otr` vs `logging`*: v0.16 and XEP-0217 use `otr` (options `false`,
-//!    `true`; Bob picks Alice's first); `gajim-compat` uses Gajim's `logging`
-//!    (`mustnot`, `may`). The field name is `disclosure` (value `never`).
+//! 2. *`otr` vs `logging`*: XEP-0116 v0.11-v0.16 and XEP-0217 name the
+//!    logging field `otr` (options `false`, `true`); XEP-0155 v1.2, the later
+//!    XEP-0116 text (`xep-0116.xml`) and Gajim name it `logging` (`mustnot`,
+//!    `may`). Both are accepted on receipt, and Bob answers under the name
+//!    Alice used, picking her first acceptable option. The default *sends*
+//!    `otr`, because the profiles implement the v0.16 text, which says `otr`;
+//!    `gajim-shapes` and `gajim-compat` send `logging`. The disclosure field
+//!    is `disclosure` (value `never`). Tested both ways in `negotiate` and
+//!    `tests/sigma.rs`.
 //! 3. *MODP 3 and 4*: RFC 2409 groups 3 and 4 are elliptic-curve groups, not
 //!    MODP: not offered, and a peer offering only them gets `not-acceptable`.
 //!    Supported: 1, 2 (RFC 2409), 5, 14, 15, 16, 17, 18 (RFC 3526). Default
@@ -70,10 +79,12 @@
 //! 7. *Counter continuity* (as Gajim): counters are never reset. Stanza
 //!    encryption continues from where the identity encryption left the
 //!    counter, also across the 4-message switch from provisory to final keys.
-//!    The counter block is the 128-bit big-endian counter; each (partial)
-//!    block advances it by one, and stanza plaintext is padded with spaces to
-//!    a whole number of blocks (the spec allows whitespace padding) so no
-//!    keystream is ever left over.
+//!    The counter block is the 128-bit big-endian counter; the first block
+//!    under counter C uses C (NIST CTR, and "AES-CTR(KC, C, ...)" as
+//!    written); each (partial) block advances it by one, and stanza
+//!    plaintext is padded with spaces to a whole number of 16-byte blocks
+//!    (the spec allows whitespace padding) so no keystream is ever left over
+//!    ([`channel::CtrReading::Spec`]).
 //! 8. *Rekey*: `K = d^x mod p` is used raw (not hashed), with the
 //!    `Rekey Initiator/Acceptor Crypt/MAC` labels, as XEP-0200 says; no KS key is
 //!    derived (none is needed). Counters continue across rekeys. A side starts
@@ -88,12 +99,17 @@
 //! 11. *Whose preference decides key modes*: Bob answers `init_pubkey` and
 //!     `resp_pubkey` from Alice's offer; each side's settings say the one mode it
 //!     offers or accepts.
-//! 12. *Normalization*: W3C C14N of the form's `<field/>` children:
+//! 12. *Normalization*: W3C C14N of the form's `<field/>` children *as
+//!     received* (XEP-0116 §"XML Normalization"; [`form::Form::normalized`]):
+//!     the received elements in received order with every attribute (an
+//!     option's `label`, say) and every child (`<required/>` wherever it
+//!     stands, `<desc/>`), never a re-serialization of parsed values;
 //!     double-quoted attributes in lexicographic order (`type` before `var`),
-//!     no namespace declarations, no whitespace between elements, empty
-//!     elements as start-end pairs (`<required></required>`); text escapes
-//!     `& < > CR`, attribute escapes `& < " TAB LF CR`. `gajim-compat` writes
-//!     `<required />` as Gajim's serializer did.
+//!     no namespace declarations, whitespace-only text between elements
+//!     dropped, empty elements as start-end pairs (`<required></required>`);
+//!     text escapes `& < > CR`, attribute escapes `& < " TAB LF CR`. A form
+//!     we send is normalized from the element we send. `gajim-compat` writes
+//!     empty elements `<required />` as Gajim's serializer did.
 //! 13. *SAS input*: the v0.14+ rule, `SHA256(M_A | form_B | "Short
 //!     Authentication String")`, low 24 bits, five base-28 digits, most
 //!     significant first, zero-padded (`gajim-compat`: unpadded, as Gajim).
@@ -111,11 +127,38 @@
 //!   must match; otherwise keys are remembered per JID (trust on first use), a
 //!   first key raises `Warning::Unauthenticated` and a changed key
 //!   `Warning::KeyChanged`.
-//! - *Threads*: negotiation and termination stanzas carry the session's
-//!   `<thread/>`; application stanzas are sent as the application gave them
-//!   (their own `<thread/>`, if any, stays in clear as XEP-0200 requires).
-//!   Decrypted children are put back where the `<c/>` stood; clear children
-//!   keep their order.
+//! - *Threads*: every stanza of a session carries the session's `<thread/>`
+//!   in clear (XEP-0155: the thread names the session; XEP-0200: it is not
+//!   encrypted, so that it can route; a peer that routes by thread, as
+//!   Gajim does, would put a threadless stanza into a session without
+//!   keys): negotiation, termination, and every protected `<message/>`,
+//!   including one held while the negotiation ran (`<presence/>` and `<iq/>`
+//!   carry no thread: RFC 6121 gives `<thread/>` to messages only, and an
+//!   `<iq/>` has exactly one child). A stanza carries one `<thread/>`
+//!   (RFC 6121), so an application's own thread, when it differs from the
+//!   session's, is content and travels inside `<c/>` (dropping it would lose
+//!   it; sending it in clear instead of the session's would misroute the
+//!   stanza at a peer that routes by thread, and leave it unprotected). The
+//!   receiver delivers no clear thread: the session's is plumbing, and any
+//!   other is unprotected (XEP-0200 cannot protect it) and reported as
+//!   `Warning::UnprotectedExtras`. Decrypted children are put back
+//!   where the `<c/>` stood; clear children keep their order.
+//! - *Clear extras*: elements beside `<c/>` other than the ones XEP-0200
+//!   leaves in clear (`<thread/>`, `<error/>`, `<amp/>`), such as Gajim's
+//!   fallback `<body/>` and hints, are not forbidden by XEP-0200: the stanza
+//!   is accepted, only its protected content (and the clear elements
+//!   XEP-0200 keeps) is delivered, and a `Warning::UnprotectedExtras` names
+//!   the extras.
+//! - *Rekey frequency*: `rekey_every` is our wish; a side never starts a
+//!   rekey before it sent the negotiated `rekey_freq` stanzas since its last
+//!   one (XEP-0116: "the minimum number of stanzas that MUST be exchanged
+//!   before an entity MAY initiate a key re-exchange"), so an offer of
+//!   4294967295 (XEP-0217, Gajim) means no rekey.
+//! - *Fixed parameters in the offer*: read from `<option>`s or, for a field
+//!   without any, its value (XEP-0217 §4.1 sends them as `hidden` fields).
+//!   `esessions-simplified` sends them hidden, as XEP-0217 §4.1 says it
+//!   SHOULD; the full profiles send `list-single` options as XEP-0116's
+//!   examples do.
 //! - *State export* (`Session::dangerous_export_state`, a research hook the
 //!   security experiments use in every build; nothing in a session calls
 //!   it): JSON of the XEP-0200 channel (sending and receiving key sets, the
@@ -146,11 +189,29 @@
 //!   `<sig xmlns='urn:xmpp-e2e-lab:control:signed-messages'/>` (RSA-SHA256 by
 //!   the sender's long-term key over the serialized protected children)
 //!   inside every `<c/>` and requires it on receipt. Never for real use.
+//! - *Gajim's stanza shapes* (`gajim-shapes=true`): what Gajim sends where
+//!   the spec leaves the form open, with the spec's cryptography: its field
+//!   order, fixed parameters as `hidden` fields, `<required/>` first in a
+//!   field, `modp` options labelled `None`, the `logging` field,
+//!   `text-single` typed response fields, `stanzas` `message` and
+//!   `rekey_freq` 4294967295 by default, and a clear fallback `<body/>`,
+//!   `<private xmlns='urn:xmpp:carbons:2'/>`, `<no-permanent-store/>` and
+//!   `<no-copy/>` beside every `<c/>` (GAJIM-NOTES.md "Observed on the
+//!   wire"). A default peer must, and does, accept all of it.
 //! - *Gajim compatibility* (`gajim-compat=true`, SIGMA-R with key mode `none`
-//!   only): reproduces its deviations listed in `../shared/specs/GAJIM-NOTES.md`:
-//!   32-byte cipher keys under the name `aes128-ctr` (so AES-256-CTR runs),
-//!   `logging` field, `text-single` typed response fields, 8-byte nonces,
-//!   `<required />`, unpadded SAS, offer `modp` 15, 16, 14.
+//!   only; implies `gajim-shapes`): reproduces its deviations listed in
+//!   `../shared/specs/GAJIM-NOTES.md`, each tested in `tests/sigma.rs` and
+//!   by the independent vectors (`tests/kat/`):
+//!   32-byte cipher keys under the name `aes128-ctr` (so AES-256-CTR runs);
+//!   AES-CTR starting one block late (the first block under counter C uses
+//!   C+1), padding to 16 *characters*, and keystream left in a partial block
+//!   carried into the next stanza ([`channel::CtrReading::Gajim`]); 8-byte
+//!   nonces; `<required />` in normalized forms; unpadded SAS; offer `modp`
+//!   15, 16, 14; C_A chosen with a top octet neither 0x00 nor 0x80, so both
+//!   counters fill the 16 octets Gajim's receiver pads them to; no rekey
+//!   (`rekey_every` is refused); termination in clear (sent that way, and a
+//!   clear terminate form from the peer ends the session with a warning),
+//!   never acknowledged.
 //!
 //! ## The SSH-style reconstruction (`esessions-ssh`)
 //! The text of JEP-0116 v0.1 (2003) is lost; the spec digest §2.1 infers its
@@ -377,6 +438,35 @@ pub struct Esessions {
 }
 
 impl Esessions {
+    /// A SIGMA session as its concrete type (the negotiated-parameter
+    /// accessors of [`sigma::SigmaSession`]); [`Protocol::new_session`]
+    /// boxes the same thing. Not for `esessions-ssh`.
+    pub fn sigma_session(
+        &self,
+        _env: &mut Env,
+        config: SessionConfig,
+    ) -> Result<sigma::SigmaSession> {
+        if self.profile == Profile::Ssh {
+            return Err(e2elab_core::ApiMisuse::BadOption {
+                key: "profile".into(),
+                reason: "esessions-ssh has no SIGMA session".into(),
+            }
+            .into());
+        }
+        config.identity.require_protocol(self.id())?;
+        let settings = sigma::Settings::from(self.profile, &config.options, self.weakness)?;
+        sigma::SigmaSession::new(
+            self.profile,
+            settings,
+            config,
+            self.store.clone(),
+            match self.weakness {
+                Some(w) => control_info(w),
+                None => info(self.profile),
+            },
+        )
+    }
+
     /// A profile with a fresh, empty store.
     pub fn new(profile: Profile) -> Self {
         Esessions {
@@ -655,16 +745,6 @@ impl Protocol for Esessions {
         if self.profile == Profile::Ssh {
             return Ok(Box::new(ssh::SshSession::new(config, self.store.clone())?));
         }
-        let settings = sigma::Settings::from(self.profile, &config.options, self.weakness)?;
-        Ok(Box::new(sigma::SigmaSession::new(
-            self.profile,
-            settings,
-            config,
-            self.store.clone(),
-            match self.weakness {
-                Some(w) => control_info(w),
-                None => info(self.profile),
-            },
-        )?))
+        Ok(Box::new(self.sigma_session(_env, config)?))
     }
 }

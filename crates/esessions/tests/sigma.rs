@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use e2elab_core::ops::OpClass;
 use e2elab_core::Op;
+use e2elab_core::Session as _;
 use e2elab_core::{stanza, Error, Event, Options, PeerMisbehaved, SessionState, Warning};
 use e2elab_esessions::Esessions;
 
@@ -354,7 +355,14 @@ fn handshake_message_out_of_order() {
     assert_eq!(p.s[0].state(), SessionState::Handshaking, "state unchanged");
     // An encrypted stanza before the handshake finished.
     let c = format!("<message xmlns='jabber:client' from='{B}'><c xmlns='{}'><data>AAAA</data><mac>AAAA</mac></c></message>", e2elab_esessions::channel::NS_C);
-    assert!(p.deliver(0, &c).is_err());
+    let err = p.deliver(0, &c).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::PeerMisbehaved(PeerMisbehaved::UnexpectedMessage { .. })
+        ),
+        "{err:?}"
+    );
     assert_eq!(p.s[0].state(), SessionState::Handshaking);
     // The genuine flow still completes.
     p.deliver(1, &w1).unwrap();
@@ -370,7 +378,10 @@ fn terminate_then_send() {
     p.s[0].close(&mut p.env[0], &mut out).unwrap();
     let term = stanza::serialize(&out.poll_transmit().unwrap());
     assert!(term.contains("<c xmlns"), "termination is encrypted");
-    assert!(p.send(0, msg(0, "after")).is_err());
+    assert_eq!(
+        p.send(0, msg(0, "after")).unwrap_err(),
+        Error::Api(e2elab_core::ApiMisuse::Closed)
+    );
     p.deliver(1, &term).unwrap();
     assert!(p.events[1].iter().any(|e| matches!(e, Event::PeerClosed)));
     assert_eq!(p.s[1].state(), SessionState::Closed);
@@ -378,7 +389,10 @@ fn terminate_then_send() {
     assert_eq!(to, 0);
     p.deliver(0, &ack).unwrap();
     assert!(p.events[0].iter().any(|e| matches!(e, Event::PeerClosed)));
-    assert!(p.send(1, msg(1, "after")).is_err());
+    assert_eq!(
+        p.send(1, msg(1, "after")).unwrap_err(),
+        Error::Api(e2elab_core::ApiMisuse::Closed)
+    );
 }
 
 #[test]
@@ -529,41 +543,6 @@ fn ssh_wrong_host_key_is_rejected() {
 }
 
 #[test]
-fn gajim_compat_runs_and_differs_from_the_spec_on_the_wire() {
-    let o = Options::new().set("gajim-compat", "true");
-    let mut p = pair_with(&Esessions::sigma_r(), [o.clone(), o], 13);
-    assert_eq!(p.handshake(), 4);
-    roundtrip(&mut p);
-    let w1 = &p.log[0].1;
-    assert!(w1.contains("var='logging'") && !w1.contains("var='otr'"));
-    assert!(w1.contains("<value>15</value>"));
-    let w2 = &p.log[1].1;
-    assert!(w2.contains("type='text-single'"));
-    // Options outside its scope are refused.
-    let bad = Options::new()
-        .set("gajim-compat", "true")
-        .set("init_pubkey", "key");
-    let mut env = e2elab_core::Env::for_party(1, "x");
-    let proto = Esessions::sigma_r();
-    let id = std::sync::Arc::new(
-        e2elab_core::Protocol::generate_identity(&proto, &mut env, "a@b").unwrap(),
-    );
-    let r = e2elab_core::Protocol::new_session(
-        &proto,
-        &mut env,
-        e2elab_core::SessionConfig {
-            role: e2elab_core::Role::Initiator,
-            local_jid: A.into(),
-            peer_jid: B.into(),
-            identity: id,
-            peer_public: None,
-            options: bad,
-        },
-    );
-    assert!(r.is_err());
-}
-
-#[test]
 fn sas28x5_digits() {
     use e2elab_esessions::sigma::sas28x5;
     let s = sas28x5(b"m", b"form", true).unwrap();
@@ -576,25 +555,375 @@ fn sas28x5_digits() {
 }
 
 #[test]
-fn clear_element_added_beside_c_is_not_delivered() {
-    for proto in [Esessions::sigma_r(), Esessions::ssh()] {
-        let mut p = pair(&proto);
-        p.handshake();
-        p.send(0, msg(0, "genuine")).unwrap();
-        let (to, w) = p.next().unwrap();
-        let injected = w
-            .replacen("<c xmlns", "<body>forged</body><c xmlns", 1)
-            .replacen("<packet xmlns", "<body>forged</body><packet xmlns", 1);
-        assert_ne!(injected, w);
-        let err = p.deliver(to, &injected).unwrap_err();
-        assert!(matches!(err, Error::Decode(_)), "{err:?}");
-        assert!(p.delivered(1).is_empty());
+fn clear_extras_beside_c_are_reported_not_delivered() {
+    let mut p = pair(&Esessions::sigma_r());
+    p.handshake();
+    p.send(0, msg(0, "genuine")).unwrap();
+    let (to, w) = p.next().unwrap();
+    let injected = w.replacen(
+        "<c xmlns",
+        "<body>forged</body><no-copy xmlns='urn:xmpp:hints'/><c xmlns",
+        1,
+    );
+    assert_ne!(injected, w);
+    p.deliver(to, &injected).unwrap();
+    assert_eq!(
+        p.delivered(1),
+        vec![msg(0, "genuine")],
+        "only what was protected"
+    );
+    let warned = p.events[1].iter().find_map(|e| match e {
+        Event::Warning(Warning::UnprotectedExtras { elements }) => Some(elements.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        warned,
+        Some(vec![
+            "{jabber:client}body".to_string(),
+            "{urn:xmpp:hints}no-copy".to_string()
+        ])
+    );
+    assert_eq!(p.s[1].state(), SessionState::Established);
+}
+
+#[test]
+fn ssh_rejects_clear_elements_beside_its_packet() {
+    // The SSH-style reconstruction is not XEP-0200: it keeps refusing them.
+    let mut p = pair(&Esessions::ssh());
+    p.handshake();
+    p.send(0, msg(0, "genuine")).unwrap();
+    let (to, w) = p.next().unwrap();
+    let injected = w.replacen("<packet xmlns", "<body>forged</body><packet xmlns", 1);
+    assert_ne!(injected, w);
+    let err = p.deliver(to, &injected).unwrap_err();
+    assert!(matches!(err, Error::Decode(_)), "{err:?}");
+    assert!(p.delivered(1).is_empty());
+    assert_eq!(p.s[1].state(), SessionState::Established);
+    p.deliver(to, &w).unwrap();
+    assert_eq!(stanza::body(&p.delivered(1)[0]).as_deref(), Some("genuine"));
+}
+
+fn no_keys() -> Options {
+    Options::new()
+        .set("init_pubkey", "none")
+        .set("resp_pubkey", "none")
+}
+
+/// The session thread of a negotiation: the `<thread/>` of message 1.
+fn thread_of(w: &str) -> String {
+    stanza::parse(w)
+        .unwrap()
+        .get_child("thread", stanza::NS_CLIENT)
+        .map(|t| t.text())
+        .expect("a thread")
+}
+
+#[test]
+fn a_spec_peer_completes_with_gajims_stanza_shapes_both_ways() {
+    for gajim in 0..2usize {
+        // The spec side also asks to rekey every 2 stanzas: the negotiated
+        // rekey_freq (4294967295, Gajim's) must forbid it.
+        let mut o = [
+            no_keys().set("rekey_every", "2"),
+            no_keys().set("rekey_every", "2"),
+        ];
+        o[gajim] = no_keys().set("gajim-shapes", "true");
+        let mut p = sigma_pair(&Esessions::sigma_r(), o, 30 + gajim as u64);
         assert_eq!(
-            p.s[1].state(),
-            SessionState::Established,
-            "rejected before any key was used"
+            p.handshake(),
+            4,
+            "Gajim-shaped {}",
+            ["initiator", "responder"][gajim]
         );
-        p.deliver(to, &w).unwrap();
-        assert_eq!(stanza::body(&p.delivered(1)[0]).as_deref(), Some("genuine"));
+        let thread = thread_of(&p.log[0].1);
+        // Gajim's shapes on the wire (GAJIM-NOTES.md "Observed on the wire").
+        if gajim == 0 {
+            let w1 = &p.log[0].1;
+            for shape in [
+                "<field type='hidden' var='crypt_algs'><value>aes128-ctr</value></field>",
+                "<field type='hidden' var='ver'><value>1.0</value></field>",
+                "<field type='boolean' var='accept'><required/><value>1</value></field>",
+                "<field type='list-single' var='logging'><required/><option><value>mustnot</value>",
+                "<option label='None'><value>14</value></option>",
+            ] {
+                assert!(w1.contains(shape), "{shape} in {w1}");
+            }
+            assert!(!w1.contains("var='otr'"));
+        } else {
+            let w2 = &p.log[1].1;
+            assert!(
+                w2.contains("<field type='text-single' var='otr'><value>false</value>"),
+                "{w2}"
+            );
+        }
+        for i in 0..2 {
+            let c = p.s[i].negotiated().expect("negotiated");
+            assert_eq!(c.group, 14);
+            assert_eq!(c.stanzas, vec![e2elab_core::StanzaKind::Message]);
+            assert_eq!(c.rekey_freq, 4_294_967_295);
+            let name = if gajim == 0 { "logging" } else { "otr" };
+            assert_eq!(c.logging.0, name, "the answer uses the offer's field name");
+            assert_eq!(p.s[i].negotiated_group(), Some(14));
+        }
+        let (a, b) = (p.established(0).unwrap(), p.established(1).unwrap());
+        assert_eq!(a.sas, b.sas);
+        let before = p.log.len();
+        for n in 0..3 {
+            for i in 0..2 {
+                let m = msg(i, &format!("message {n} from {i}"));
+                p.send(i, m.clone()).unwrap();
+                p.pump();
+                assert_eq!(
+                    p.delivered(1 - i).last(),
+                    Some(&m),
+                    "exactly the protected content"
+                );
+            }
+        }
+        for (to, w) in &p.log[before..] {
+            assert_eq!(
+                thread_of(w),
+                thread,
+                "every protected stanza carries the session thread"
+            );
+            assert!(!w.contains("<key>"), "no rekey: {w}");
+            let from_gajim = 1 - to == gajim;
+            assert_eq!(
+                w.contains("<body>[This is part of an encrypted session"),
+                from_gajim
+            );
+            assert_eq!(w.contains("<no-copy xmlns='urn:xmpp:hints'/>"), from_gajim);
+        }
+        let spec = 1 - gajim;
+        assert_eq!(p.s[spec].rekeys_sent(), 0);
+        let warnings = p.events[spec]
+            .iter()
+            .filter(|e| matches!(e, Event::Warning(Warning::UnprotectedExtras { .. })))
+            .count();
+        assert_eq!(warnings, 3, "each clear extra reported once per stanza");
     }
+}
+
+#[test]
+fn rekey_never_more_often_than_negotiated() {
+    let alice = Options::new().set("rekey_every", "2");
+    let bob = Options::new().set("rekey_freq", "5");
+    let mut p = sigma_pair(&Esessions::sigma_r(), [alice, bob], 41);
+    p.handshake();
+    assert_eq!(p.s[0].negotiated().unwrap().rekey_freq, 5);
+    for n in 0..9 {
+        p.send(0, msg(0, &format!("m{n}"))).unwrap();
+        p.pump();
+    }
+    let keys: Vec<usize> = p
+        .log
+        .iter()
+        .filter(|(to, _)| *to == 1)
+        .skip(2)
+        .enumerate()
+        .filter(|(_, (_, w))| w.contains("<key>"))
+        .map(|(k, _)| k + 1)
+        .collect();
+    assert_eq!(keys, vec![5], "the 5th stanza, not the 2nd");
+    assert_eq!(p.s[0].rekeys_sent(), 1);
+}
+
+#[test]
+fn a_held_stanza_carries_the_session_thread() {
+    let mut p = pair(&Esessions::sigma_r());
+    p.send(0, msg(0, "held")).unwrap();
+    p.pump();
+    let thread = thread_of(&p.log[0].1);
+    let protected: Vec<&String> = p
+        .log
+        .iter()
+        .map(|(_, w)| w)
+        .filter(|w| w.contains("<c xmlns"))
+        .collect();
+    assert_eq!(protected.len(), 1);
+    assert_eq!(thread_of(protected[0]), thread);
+    assert_eq!(p.delivered(1), vec![msg(0, "held")]);
+}
+
+#[test]
+fn gajim_compat_reproduces_its_deviations() {
+    use openssl::symm::{decrypt, Cipher};
+    let o = Options::new().set("gajim-compat", "true");
+    let mut p = sigma_pair(&Esessions::sigma_r(), [o.clone(), o], 13);
+    assert_eq!(p.handshake(), 4);
+    let (a, b) = (p.established(0).unwrap(), p.established(1).unwrap());
+    assert_eq!(a.sas, b.sas, "same SAS");
+    let w1 = &p.log[0].1;
+    assert!(w1.contains("var='logging'") && !w1.contains("var='otr'"));
+    assert!(w1.contains(
+        "<option label='None'><value>15</value></option><option label='None'><value>16</value>"
+    ));
+    assert_eq!(
+        p.s[0].negotiated().unwrap().group,
+        15,
+        "Gajim's first group"
+    );
+    let w2 = stanza::parse(&p.log[1].1).unwrap();
+    let form = w2
+        .get_child("feature", "http://jabber.org/protocol/feature-neg")
+        .unwrap()
+        .get_child("x", "jabber:x:data")
+        .unwrap();
+    let value = |var: &str| {
+        form.children()
+            .find(|f| f.attr("var") == Some(var))
+            .unwrap()
+            .children()
+            .next()
+            .unwrap()
+            .text()
+    };
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    assert_eq!(
+        b64.decode(value("my_nonce")).unwrap().len(),
+        8,
+        "8-byte nonces"
+    );
+    let counter = b64.decode(value("counter")).unwrap();
+    assert_eq!(counter.len(), 16, "C_A fills 16 octets");
+    assert!(counter[0] != 0 && counter[0] != 0x80, "and so does C_B");
+    // The keystream, checked with OpenSSL directly from the exported keys:
+    // it starts at block C+1, runs on across stanzas, and the cipher is
+    // AES-256 although aes128-ctr was negotiated.
+    let state: e2elab_esessions::sigma::SigmaExport =
+        serde_json::from_slice(p.s[0].dangerous_export_state().unwrap().data.expose()).unwrap();
+    let ch = state.channel.unwrap();
+    let kc = hex::decode(&ch.tx_kc).unwrap();
+    assert_eq!(kc.len(), 32);
+    let c = u128::from_str_radix(&ch.tx_ctr, 16).unwrap();
+    let bodies = ["grüße ✓ (ünïcödé)", &"x".repeat(2048), "third"];
+    let mut datas = Vec::new();
+    let mut plain = String::new();
+    for (n, text) in bodies.iter().enumerate() {
+        let m = msg(0, text);
+        p.send(0, m.clone()).unwrap();
+        let (to, w) = p.next().unwrap();
+        let el = stanza::parse(&w).unwrap();
+        assert_eq!(thread_of(&w), thread_of(&p.log[0].1));
+        assert!(
+            w.contains("<private xmlns='urn:xmpp:carbons:2'/>"),
+            "clear extras: {w}"
+        );
+        let cdata = el
+            .get_child("c", e2elab_esessions::channel::NS_C)
+            .unwrap()
+            .get_child("data", e2elab_esessions::channel::NS_C)
+            .unwrap()
+            .text();
+        datas.extend(b64.decode(cdata.trim()).unwrap());
+        let mut content = stanza::serialize(m.get_child("body", stanza::NS_CLIENT).unwrap());
+        while content.chars().count() % 16 != 0 {
+            content.push(' ');
+        }
+        if n == 0 {
+            assert_ne!(content.len() % 16, 0, "non-ASCII leaves keystream over");
+        }
+        plain.push_str(&content);
+        p.deliver(to, &w).unwrap();
+        assert_eq!(p.delivered(1).last(), Some(&m));
+    }
+    let one_stream = decrypt(
+        Cipher::aes_256_ctr(),
+        &kc,
+        Some(&(c + 1).to_be_bytes()),
+        &datas,
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(one_stream).unwrap(),
+        plain,
+        "one stream from C+1"
+    );
+    let from_c = decrypt(Cipher::aes_256_ctr(), &kc, Some(&c.to_be_bytes()), &datas).unwrap();
+    assert_ne!(from_c, plain.as_bytes(), "not from C");
+    // Three each way: Bob's direction too.
+    for text in ["réponse ✓", &"y".repeat(2048), "three"] {
+        let m = msg(1, text);
+        p.send(1, m.clone()).unwrap();
+        p.pump();
+        assert_eq!(p.delivered(0).last(), Some(&m));
+    }
+    // Termination in clear, never acknowledged.
+    let mut out = e2elab_core::Outbox::new();
+    e2elab_core::Session::close(&mut *p.s[0], &mut p.env[0], &mut out).unwrap();
+    let term = stanza::serialize(&out.poll_transmit().unwrap());
+    assert!(
+        !term.contains("<c xmlns") && term.contains("var='terminate'"),
+        "{term}"
+    );
+    assert_eq!(p.s[0].state(), SessionState::Closed);
+    p.deliver(1, &term).unwrap();
+    assert_eq!(p.s[1].state(), SessionState::Closed);
+    assert!(p.events[1].iter().any(|e| matches!(e, Event::PeerClosed)));
+    assert!(p.next().is_none(), "no acknowledgement");
+    // gajim-compat never rekeys, and refuses options it cannot honour.
+    for bad in [
+        Options::new()
+            .set("gajim-compat", "true")
+            .set("init_pubkey", "key"),
+        Options::new()
+            .set("gajim-compat", "true")
+            .set("rekey_every", "3"),
+    ] {
+        let mut env = e2elab_core::Env::for_party(1, "x");
+        let proto = Esessions::sigma_r();
+        let id = std::sync::Arc::new(
+            e2elab_core::Protocol::generate_identity(&proto, &mut env, "a@b").unwrap(),
+        );
+        let r = proto.sigma_session(
+            &mut env,
+            e2elab_core::SessionConfig {
+                role: e2elab_core::Role::Initiator,
+                local_jid: A.into(),
+                peer_jid: B.into(),
+                identity: id,
+                peer_public: None,
+                options: bad,
+            },
+        );
+        assert!(
+            matches!(r, Err(Error::Api(e2elab_core::ApiMisuse::BadOption { .. }))),
+            "{:?}",
+            r.err()
+        );
+    }
+}
+
+#[test]
+fn an_application_thread_travels_inside_c_and_a_clear_one_is_not_delivered() {
+    let mut p = pair(&Esessions::sigma_r());
+    p.handshake();
+    let session = thread_of(&p.log[0].1);
+    let mut m = msg(0, "threaded");
+    m.append_child(stanza::text_element(
+        "thread",
+        stanza::NS_CLIENT,
+        "app-thread-7",
+    ));
+    p.send(0, m.clone()).unwrap();
+    let (to, w) = p.next().unwrap();
+    assert!(
+        !w.contains("app-thread-7"),
+        "the application's thread is encrypted: {w}"
+    );
+    assert_eq!(thread_of(&w), session, "the session's thread routes it");
+    p.deliver(to, &w).unwrap();
+    assert_eq!(p.delivered(1), vec![m]);
+    // A clear thread changed on the path is neither delivered nor silent.
+    p.send(0, msg(0, "plain")).unwrap();
+    let (to, w) = p.next().unwrap();
+    let forged = w.replace(&session, "0123456789abcdef0123456789abcdef");
+    assert_ne!(forged, w);
+    p.deliver(to, &forged).unwrap();
+    assert_eq!(p.delivered(1).last(), Some(&msg(0, "plain")));
+    assert!(p.events[1].iter().any(|e| matches!(
+        e,
+        Event::Warning(Warning::UnprotectedExtras { elements }) if elements == &["{jabber:client}thread".to_string()]
+    )));
 }

@@ -102,14 +102,24 @@ fn cases() -> Vec<(Profile, Options, u64)> {
 #[test]
 fn vectors_reproduce() {
     if std::env::var("E2ELAB_WRITE_VECTORS").is_ok() {
-        let keys: Vec<Vec<u8>> = (0..2)
-            .map(|_| {
-                e2elab_esessions::prim::rsa_generate(2048)
-                    .unwrap()
-                    .private_key_to_pkcs8()
-                    .unwrap()
-            })
-            .collect();
+        // Keep the committed keys (tests/kat.rs uses them too); new ones only for a new file.
+        let old: Option<Vec<Value>> = std::fs::read_to_string(FILE)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let keys: Vec<Vec<u8>> = match old {
+            Some(v) => ["alice_pkcs8_hex", "bob_pkcs8_hex"]
+                .iter()
+                .map(|k| hex::decode(v[0][*k].as_str().unwrap()).unwrap())
+                .collect(),
+            None => (0..2)
+                .map(|_| {
+                    e2elab_esessions::prim::rsa_generate(2048)
+                        .unwrap()
+                        .private_key_to_pkcs8()
+                        .unwrap()
+                })
+                .collect(),
+        };
         let mut all = Vec::new();
         for (profile, opts, seed) in cases() {
             let ders: [&[u8]; 2] = if profile == Profile::Simplified {

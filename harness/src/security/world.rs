@@ -465,6 +465,7 @@ pub fn warning_kind(w: &Warning) -> &'static str {
         Warning::KeyChanged { .. } => "key_changed",
         Warning::Unauthenticated { .. } => "unauthenticated",
         Warning::Suspicious { .. } => "suspicious",
+        Warning::UnprotectedExtras { .. } => "unprotected_extras",
         Warning::Other(_) => "other",
         _ => "warning",
     }

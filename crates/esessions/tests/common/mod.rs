@@ -11,8 +11,8 @@ use std::sync::Arc;
 pub const A: &str = "alice@example.org/lab";
 pub const B: &str = "bob@example.net/lab";
 
-pub struct Pair {
-    pub s: [Box<dyn Session>; 2],
+pub struct Pair<S: Session + ?Sized = dyn Session> {
+    pub s: [Box<S>; 2],
     pub env: [Env; 2],
     pub events: [Vec<Event>; 2],
     /// Wire stanzas in flight: (to party, serialized).
@@ -93,7 +93,74 @@ pub fn pair(proto: &Esessions) -> Pair {
     pair_with(proto, [Options::new(), Options::new()], 7)
 }
 
-impl Pair {
+/// Two SIGMA sessions as their concrete type (for the negotiated-parameter
+/// accessors), identities generated from the seed.
+pub fn sigma_pair(
+    proto: &Esessions,
+    opts: [Options; 2],
+    seed: u64,
+) -> Pair<e2elab_esessions::sigma::SigmaSession> {
+    let mut env = [
+        Env::for_party(seed, "initiator"),
+        Env::for_party(seed, "responder"),
+    ];
+    let ids = [
+        Arc::new(
+            proto
+                .generate_identity(&mut env[0], "alice@example.org")
+                .unwrap(),
+        ),
+        Arc::new(
+            proto
+                .generate_identity(&mut env[1], "bob@example.net")
+                .unwrap(),
+        ),
+    ];
+    sigma_pair_from(proto, ids, opts, seed)
+}
+
+/// [`sigma_pair`] with given identities.
+pub fn sigma_pair_from(
+    proto: &Esessions,
+    ids: [Arc<e2elab_core::Identity>; 2],
+    opts: [Options; 2],
+    seed: u64,
+) -> Pair<e2elab_esessions::sigma::SigmaSession> {
+    let mut env = [
+        Env::for_party(seed, "initiator"),
+        Env::for_party(seed, "responder"),
+    ];
+    let [o0, o1] = opts;
+    let mk = |env: &mut Env, role, local: &str, peer: &str, me: usize, options| {
+        Box::new(
+            proto
+                .sigma_session(
+                    env,
+                    SessionConfig {
+                        role,
+                        local_jid: local.into(),
+                        peer_jid: peer.into(),
+                        identity: ids[me].clone(),
+                        peer_public: Some(ids[1 - me].public.clone()),
+                        options,
+                    },
+                )
+                .unwrap(),
+        )
+    };
+    let s0 = mk(&mut env[0], Role::Initiator, A, B, 0, o0);
+    let s1 = mk(&mut env[1], Role::Responder, B, A, 1, o1);
+    Pair {
+        s: [s0, s1],
+        env,
+        events: [Vec::new(), Vec::new()],
+        wire: Vec::new(),
+        log: Vec::new(),
+        ops: Default::default(),
+    }
+}
+
+impl<S: Session + ?Sized> Pair<S> {
     fn drain(&mut self, i: usize, mut out: e2elab_core::Outbox) {
         while let Some(el) = out.poll_transmit() {
             let w = stanza::serialize(&el);
