@@ -143,7 +143,7 @@ impl Plan {
                 primitive_calls: 5,
                 scale_points: vec![1000, 2000, 5000, 10_000],
                 scale_reps: 3,
-                scale_repeat_points: vec![1000],
+                scale_repeat_points: vec![1000, 2000, 5000],
                 cold_processes: 5,
                 instruction_runs: 2,
             }

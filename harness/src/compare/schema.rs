@@ -33,7 +33,7 @@ pub struct Plan {
     /// Independent scale runs per profile (each in a fresh process). The
     /// first builds up to the largest point; the others only up to the
     /// largest of [`Plan::scale_repeat_points`] (a 10,000-pair run costs
-    /// minutes of handshakes per profile).
+    /// about a minute of handshakes per profile).
     pub scale_reps: usize,
     /// The points every scale run reads (the others are read by the first
     /// run only); empty: all points, every run.
