@@ -91,6 +91,9 @@ fn diff_hash() -> (bool, Option<String>) {
 
 /// Times the phases of a run and samples the machine at its ends.
 pub struct Clock {
+    /// The tree as the run began (revision, dirty, diff hash): what the
+    /// binary was built from, not what the tree became while it ran.
+    git: (String, bool, Option<String>),
     date: String,
     load_start: String,
     ticks_start: Option<(u64, u64, u64)>,
@@ -101,7 +104,13 @@ pub struct Clock {
 impl Clock {
     /// Start now.
     pub fn start() -> Clock {
+        let (dirty, hash) = diff_hash();
         Clock {
+            git: (
+                run_cmd("git", &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+                dirty,
+                hash,
+            ),
             date: utc_now(),
             load_start: load_average(),
             ticks_start: cpu_ticks(),
@@ -121,7 +130,7 @@ impl Clock {
 
     /// The provenance of the run.
     pub fn finish(self, seed: u64, wall: f64) -> Provenance {
-        let (git_dirty, git_diff_sha256) = diff_hash();
+        let (git_revision, git_dirty, git_diff_sha256) = self.git.clone();
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -158,8 +167,7 @@ impl Clock {
             run_cmd("pkg-config", &["--modversion", m]).unwrap_or_else(|| "unknown".into())
         };
         Provenance {
-            git_revision: run_cmd("git", &["rev-parse", "HEAD"])
-                .unwrap_or_else(|| "unknown".into()),
+            git_revision,
             git_dirty,
             git_diff_sha256,
             rustc: run_cmd("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
