@@ -200,5 +200,38 @@ fn bench_floors(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_handshake, bench_messages, bench_floors);
+/// Parse time against stanza size (issue 16, fault 3): 1, 4 and 16 MB of
+/// body text under raised limits. Linear parsing shows as constant
+/// throughput across the three sizes (the quadratic lexer once took 0.06 s,
+/// 0.9 s and over 5 s).
+fn bench_parse(c: &mut Criterion) {
+    use e2elab_core::stanza;
+    let mut g = c.benchmark_group("parse");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(300));
+    for mb in [1usize, 4, 16] {
+        let xml = format!(
+            "<message xmlns='jabber:client'><body>{}</body></message>",
+            "abc&amp;def&lt;gh ".repeat((mb << 20) / 18)
+        );
+        let limits = stanza::Limits {
+            max_bytes: xml.len(),
+            ..stanza::Limits::DEFAULT
+        };
+        g.throughput(Throughput::Bytes(xml.len() as u64));
+        g.bench_function(BenchmarkId::new("body-MB", mb), |b| {
+            b.iter(|| stanza::parse_with(black_box(&xml), limits).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_handshake,
+    bench_messages,
+    bench_floors,
+    bench_parse
+);
 criterion_main!(benches);

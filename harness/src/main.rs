@@ -124,6 +124,14 @@ enum Cmd {
         seed: Option<u64>,
         #[arg(long = "opt")]
         opts: Vec<String>,
+        /// Largest stanza accepted, in bytes (default 262144, Prosody's
+        /// c2s_stanza_size_limit default); a longer input line is an error
+        /// event and is skipped.
+        #[arg(long, default_value_t = e2elab_core::stanza::Limits::DEFAULT.max_bytes)]
+        max_stanza_bytes: usize,
+        /// Deepest element nesting accepted (default 128).
+        #[arg(long, default_value_t = e2elab_core::stanza::Limits::DEFAULT.max_depth)]
+        max_depth: usize,
     },
     /// Run the conformance suite for protocols and print pass/fail per check.
     Conformance {
@@ -247,17 +255,15 @@ fn options(opts: &[String]) -> Result<Options, String> {
     Options::parse(opts.iter().map(String::as_str)).map_err(|e| e.to_string())
 }
 
-fn os_seed() -> u64 {
-    let mut b = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
-    u64::from_le_bytes(b)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
+/// 32 bytes of OS entropy for an unseeded session; no fallback: without
+/// `/dev/urandom` the peer does not start (fail closed).
+fn os_seed() -> Result<[u8; 32], String> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| format!("no OS entropy for the session's seed (/dev/urandom: {e})"))?;
+    Ok(b)
 }
 
 fn wall_clock() -> Timestamp {
@@ -305,7 +311,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         } => {
             let proto = one(&protocol)?;
             let bare = stanza::bare_jid(&jid).to_string();
-            let mut env = Env::for_party(seed.unwrap_or_else(os_seed), &format!("identity:{bare}"));
+            let mut env = match seed {
+                Some(s) => Env::for_party(s, &format!("identity:{bare}")),
+                None => Env::from_seed(os_seed()?),
+            };
             // A key made for live use is dated now, like the `peer` session that will use it.
             env.set_now(wall_clock());
             let id = proto
@@ -330,7 +339,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             peer_identity,
             seed,
             opts,
+            max_stanza_bytes,
+            max_depth,
         } => {
+            stanza::set_limits(stanza::Limits {
+                max_bytes: max_stanza_bytes,
+                max_depth,
+            });
             let proto = one(&protocol)?;
             let id = store::load(&identity)?;
             if id.jid() != stanza::bare_jid(&jid) {
@@ -345,7 +360,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 RoleArg::Initiator => Role::Initiator,
                 RoleArg::Responder => Role::Responder,
             };
-            let mut env = Env::for_party(seed.unwrap_or_else(os_seed), role.name());
+            let mut env = match seed {
+                Some(s) => Env::for_party(s, role.name()),
+                None => Env::from_seed(os_seed()?),
+            };
             env.set_now(wall_clock());
             let mut session = proto
                 .new_session(

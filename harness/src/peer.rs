@@ -12,12 +12,48 @@
 use e2elab_core::{stanza, Env, Event, Outbox, Role, Session, SessionState, Timestamp};
 use std::io::{BufRead, Write};
 
+/// One input line of at most `limit` bytes (without the line break): the
+/// bytes, and whether more were discarded. `None` at the end of input. A
+/// longer line is read to its end but not kept, so no input grows memory
+/// past the limit.
+fn next_line(
+    input: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut over = false;
+    let mut any = false;
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(any.then_some(over));
+        }
+        any = true;
+        let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        let room = limit.saturating_sub(buf.len());
+        if take > room {
+            over = true;
+        }
+        buf.extend_from_slice(&chunk[..take.min(room)]);
+        input.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(Some(over));
+        }
+    }
+}
+
 /// Drive `session` from `input` until end of input. Returns the number of
 /// errors reported (bad lines and session errors); I/O failures are `Err`.
+/// A line that is not UTF-8, too long, or not a command is an error event:
+/// the peer goes on with the next line.
 pub fn run(
     session: &mut dyn Session,
     env: &mut Env,
-    input: impl BufRead,
+    mut input: impl BufRead,
     mut out: impl Write,
     mut log: impl Write,
     mut clock: impl FnMut() -> Timestamp,
@@ -25,8 +61,26 @@ pub fn run(
     let io = |e: std::io::Error| format!("i/o: {e}");
     let mut outbox = Outbox::new();
     let mut errors = 0usize;
-    for line in input.lines() {
-        let line = line.map_err(io)?;
+    // A command, a space, and a stanza of at most the parser's limit.
+    let limit = stanza::limits().max_bytes + 16;
+    let mut raw = Vec::new();
+    let mut number = 0usize;
+    while let Some(over) = next_line(&mut input, &mut raw, limit).map_err(io)? {
+        number += 1;
+        let bad = if over {
+            Some(format!("line {number}: longer than {limit} bytes, skipped"))
+        } else {
+            std::str::from_utf8(&raw)
+                .err()
+                .map(|e| format!("line {number}: not UTF-8 ({e}), skipped"))
+        };
+        if let Some(e) = bad {
+            errors += 1;
+            writeln!(log, "error bad-line: {e}").map_err(io)?;
+            out.flush().map_err(io)?;
+            continue;
+        }
+        let line = String::from_utf8_lossy(&raw).into_owned();
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
@@ -85,6 +139,13 @@ pub fn run(
                 )
                 .map_err(io)?,
                 Event::PeerClosed => writeln!(log, "event peer-closed").map_err(io)?,
+                Event::NotSent { stanza, reason } => writeln!(
+                    log,
+                    "event not-sent reason={} {}",
+                    reason.replace(' ', "_"),
+                    stanza::to_line(&stanza)
+                )
+                .map_err(io)?,
                 Event::Closed => writeln!(log, "event closed").map_err(io)?,
                 Event::Warning(w) => writeln!(log, "event warning {w:?}").map_err(io)?,
                 other => writeln!(log, "event {other:?}").map_err(io)?,
@@ -93,4 +154,79 @@ pub fn run(
         out.flush().map_err(io)?;
     }
     Ok(errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{driver, registry};
+    use e2elab_core::SessionConfig;
+
+    /// A plaintext initiator fed `input`; returns (out, log, errors).
+    fn feed(input: &[u8]) -> (String, String, usize) {
+        let proto = registry::get("plaintext").unwrap();
+        let ids = driver::provision(proto.as_ref(), 1).unwrap();
+        let mut env = Env::for_party(1, "initiator");
+        let mut s = proto
+            .new_session(
+                &mut env,
+                SessionConfig {
+                    role: Role::Initiator,
+                    local_jid: driver::full_jid(0),
+                    peer_jid: driver::full_jid(1),
+                    identity: ids.ids[0].clone(),
+                    peer_public: Some(ids.ids[1].public.clone()),
+                    options: Default::default(),
+                },
+            )
+            .unwrap();
+        let (mut out, mut log) = (Vec::new(), Vec::new());
+        let errors = run(s.as_mut(), &mut env, input, &mut out, &mut log, || {
+            Timestamp::DEFAULT_START
+        })
+        .unwrap();
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(log).unwrap(),
+            errors,
+        )
+    }
+
+    fn good_send() -> String {
+        format!(
+            "send <message xmlns='jabber:client' from='{}' to='{}' type='chat'><body>after</body></message>\n",
+            driver::full_jid(0),
+            driver::full_jid(1)
+        )
+    }
+
+    #[test]
+    fn no_line_stops_the_peer() {
+        // 30,000 levels in 210 KB: within the size limit, so the depth
+        // bound is what refuses it (the reported crash was 40,000 in 260 KB).
+        let deep = format!(
+            "<message xmlns='jabber:client'>{}{}</message>",
+            "<x>".repeat(30_000),
+            "</x>".repeat(30_000)
+        );
+        let mut input = Vec::new();
+        input.extend_from_slice(b"send \xff\xfe not utf-8\n");
+        input.extend_from_slice(format!("recv {deep}\n").as_bytes());
+        input.extend_from_slice(format!("send {deep}\n").as_bytes());
+        input.extend_from_slice(b"recv <message xmlns='jabber:client'/>junk\n");
+        input.extend_from_slice(format!("recv {}\n", "x".repeat(300_000)).as_bytes());
+        input.extend_from_slice(b"frobnicate\n");
+        input.extend_from_slice(good_send().as_bytes());
+        let (out, log, errors) = feed(&input);
+        assert_eq!(errors, 6, "{log}");
+        assert!(log.contains("line 1: not UTF-8"), "{log}");
+        assert!(log.contains("nested deeper than the limit of 128"), "{log}");
+        assert!(log.contains("content after the stanza"), "{log}");
+        assert!(log.contains("line 5: longer than"), "{log}");
+        assert!(log.contains("unknown command 'frobnicate'"), "{log}");
+        assert!(
+            out.contains("<body>after</body>"),
+            "the peer went on: {out}"
+        );
+    }
 }

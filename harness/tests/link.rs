@@ -310,3 +310,52 @@ fn out_of_order_handshake_is_a_typed_error_and_run_fails_cleanly() {
     assert_eq!(d.result.unwrap_err().kind(), "peer_misbehaved");
     assert_eq!(d.state_after, SessionState::Idle);
 }
+
+/// Issue 16, fault 7: a stanza held while a handshake runs is sent or
+/// reported as not sent when the session closes first; never dropped
+/// silently. Every profile, controls included.
+#[test]
+fn close_during_a_handshake_reports_every_held_stanza() {
+    for proto in e2elab::registry::all() {
+        let id = proto.info().id;
+        let ids = driver::provision(proto.as_ref(), 3).unwrap();
+        let mut env = Env::for_party(3, "initiator");
+        let mut s = proto
+            .new_session(
+                &mut env,
+                SessionConfig {
+                    role: Role::Initiator,
+                    local_jid: full_jid(0),
+                    peer_jid: full_jid(1),
+                    identity: ids.ids[0].clone(),
+                    peer_public: Some(ids.ids[1].public.clone()),
+                    options: Options::new(),
+                },
+            )
+            .unwrap();
+        let m = stanza::chat_message(&full_jid(0), &full_jid(1), "held", "held body").unwrap();
+        let mut out = Outbox::new();
+        s.send(&mut env, m.clone(), &mut out).unwrap();
+        let mut sent = 0;
+        while let Some(w) = out.poll_transmit() {
+            sent += usize::from(stanza::serialize(&w).contains("held"));
+        }
+        s.close(&mut env, &mut out).unwrap();
+        let events: Vec<Event> = std::iter::from_fn(|| out.poll_event()).collect();
+        let not_sent: Vec<&Element> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::NotSent { stanza, reason } => {
+                    assert!(!reason.is_empty(), "{id}: a reason");
+                    Some(stanza)
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(
+            sent > 0 || not_sent == vec![&m],
+            "{id}: the held stanza was neither sent nor reported (sent {sent}, reported {})",
+            not_sent.len()
+        );
+    }
+}

@@ -59,6 +59,20 @@ pub enum DecodeError {
     /// The protected payload is shorter than its framing requires.
     #[error("truncated {0}")]
     Truncated(String),
+    /// The stanza is longer than the parser accepts ([`crate::stanza::Limits`]).
+    #[error("stanza of {bytes} bytes over the {limit}-byte limit")]
+    TooLarge {
+        /// Its length.
+        bytes: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The stanza nests elements deeper than the parser accepts.
+    #[error("elements nested deeper than the limit of {limit}")]
+    TooDeep {
+        /// The limit in force.
+        limit: usize,
+    },
 }
 
 impl DecodeError {

@@ -69,6 +69,15 @@ pub enum Event {
     PeerClosed,
     /// This side ended the session.
     Closed,
+    /// An application stanza the session accepted (held while a handshake
+    /// ran) that it will never send: the session closed or the handshake
+    /// failed first. Every held stanza ends either sent or reported here.
+    NotSent {
+        /// The stanza as the application gave it.
+        stanza: Element,
+        /// Why.
+        reason: String,
+    },
     /// A warning for the user.
     Warning(Warning),
 }

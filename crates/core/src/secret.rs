@@ -7,8 +7,17 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 /// Owned secret bytes (keys, shared secrets, serialized private keys).
 ///
 /// `Debug` prints only the length; the bytes are wiped when dropped.
-#[derive(Clone, Default, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+#[derive(Clone, Default, Zeroize, ZeroizeOnDrop)]
 pub struct SecretBytes(Vec<u8>);
+
+/// Equality in constant time (in the contents; lengths are not secret).
+impl PartialEq for SecretBytes {
+    fn eq(&self, other: &Self) -> bool {
+        ct_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SecretBytes {}
 
 impl SecretBytes {
     /// Take ownership of `v`.
@@ -84,5 +93,18 @@ mod tests {
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));
         assert!(SecretBytes::from_slice(b"k").ct_eq(b"k"));
+        // `==` on secrets is the constant-time comparison.
+        assert_eq!(
+            SecretBytes::from_slice(b"key"),
+            SecretBytes::from_slice(b"key")
+        );
+        assert_ne!(
+            SecretBytes::from_slice(b"key"),
+            SecretBytes::from_slice(b"kez")
+        );
+        assert_ne!(
+            SecretBytes::from_slice(b"key"),
+            SecretBytes::from_slice(b"ke")
+        );
     }
 }

@@ -55,8 +55,49 @@ pub enum SessionState {
 
 /// Profile-specific settings, as `key=value` strings so the generic harness and
 /// CLI can pass them; each protocol documents and checks its own keys.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+///
+/// `Debug` and `Serialize` redact the values of secret keys (see
+/// [`Options::is_secret_key`]): an other shared secret or a password never
+/// reaches a log or a results file.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Options(BTreeMap<String, String>);
+
+impl Options {
+    /// Whether a key names a secret: `oss` (ESessions' other shared secret)
+    /// or any key containing `secret`, `password` or `passphrase`.
+    pub fn is_secret_key(key: &str) -> bool {
+        key == "oss"
+            || ["secret", "password", "passphrase"]
+                .iter()
+                .any(|w| key.contains(w))
+    }
+
+    fn redacted(&self) -> BTreeMap<&str, &str> {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                let v = if Self::is_secret_key(k) {
+                    "[redacted]"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Options").field(&self.redacted()).finish()
+    }
+}
+
+impl Serialize for Options {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.redacted().serialize(s)
+    }
+}
 
 impl Options {
     /// No options.
@@ -257,4 +298,30 @@ pub trait Protocol: Send + Sync {
 
     /// Create a session.
     fn new_session(&self, env: &mut Env, config: SessionConfig) -> Result<Box<dyn Session>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_options_are_redacted_in_debug_and_serialization() {
+        let o = Options::new()
+            .set("oss", "hunter2")
+            .set("server_password", "pw")
+            .set("modp", "14");
+        let dbg = format!("{o:?}");
+        let json = serde_json::to_string(&o).unwrap();
+        for shown in [&dbg, &json] {
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("pw\""),
+                "{shown}"
+            );
+            assert!(
+                shown.contains("[redacted]") && shown.contains("14"),
+                "{shown}"
+            );
+        }
+        assert_eq!(o.get("oss"), Some("hunter2"), "the value itself is kept");
+    }
 }

@@ -64,7 +64,58 @@ pub fn wire_size(el: &Element) -> usize {
     serialize(el).len()
 }
 
-/// Parse one stanza from its wire form.
+/// What [`parse`] accepts: checked while reading, before any tree exists,
+/// so no later walk (serialize, clone, drop: all recursive in minidom) ever
+/// meets a tree deeper than `max_depth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of one stanza. Default 262,144: Prosody 0.12's
+    /// `c2s_stanza_size_limit` default (256 KiB; ejabberd's example
+    /// configuration sets the same `max_stanza_size` on its c2s listener).
+    pub max_bytes: usize,
+    /// Element nesting depth, the stanza element being depth 1. Default 128:
+    /// XMPP payloads nest a few levels (the deepest here, a CMS-wrapped CPIM
+    /// message in a stanza, is under 10).
+    pub max_depth: usize,
+}
+
+impl Limits {
+    /// The defaults.
+    pub const DEFAULT: Limits = Limits {
+        max_bytes: 262_144,
+        max_depth: 128,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+static MAX_BYTES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(Limits::DEFAULT.max_bytes);
+static MAX_DEPTH: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(Limits::DEFAULT.max_depth);
+
+/// The limits [`parse`] applies in this process.
+pub fn limits() -> Limits {
+    use std::sync::atomic::Ordering::Relaxed;
+    Limits {
+        max_bytes: MAX_BYTES.load(Relaxed),
+        max_depth: MAX_DEPTH.load(Relaxed),
+    }
+}
+
+/// Change the limits [`parse`] applies in this process (e.g. `e2elab peer
+/// --max-stanza-bytes`).
+pub fn set_limits(l: Limits) {
+    use std::sync::atomic::Ordering::Relaxed;
+    MAX_BYTES.store(l.max_bytes, Relaxed);
+    MAX_DEPTH.store(l.max_depth, Relaxed);
+}
+
+/// Parse one stanza from its wire form, under the process's [`limits`].
 ///
 /// minidom's `str::parse` uses rxml's default token limit (8192 bytes): a
 /// longer text node is split into chunks, and rxml's lexer scans the rest
@@ -75,8 +126,23 @@ pub fn wire_size(el: &Element) -> usize {
 /// names and attribute values, which cannot be longer than the input
 /// anyway. The tree is built by minidom's own `TreeBuilder`, exactly as
 /// `str::parse` does.
+///
+/// The input is one stanza: anything after its root element but
+/// whitespace is an error (so is a second element).
 pub fn parse(s: &str) -> Result<Element, DecodeError> {
+    parse_with(s, limits())
+}
+
+/// [`parse`] under explicit limits.
+pub fn parse_with(s: &str, limits: Limits) -> Result<Element, DecodeError> {
+    if s.len() > limits.max_bytes {
+        return Err(DecodeError::TooLarge {
+            bytes: s.len(),
+            limit: limits.max_bytes,
+        });
+    }
     crate::ops::count(crate::Op::XmlParse, s.len());
+    use minidom::rxml::RawEvent;
     use minidom::rxml::{Options, RawReader};
     use minidom::tree_builder::TreeBuilder;
     let err = |e: minidom::Error| DecodeError::Xml(e.to_string());
@@ -84,10 +150,29 @@ pub fn parse(s: &str) -> Result<Element, DecodeError> {
     opts.max_token_length = opts.max_token_length.max(s.len());
     let mut reader = RawReader::with_options(s.as_bytes(), opts);
     let mut tree = TreeBuilder::new();
+    let mut depth = 0usize;
     while let Some(event) = reader.read().map_err(|e| err(e.into()))? {
+        match &event {
+            RawEvent::ElementHeadOpen(..) => {
+                depth += 1;
+                if depth > limits.max_depth {
+                    return Err(DecodeError::TooDeep {
+                        limit: limits.max_depth,
+                    });
+                }
+            }
+            RawEvent::ElementFoot(..) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
         tree.process_event(event).map_err(err)?;
         if let Some(root) = tree.root.take() {
-            return Ok(root);
+            // Only whitespace may follow the stanza: any event (a second
+            // element, text) or a lexer error there is trailing content.
+            return match reader.read() {
+                Ok(None) => Ok(root),
+                Ok(Some(_)) => Err(DecodeError::Xml("content after the stanza".into())),
+                Err(e) => Err(DecodeError::Xml(format!("content after the stanza: {e}"))),
+            };
         }
     }
     Err(err(minidom::Error::EndOfDocument))
@@ -246,6 +331,79 @@ mod tests {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
+    }
+
+    fn nested(depth: usize) -> String {
+        let mut s = String::from("<message xmlns='jabber:client'>");
+        s.push_str(&"<x>".repeat(depth - 1));
+        s.push_str(&"</x>".repeat(depth - 1));
+        s.push_str("</message>");
+        s
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_any_tree_exists() {
+        // The reported crash: about 40,000 levels in 260 KB.
+        let deep = nested(40_000);
+        let l = Limits {
+            max_bytes: deep.len(),
+            ..Limits::DEFAULT
+        };
+        assert_eq!(
+            parse_with(&deep, l),
+            Err(DecodeError::TooDeep { limit: 128 })
+        );
+        assert!(parse(&nested(128)).is_ok(), "the limit itself is allowed");
+        assert_eq!(
+            parse(&nested(129)),
+            Err(DecodeError::TooDeep { limit: 128 })
+        );
+        let raised = Limits {
+            max_depth: 1000,
+            ..Limits::DEFAULT
+        };
+        assert!(
+            parse_with(&nested(1000), raised).is_ok(),
+            "users can raise it"
+        );
+    }
+
+    #[test]
+    fn size_is_bounded_before_parsing() {
+        let big = format!(
+            "<message xmlns='jabber:client'><body>{}</body></message>",
+            "x".repeat(Limits::DEFAULT.max_bytes)
+        );
+        assert_eq!(
+            parse(&big),
+            Err(DecodeError::TooLarge {
+                bytes: big.len(),
+                limit: 262_144
+            })
+        );
+        let raised = Limits {
+            max_bytes: big.len(),
+            ..Limits::DEFAULT
+        };
+        assert!(parse_with(&big, raised).is_ok());
+    }
+
+    #[test]
+    fn trailing_content_is_refused() {
+        for bad in [
+            "<message xmlns='jabber:client'/>x",
+            "<message xmlns='jabber:client'/><message xmlns='jabber:client'/>",
+            "<message xmlns='jabber:client'/>&amp;",
+            "<message xmlns='jabber:client'/><",
+        ] {
+            assert!(matches!(parse(bad), Err(DecodeError::Xml(_))), "{bad}");
+        }
+        for ok in [
+            "<message xmlns='jabber:client'/>",
+            "<message xmlns='jabber:client'/>\n  \t",
+        ] {
+            assert!(parse(ok).is_ok(), "{ok:?}");
+        }
     }
 
     #[test]

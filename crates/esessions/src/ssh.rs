@@ -858,6 +858,12 @@ impl Session for SshSession {
             }
             St::Closed => Err(ApiMisuse::Closed.into()),
             _ => {
+                for stanza in self.queue.drain(..) {
+                    out.event(Event::NotSent {
+                        stanza,
+                        reason: "closed before the key exchange finished".into(),
+                    });
+                }
                 out.event(Event::Closed);
                 Ok(())
             }

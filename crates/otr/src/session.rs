@@ -579,7 +579,12 @@ impl Session for OtrSession {
         for t in injected {
             out.send(self.wire_for_internal(&t)?);
         }
-        self.pending.clear();
+        for stanza in self.pending.drain(..) {
+            out.event(Event::NotSent {
+                stanza,
+                reason: "closed before the AKE finished".into(),
+            });
+        }
         self.state = SessionState::Closed;
         out.event(Event::Closed);
         Ok(())

@@ -351,6 +351,16 @@ impl SigmaSession {
         Ok(())
     }
 
+    /// Every stanza held for the negotiation, reported as never sent.
+    fn report_unsent(&mut self, reason: &str, out: &mut Outbox) {
+        for stanza in self.queue.drain(..) {
+            out.event(Event::NotSent {
+                stanza,
+                reason: reason.into(),
+            });
+        }
+    }
+
     fn terminate_form(result: bool) -> Element {
         let mut f = Form::new(if result { "result" } else { "submit" });
         f.push(Field::value("FORM_TYPE", FORM_TYPE));
@@ -685,6 +695,7 @@ impl Session for SigmaSession {
             (Inbound::Encrypted, _) => return self.on_encrypted(env, el, out),
             (Inbound::Error, St::AwaitResponse { .. } | St::AwaitInit(_) | St::AwaitAccept(_)) => {
                 self.st = St::Closed;
+                self.report_unsent("the peer refused the negotiation", out);
                 out.event(Event::PeerClosed);
                 return Err(PeerMisbehaved::Terminated.into());
             }
@@ -740,6 +751,7 @@ impl Session for SigmaSession {
             ) && !matches!(self.st, St::Established(_));
             if fatal {
                 self.st = St::Closed;
+                self.report_unsent(&format!("the negotiation failed: {e}"), out);
             } else {
                 // Keep any error stanza emitted for the peer; drop partial effects otherwise.
                 let (tx, _) = cp;
@@ -802,6 +814,7 @@ impl Session for SigmaSession {
                 Err(ApiMisuse::Closed.into())
             }
             _ => {
+                self.report_unsent("closed before the negotiation finished", out);
                 out.event(Event::Closed);
                 Ok(())
             }
