@@ -72,14 +72,26 @@ pub fn cpu_ticks() -> Option<(u64, u64, u64)> {
 }
 
 /// SHA-256 of `git diff HEAD` (tracked files), when the tree is dirty.
+/// `results/` is left out: it holds generated measurements, not source
+/// (a run over an uncommitted earlier run's results is a clean run).
 fn diff_hash() -> (bool, Option<String>) {
-    let dirty = run_cmd("git", &["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.is_empty());
+    let dirty = run_cmd(
+        "git",
+        &[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)results",
+        ],
+    )
+    .is_some_and(|s| !s.is_empty());
     if !dirty {
         return (false, None);
     }
     let out = std::process::Command::new("git")
-        .args(["diff", "HEAD", "--binary"])
+        .args(["diff", "HEAD", "--binary", "--", ".", ":(exclude)results"])
         .output()
         .ok();
     let hash = out.map(|o| {
