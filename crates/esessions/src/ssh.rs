@@ -651,15 +651,44 @@ impl SshSession {
         )
     }
 
-    fn on_packet(&mut self, wire: &Element, packet: &[u8], out: &mut Outbox) -> Result<()> {
+    /// End the session after a bad packet: SSH_MSG_DISCONNECT (RFC 4253
+    /// §11.1) to the peer, whose receiving direction still works, so that it
+    /// hears of it; then the events.
+    fn disconnect_on_error(&mut self, env: &mut Env, out: &mut Outbox, code: u32, e: &Error) {
+        if let St::Established { tx, thread, .. } = &mut self.st {
+            let mut payload = vec![MSG_DISCONNECT];
+            payload.extend_from_slice(&code.to_be_bytes());
+            put_string(&mut payload, e.kind().as_bytes());
+            put_string(&mut payload, b"");
+            let thread = thread.clone();
+            if let Ok(packet) = tx.seal(env, &payload) {
+                if let Ok(m) = self.message(&thread, Self::packet_element(&packet)) {
+                    out.send(m);
+                }
+            }
+        }
+        self.st = St::Closed;
+        out.event(Event::Warning(Warning::Other(format!(
+            "session terminated after a bad packet: {e}"
+        ))));
+        out.event(Event::Closed);
+    }
+
+    fn on_packet(
+        &mut self,
+        env: &mut Env,
+        wire: &Element,
+        packet: &[u8],
+        out: &mut Outbox,
+    ) -> Result<()> {
         let St::Established { rx, .. } = &mut self.st else {
             return Err(unexpected("packet"));
         };
         let payload = match rx.open(packet) {
             Ok(p) => p,
             Err(e) => {
-                // SSH disconnects on a bad MAC; so do we.
-                self.st = St::Closed;
+                // SSH disconnects on a bad MAC (SSH_DISCONNECT_MAC_ERROR); so do we.
+                self.disconnect_on_error(env, out, 5, &e);
                 return Err(e);
             }
         };
@@ -674,7 +703,8 @@ impl SshSession {
                 let data = match get_string(&mut b).and_then(crate::channel::parse_content) {
                     Ok(d) => d,
                     Err(e) => {
-                        self.st = St::Closed;
+                        // SSH_DISCONNECT_PROTOCOL_ERROR
+                        self.disconnect_on_error(env, out, 2, &e);
                         return Err(e);
                     }
                 };
@@ -829,7 +859,7 @@ impl Session for SshSession {
                     }
                     r
                 }
-                (Ok(packet), St::Established { .. }) => self.on_packet(&el, &packet, out),
+                (Ok(packet), St::Established { .. }) => self.on_packet(env, &el, &packet, out),
                 _ => Err(unexpected("packet")),
             }
         } else {

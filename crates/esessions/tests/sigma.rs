@@ -927,3 +927,52 @@ fn an_application_thread_travels_inside_c_and_a_clear_one_is_not_delivered() {
         Event::Warning(Warning::UnprotectedExtras { elements }) if elements == &["{jabber:client}thread".to_string()]
     )));
 }
+
+/// Issue 16, fault 6: after one lost stanza the receiver terminates, says
+/// so, and tells the sender (whose messages would otherwise vanish).
+#[test]
+fn a_lost_stanza_ends_the_session_on_both_sides_and_both_hear_of_it() {
+    for proto in [Esessions::sigma_r(), Esessions::ssh()] {
+        let mut p = pair(&proto);
+        p.handshake();
+        p.send(0, msg(0, "lost")).unwrap();
+        let _lost = p.next().unwrap();
+        p.send(0, msg(0, "next")).unwrap();
+        let (to, w) = p.next().unwrap();
+        let err = p.deliver(to, &w).unwrap_err();
+        assert!(matches!(err, Error::DecryptFailed), "{err:?}");
+        assert_eq!(p.s[1].state(), SessionState::Closed);
+        assert!(p.events[1].iter().any(|e| matches!(e, Event::Closed)));
+        assert!(p.events[1].iter().any(|e| matches!(
+            e,
+            Event::Warning(Warning::Other(w)) if w.contains("terminated")
+        )));
+        // Bob's notice reaches Alice, who learns the session is over.
+        let (to, notice) = p.next().expect("the receiver tells the sender");
+        assert_eq!(to, 0);
+        p.deliver(0, &notice).unwrap();
+        assert!(p.events[0].iter().any(|e| matches!(e, Event::PeerClosed)));
+        assert_eq!(
+            p.send(0, msg(0, "after")).unwrap_err(),
+            Error::Api(e2elab_core::ApiMisuse::Closed),
+            "{}: the sender knows",
+            p.s[0].info().id
+        );
+    }
+}
+
+#[test]
+fn close_during_the_negotiation_reports_the_held_stanza() {
+    let mut p = pair(&Esessions::sigma_r());
+    let m = msg(0, "held");
+    p.send(0, m.clone()).unwrap();
+    let mut out = e2elab_core::Outbox::new();
+    p.s[0].close(&mut p.env[0], &mut out).unwrap();
+    let events: Vec<Event> = std::iter::from_fn(|| out.poll_event()).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::NotSent { stanza, .. } if *stanza == m)),
+        "{events:?}"
+    );
+}

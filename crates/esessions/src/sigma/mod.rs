@@ -370,6 +370,8 @@ impl SigmaSession {
 
     fn on_encrypted(&mut self, env: &mut Env, wire: Element, out: &mut Outbox) -> Result<()> {
         let closing = matches!(self.st, St::Terminating(_));
+        // The stanza that tells the peer, should this one fail.
+        let mut notice = self.message(&self.thread)?;
         let ch = match &mut self.st {
             St::Established(ch) | St::Terminating(ch) => ch,
             _ => return Err(unexpected("encrypted stanza", "handshake state")),
@@ -409,11 +411,28 @@ impl SigmaSession {
         }) {
             Ok(o) => o,
             Err(e) => {
-                // XEP-0200 §Decrypting: a MAC mismatch or unparseable content terminates the session.
+                // XEP-0200 §Decrypting: a MAC mismatch or unparseable content
+                // terminates the session. Our sending direction still works,
+                // so the peer is told with an encrypted terminate form (else
+                // its messages would vanish unnoticed: one lost, repeated or
+                // altered stanza ends the session for both).
+                if !closing {
+                    if let Ok(c) = ch.seal(
+                        env,
+                        &mut self.ops,
+                        &[Self::terminate_form(false)],
+                        false,
+                        env.now(),
+                    ) {
+                        notice.append_child(c);
+                        out.send(notice);
+                    }
+                }
                 self.st = St::Closed;
                 out.event(Event::Warning(Warning::Other(format!(
                     "session terminated after a bad encrypted stanza: {e}"
                 ))));
+                out.event(Event::Closed);
                 return Err(e);
             }
         };
