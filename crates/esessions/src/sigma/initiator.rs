@@ -5,16 +5,14 @@ use super::negotiate::{self, Chosen};
 use super::proof::{derive, Binding, ProofKeys, Side};
 use super::retained::{self, method, rshash};
 use super::settings::{KeyMode, Settings};
-use super::{unexpected, Handshake, SigmaSession, St, FORM_TYPE, NS_AMP};
+use super::{unexpected, Handshake, SigmaSession, St, FORM_TYPE, NS_AMP, SIGMA_I_METHOD};
 use crate::channel::{Channel, DirKeys, Stream};
 use crate::form::{Field, Form};
 use crate::keys;
 use crate::prim::{self, DhPrivate, Group};
 use e2elab_core::b64;
 use e2elab_core::error::backend;
-use e2elab_core::{
-    stanza, DecodeError, Element, Env, Outbox, PeerIdentity, PeerMisbehaved, Result, SecretBytes,
-};
+use e2elab_core::{stanza, DecodeError, Element, Env, Outbox, PeerMisbehaved, Result, SecretBytes};
 use openssl::bn::BigNum;
 
 /// Alice after message 1.
@@ -312,12 +310,7 @@ impl SigmaSession {
         if let Some((v, kb, rx)) = verified {
             // 3-message: done; the streams continue under the same keys.
             let ch = Channel::new(suite, g, dir(ka), tx, dir(kb), rx, x_own, d, env.now());
-            let peer = PeerIdentity {
-                jid: self.peer.clone(),
-                fingerprint: v.fingerprint,
-                sas: None,
-                method: "rsa-sha256 signature (SIGMA-I)".into(),
-            };
+            let peer = self.peer_identity(v.fingerprint, None, SIGMA_I_METHOD.into());
             return Ok(Some((ch, peer, v.warnings)));
         }
         self.st = St::AwaitInit(Box::new(AwaitInit {
@@ -395,12 +388,7 @@ impl SigmaSession {
         );
         Ok((
             ch,
-            PeerIdentity {
-                jid: self.peer.clone(),
-                fingerprint: v.fingerprint,
-                sas,
-                method: method(resp_pubkey, had_srs),
-            },
+            self.peer_identity(v.fingerprint, sas, method(resp_pubkey, had_srs)),
             warnings,
         ))
     }

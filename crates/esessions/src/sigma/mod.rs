@@ -47,6 +47,9 @@ pub const NS_AMP: &str = "http://jabber.org/protocol/amp";
 /// The SSN form type.
 pub const FORM_TYPE: &str = "urn:xmpp:ssn";
 
+/// How a SIGMA-I peer was authenticated.
+const SIGMA_I_METHOD: &str = "rsa-sha256 signature (SIGMA-I)";
+
 /// A negotiation's outcome on either side: the channel, the peer as
 /// authenticated, and warnings for the user.
 type Handshake = (Channel, PeerIdentity, Vec<Warning>);
@@ -194,6 +197,21 @@ impl SigmaSession {
         stanza::set_attr(&mut m, "to", &self.peer)?;
         m.append_child(stanza::text_element("thread", stanza::NS_CLIENT, thread));
         Ok(m)
+    }
+
+    /// The peer as the negotiation authenticated it.
+    fn peer_identity(
+        &self,
+        fingerprint: Option<String>,
+        sas: Option<String>,
+        method: String,
+    ) -> PeerIdentity {
+        PeerIdentity {
+            jid: self.peer.clone(),
+            fingerprint,
+            sas,
+            method,
+        }
     }
 
     fn feature(form: &Form) -> Element {

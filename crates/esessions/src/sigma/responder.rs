@@ -5,15 +5,16 @@ use super::initiator::dir;
 use super::negotiate::{self, Chosen, Rejection};
 use super::proof::{derive, Binding, ProofKeys, Side};
 use super::retained::{method, rshash, srshash};
-use super::{unexpected, Handshake, SigmaSession, St, FORM_TYPE, NS_FEATURE, NS_INIT};
+use super::{
+    unexpected, Handshake, SigmaSession, St, FORM_TYPE, NS_FEATURE, NS_INIT, SIGMA_I_METHOD,
+};
 use crate::channel::{Channel, Stream};
 use crate::form::{Field, Form, NS_DATA};
 use crate::prim::{self, DhPrivate, Group};
 use e2elab_core::b64;
 use e2elab_core::error::backend;
 use e2elab_core::{
-    stanza, DecodeError, Element, Env, Error, Outbox, PeerIdentity, PeerMisbehaved, Result,
-    SecretBytes,
+    stanza, DecodeError, Element, Env, Error, Outbox, PeerMisbehaved, Result, SecretBytes,
 };
 use openssl::bn::BigNum;
 
@@ -329,12 +330,7 @@ impl SigmaSession {
                 e,
                 env.now(),
             );
-            let peer = PeerIdentity {
-                jid: self.peer.clone(),
-                fingerprint: v.fingerprint,
-                sas: None,
-                method: "rsa-sha256 signature (SIGMA-I)".into(),
-            };
+            let peer = self.peer_identity(v.fingerprint, None, SIGMA_I_METHOD.into());
             return Ok((ch, peer, warnings));
         };
         // 4-message: retained secrets, final keys, Bob's identity.
@@ -392,12 +388,7 @@ impl SigmaSession {
         );
         Ok((
             ch,
-            PeerIdentity {
-                jid: self.peer.clone(),
-                fingerprint: v.fingerprint,
-                sas,
-                method: method(init_pubkey, had_srs),
-            },
+            self.peer_identity(v.fingerprint, sas, method(init_pubkey, had_srs)),
             warnings,
         ))
     }

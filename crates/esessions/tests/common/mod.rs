@@ -22,24 +22,19 @@ pub struct Pair<S: Session + ?Sized = dyn Session> {
     pub ops: [e2elab_core::OpLog; 2],
 }
 
-pub fn pair_with(proto: &Esessions, opts: [Options; 2], seed: u64) -> Pair {
+/// Both parties' identities, generated from the seed.
+fn identities(proto: &Esessions, seed: u64) -> [Arc<e2elab_core::Identity>; 2] {
     let mut env = [
         Env::for_party(seed, "initiator"),
         Env::for_party(seed, "responder"),
     ];
-    let ids = [
-        Arc::new(
-            proto
-                .generate_identity(&mut env[0], "alice@example.org")
-                .unwrap(),
-        ),
-        Arc::new(
-            proto
-                .generate_identity(&mut env[1], "bob@example.net")
-                .unwrap(),
-        ),
-    ];
-    pair_from(proto, ids, opts, seed)
+    let mut gen =
+        |i: usize, jid: &str| Arc::new(proto.generate_identity(&mut env[i], jid).unwrap());
+    [gen(0, "alice@example.org"), gen(1, "bob@example.net")]
+}
+
+pub fn pair_with(proto: &Esessions, opts: [Options; 2], seed: u64) -> Pair {
+    pair_from(proto, identities(proto, seed), opts, seed)
 }
 
 pub fn pair_from(
@@ -100,23 +95,7 @@ pub fn sigma_pair(
     opts: [Options; 2],
     seed: u64,
 ) -> Pair<e2elab_esessions::sigma::SigmaSession> {
-    let mut env = [
-        Env::for_party(seed, "initiator"),
-        Env::for_party(seed, "responder"),
-    ];
-    let ids = [
-        Arc::new(
-            proto
-                .generate_identity(&mut env[0], "alice@example.org")
-                .unwrap(),
-        ),
-        Arc::new(
-            proto
-                .generate_identity(&mut env[1], "bob@example.net")
-                .unwrap(),
-        ),
-    ];
-    sigma_pair_from(proto, ids, opts, seed)
+    sigma_pair_from(proto, identities(proto, seed), opts, seed)
 }
 
 /// [`sigma_pair`] with given identities.
