@@ -29,6 +29,10 @@ const OPTIONS: &[(&str, &str)] = &[
         "encrypt_to_self",
         "also encrypt each body to our own key (default false; the spec encrypts to the recipient)",
     ),
+    (
+        "legacy-algorithms",
+        "true: also read CAST5 and 3DES, which 2005-era gpg produced (CAST5 was its default) and Sequoia's standard policy refuses today; 64-bit-block ciphers, so a risk for long messages (default false)",
+    ),
 ];
 
 /// The `jep0027` profile. The key type of generated identities is a property
@@ -134,6 +138,7 @@ impl Protocol for Jep0027 {
             .unwrap_or(PLACEHOLDER)
             .to_string();
         let encrypt_to_self = config.options.get_bool("encrypt_to_self", false)?;
+        let legacy = config.options.get_bool("legacy-algorithms", false)?;
         let Keys {
             own,
             peer,
@@ -152,6 +157,7 @@ impl Protocol for Jep0027 {
             peer,
             placeholder,
             encrypt_to_self,
+            legacy,
         }))
     }
 }
@@ -164,6 +170,8 @@ pub struct Jep0027Session {
     peer: sequoia_openpgp::Cert,
     placeholder: String,
     encrypt_to_self: bool,
+    /// Accept CAST5 and 3DES on receipt (`legacy-algorithms`).
+    legacy: bool,
 }
 
 impl std::fmt::Debug for Jep0027Session {
@@ -266,7 +274,14 @@ impl Jep0027Session {
             return Err(DecodeError::invalid("jabber:x:encrypted", "child elements").into());
         }
         let data = armor::decode(ArmorKind::Message, &x.text())?;
-        let plain = pgp::decrypt(&data, &self.own, &self.peer, SigRule::Ignore, env.now())?;
+        let plain = pgp::decrypt(
+            &data,
+            &self.own,
+            &self.peer,
+            SigRule::Ignore,
+            env.now(),
+            self.legacy,
+        )?;
         let text = std::str::from_utf8(&plain)
             .map_err(|_| DecodeError::invalid("body", "decrypted body is not UTF-8"))?;
         let mut d = m.clone();

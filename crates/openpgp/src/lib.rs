@@ -98,7 +98,18 @@
 //!    `PeerMisbehaved::BadSignature`; corrupted armor → `DecodeError::Invalid { field: "armor" }`;
 //!    packet framing cut short → `DecodeError::Truncated`; ciphertext modified
 //!    (MDC or session key) → `Error::DecryptFailed`. Every error leaves the
-//!    session unchanged and emits nothing. (tests: jep0027_typed_errors, ox_unknown_signer_and_wrong_recipient, regression_short_seipd_is_a_typed_error_not_a_backend_panic)
+//!    session unchanged and emits nothing. A cipher the policy refuses →
+//!    `Error::Unsupported("algorithm refused by policy: CAST5 is not
+//!    considered secure since ...")`, not a generic decryption failure.
+//!    (tests: jep0027_typed_errors, ox_unknown_signer_and_wrong_recipient, regression_short_seipd_is_a_typed_error_not_a_backend_panic; gpg.rs era_ciphers_and_hidden_recipients_from_gpg)
+//!    - *Era ciphers*: on today's clock Sequoia refuses CAST5 (gpg's default
+//!      cipher until 2.1, so what JEP-0027-era clients sent) and 3DES.
+//!      `jep0027 --opt legacy-algorithms=true` reads them, so the faithful
+//!      profile can read 2005-era messages; the risk is the 64-bit block
+//!      (birthday-bound attacks on long messages, no modern margin). It
+//!      never sends them, and OX has no such option.
+//!    - *Hidden recipients* (`gpg --throw-keyids`, a wildcard key id): every
+//!      secret key of ours is tried, as gpg does.
 //! 6. Public-key operations are counted at each call: `pk_encrypt` per
 //!    recipient key (one PKESK each), `pk_decrypt` per PKESK we try with our
 //!    key, `sign` per signature made, `verify` per signature checked against

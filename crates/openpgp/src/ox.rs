@@ -376,6 +376,7 @@ impl OxSession {
             &self.peer,
             SigRule::RequirePeer,
             env.now(),
+            false,
         )?;
         let xml = std::str::from_utf8(&plain)
             .map_err(|_| DecodeError::invalid("<signcrypt>", "not UTF-8"))?;

@@ -551,6 +551,11 @@ impl DecryptionHelper for Helper<'_> {
                         return Ok(None);
                     }
                 }
+                if rcpt.is_none() {
+                    // A hidden recipient (gpg --throw-keyids): try our next
+                    // key, as gpg does.
+                    continue;
+                }
                 // Our key, but the session key does not decrypt: a modified message.
                 *self.failure = None;
                 return Err(openpgp::Error::MissingSessionKey("no session key".into()).into());
@@ -691,15 +696,22 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
 
 /// Decrypt a binary OpenPGP message with `own`'s secret keys; verify
 /// signatures against `peer` as `rule` says. Returns the literal data.
+///
+/// `legacy` also accepts the symmetric ciphers of the JEP-0027 era that
+/// Sequoia's standard policy refuses today (CAST5, gpg's default until 2.1,
+/// and 3DES): a 2005-era message reads, at the cost of trusting ciphers with
+/// 64-bit blocks (birthday-bound attacks on long messages, no modern
+/// security margin).
 pub fn decrypt(
     data: &[u8],
     own: &Cert,
     peer: &Cert,
     rule: SigRule,
     t: Timestamp,
+    legacy: bool,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     looks_like_message(data)?;
-    guarded(|| decrypt_inner(data, own, peer, rule, t))
+    guarded(|| decrypt_inner(data, own, peer, rule, t, legacy))
 }
 
 fn decrypt_inner(
@@ -708,9 +720,18 @@ fn decrypt_inner(
     peer: &Cert,
     rule: SigRule,
     t: Timestamp,
+    legacy: bool,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     let st = system_time(t);
-    let p = policy(st);
+    let mut p = policy(st);
+    if legacy {
+        // Deprecated in Sequoia for new messages; accepted here for reading
+        // old ones only, under the documented option.
+        #[allow(deprecated)]
+        for a in [SymmetricAlgorithm::CAST5, SymmetricAlgorithm::TripleDES] {
+            p.accept_symmetric_algo(a);
+        }
+    }
     let mut failure = None;
     let mut sym = None;
     let mut out = Zeroizing::new(Vec::new());
@@ -734,7 +755,18 @@ fn decrypt_inner(
     }
     match r {
         Ok(()) => Ok(out),
-        Err(_) => Err(map_failure(failure)),
+        Err(e) => {
+            // An algorithm the policy refuses is said as such, not as a
+            // generic decryption failure.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            if chain.iter().any(|c| c.starts_with("Policy rejected")) {
+                let why = chain.last().cloned().unwrap_or_default();
+                return Err(Error::Unsupported(format!(
+                    "algorithm refused by policy: {why}"
+                )));
+            }
+            Err(map_failure(failure))
+        }
     }
 }
 

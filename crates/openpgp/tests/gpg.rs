@@ -155,6 +155,16 @@ fn session(
     local: &str,
     peer_pub: PublicIdentity,
 ) -> Box<dyn Session> {
+    session_with(proto, id, local, peer_pub, Options::new())
+}
+
+fn session_with(
+    proto: &dyn Protocol,
+    id: &Identity,
+    local: &str,
+    peer_pub: PublicIdentity,
+    options: Options,
+) -> Box<dyn Session> {
     proto
         .new_session(
             &mut env("session"),
@@ -164,7 +174,7 @@ fn session(
                 peer_jid: format!("{}/lab", peer_pub.jid),
                 identity: Arc::new(id.clone()),
                 peer_public: Some(peer_pub),
-                options: Options::new(),
+                options,
             },
         )
         .unwrap()
@@ -586,4 +596,76 @@ fn armor_strip_matches_gpg_output_shape() {
         None,
     );
     assert_eq!(dec.stdout, b"payload");
+}
+
+/// What gpg produces with 2005-era settings, and with hidden recipients.
+fn gpg_message_to_alice(extra: &[&str]) -> (Gpg, Identity, Element) {
+    let gpg = Gpg::new();
+    gpg.gen_key(&format!("xmpp:{BOB}"), KeyAlgo::Rsa(2048));
+    let proto = Jep0027::with_key(KeyAlgo::Rsa(2048));
+    let alice = proto
+        .generate_identity(&mut env("alice-id"), ALICE)
+        .unwrap();
+    gpg.import(&our_cert_armored(&alice.public));
+    let mut args = vec!["--armor", "--encrypt", "--recipient"];
+    let rcpt = format!("xmpp:{ALICE}");
+    args.push(&rcpt);
+    args.extend_from_slice(extra);
+    let enc = gpg.run(&args, Some(b"Hello from 2005"));
+    let stripped = armor::strip(&String::from_utf8(enc.stdout).unwrap()).unwrap();
+    let mut m = stanza::chat_message(
+        &format!("{BOB}/lab"),
+        &format!("{ALICE}/lab"),
+        "g1",
+        jep0027::PLACEHOLDER,
+    )
+    .unwrap();
+    m.append_child(stanza::text_element("x", jep0027::NS_ENCRYPTED, &stripped));
+    (gpg, alice, m)
+}
+
+/// Issue 16, fault 8: 2005-era ciphers are refused by name (and read
+/// under `legacy-algorithms`), and hidden recipients are tried with our keys.
+#[test]
+fn era_ciphers_and_hidden_recipients_from_gpg() {
+    for (extra, refused) in [
+        (vec!["--cipher-algo", "CAST5"], Some("CAST5")),
+        (vec!["--cipher-algo", "3DES"], Some("3DES")),
+        (vec!["--throw-keyids"], None),
+    ] {
+        let (gpg, alice, m) = gpg_message_to_alice(&extra);
+        let bob_pub =
+            import_public(jep0027::ID, BOB, &gpg.export_public(&format!("xmpp:{BOB}"))).unwrap();
+        let proto = Jep0027::with_key(KeyAlgo::Rsa(2048));
+        let mut out = Outbox::new();
+        let mut s = session(&proto, &alice, ALICE, bob_pub.clone());
+        let r = s.handle_inbound(&mut env("r"), m.clone(), &mut out);
+        match refused {
+            Some(alg) => {
+                let err = r.unwrap_err();
+                assert!(
+                    matches!(&err, e2elab_core::Error::Unsupported(w) if w.contains("refused by policy") && w.contains(alg)),
+                    "{extra:?}: {err}"
+                );
+                assert!(delivered(&mut out).is_empty());
+                // The faithful profile reads it under the documented option.
+                let mut legacy = session_with(
+                    &proto,
+                    &alice,
+                    ALICE,
+                    bob_pub,
+                    Options::new().set("legacy-algorithms", "true"),
+                );
+                legacy.handle_inbound(&mut env("r2"), m, &mut out).unwrap();
+            }
+            None => r.unwrap_or_else(|e| panic!("{extra:?}: {e}")),
+        }
+        let got = delivered(&mut out);
+        assert_eq!(got.len(), 1, "{extra:?}");
+        assert_eq!(
+            stanza::body(&got[0]).as_deref(),
+            Some("Hello from 2005"),
+            "{extra:?}"
+        );
+    }
 }

@@ -200,7 +200,7 @@ fn jep0027_decision_encrypt_to_self_option() {
     assert_eq!(n, 2);
     // Alice can read her own sent body back with her own key.
     let me = a.cert();
-    let plain = pgp::decrypt(&bin, &me, &me, pgp::SigRule::Ignore, a.env.now()).unwrap();
+    let plain = pgp::decrypt(&bin, &me, &me, pgp::SigRule::Ignore, a.env.now(), false).unwrap();
     assert_eq!(&plain[..], b"to both");
     assert_eq!(a.ops.calls_in(OpClass::PkEncrypt), 2);
 }
@@ -689,6 +689,7 @@ fn decrypt_ox(wire: &Element, me: &Identity, peer: &Identity) -> Element {
         &peer,
         pgp::SigRule::RequirePeer,
         Timestamp::DEFAULT_START.plus(std::time::Duration::from_secs(5)),
+        false,
     )
     .unwrap();
     std::str::from_utf8(&plain).unwrap().parse().unwrap()
@@ -1040,6 +1041,7 @@ fn jep0027_decision_bodies_unsigned_body_restored_in_place_or_appended() {
         &alice_pub,
         pgp::SigRule::RequirePeer,
         b.env.now(),
+        false,
     );
     assert_eq!(r.unwrap_err(), PeerMisbehaved::BadSignature.into());
     // The placeholder <body> removed on the way: the decrypted text comes back as a <body>.

@@ -158,7 +158,7 @@ pub mod carriage;
 pub mod ffi;
 mod session;
 
-pub use session::{OtrSession, SmpStatus};
+pub use session::{offered_versions, OtrSession, SmpStatus};
 
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::{
@@ -199,6 +199,14 @@ impl Version {
         let strip =
             |b: &[u8]| String::from_utf8_lossy(b.strip_suffix(&[0]).unwrap_or(b)).into_owned();
         strip(libotr_sys::OTRL_MESSAGE_TAG_BASE) + &strip(v)
+    }
+
+    /// The version number.
+    pub fn number(self) -> u8 {
+        match self {
+            Version::V2 => 2,
+            Version::V3 => 3,
+        }
     }
 
     /// The profile id.

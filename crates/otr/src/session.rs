@@ -454,6 +454,33 @@ impl OtrSession {
         if events.contains(&CbEvent::InstagMissing) {
             return Err(Error::Backend("libotr found no instance tag".into()));
         }
+        // An offer of versions this profile does not speak: libotr ignores
+        // it silently, and the peer would wait for ever. Say so.
+        let mut mismatch = None;
+        if injected.is_empty() && !decrypted {
+            if let Some(offered) = offered_versions(&body) {
+                let ours = self.version.number();
+                if !offered.contains(&ours) {
+                    let list: Vec<String> = offered.iter().map(|v| format!("v{v}")).collect();
+                    mismatch = Some(format!(
+                        "OTR version mismatch: the peer offers {}, this profile speaks v{ours} only",
+                        if list.is_empty() {
+                            "none".to_string()
+                        } else {
+                            list.join(", ")
+                        }
+                    ));
+                }
+            }
+        }
+        if let Some(m) = &mismatch {
+            // A bare query is an error; a tagged plaintext still reaches
+            // the user (as unprotected, below), with the mismatch said.
+            if body.trim_start().starts_with("?OTR") {
+                return Err(Error::Unsupported(m.clone()));
+            }
+            out.event(Event::Warning(Warning::Other(m.clone())));
+        }
         if self.state == SessionState::Idle && (!injected.is_empty() || body.contains("?OTR")) {
             self.state = SessionState::Handshaking;
         }
@@ -477,7 +504,12 @@ impl OtrSession {
         }
         if r.disconnected {
             self.state = SessionState::Closed;
-            self.pending.clear();
+            for stanza in self.pending.drain(..) {
+                out.event(Event::NotSent {
+                    stanza,
+                    reason: "the peer ended the session".into(),
+                });
+            }
             out.event(Event::PeerClosed);
         }
         self.update_ratchet_counts();
@@ -675,4 +707,51 @@ fn is_data_text(t: &str) -> bool {
         || t.starts_with("?OTR:AAID")
         || t.starts_with("?OTR|")
         || t.starts_with("?OTR,")
+}
+
+/// The versions an OTR query message or whitespace tag offers, if `text`
+/// is one (OTR v3 spec, "Query Messages" and "Tagged plaintext messages"):
+/// `?OTR?` offers v1, `?OTRv23?` v2 and v3, `?OTR?v2?` v1 and v2; a tag is
+/// the base tag followed by one 8-character tag per version.
+pub fn offered_versions(text: &str) -> Option<Vec<u8>> {
+    if let Some(i) = text.find("?OTR") {
+        let rest = &text[i + 4..];
+        let mut v = Vec::new();
+        let mut r = rest;
+        if let Some(after) = r.strip_prefix('?') {
+            v.push(1);
+            r = after;
+        }
+        if let Some(after) = r.strip_prefix('v') {
+            let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+            if after[digits.len()..].starts_with('?') {
+                v.extend(digits.bytes().map(|b| b - b'0'));
+            } else if v.is_empty() {
+                return None;
+            }
+        } else if v.is_empty() {
+            // "?OTR:" (an encoded message), "?OTR Error:" and the like.
+            return None;
+        }
+        return Some(v);
+    }
+    let base = " \t  \t\t\t\t \t \t \t  ";
+    let i = text.find(base)?;
+    let mut v = Vec::new();
+    let mut tags = &text[i + base.len()..];
+    loop {
+        if let Some(r) = tags.strip_prefix("  \t\t  \t ") {
+            v.push(2);
+            tags = r;
+        } else if let Some(r) = tags.strip_prefix("  \t\t  \t\t") {
+            v.push(3);
+            tags = r;
+        } else if let Some(r) = tags.strip_prefix(" \t \t  \t ") {
+            v.push(1);
+            tags = r;
+        } else {
+            break;
+        }
+    }
+    Some(v)
 }

@@ -628,3 +628,42 @@ fn plaintext_before_otr_does_not_start_a_handshake() {
     assert_eq!(p.p[1].unprotected.len(), 1);
     assert!(p.p[1].delivered.is_empty());
 }
+
+/// Issue 16, fault 8: a v3 peer and a v2-only peer say why nothing happens.
+#[test]
+fn a_version_mismatch_is_reported_both_ways() {
+    for (a, b, offered) in [(OTR_V3, OTR_V2, "v3"), (OTR_V2, OTR_V3, "v2")] {
+        let mut alice = session(a, 0, &Options::new(), 61);
+        let mut bob = session(b, 1, &Options::new(), 61);
+        let (mut ea, mut eb) = (
+            e2elab_core::Env::for_party(61, "initiator"),
+            e2elab_core::Env::for_party(61, "responder"),
+        );
+        let mut out = e2elab_core::Outbox::new();
+        alice.start(&mut ea, &mut out).unwrap();
+        let query = out.poll_transmit().unwrap();
+        let mut out_b = e2elab_core::Outbox::new();
+        let err = bob.handle_inbound(&mut eb, query, &mut out_b).unwrap_err();
+        assert!(
+            matches!(&err, e2elab_core::Error::Unsupported(m) if m.contains("version mismatch") && m.contains(offered)),
+            "{err}"
+        );
+        assert!(out_b.poll_transmit().is_none());
+    }
+}
+
+#[test]
+fn offered_versions_parse_queries_and_tags() {
+    use e2elab_otr::offered_versions;
+    assert_eq!(offered_versions("?OTRv3? join me"), Some(vec![3]));
+    assert_eq!(offered_versions("?OTRv23?"), Some(vec![2, 3]));
+    assert_eq!(offered_versions("?OTR?v2?"), Some(vec![1, 2]));
+    assert_eq!(offered_versions("?OTR?"), Some(vec![1]));
+    assert_eq!(offered_versions("?OTR:AAMC"), None);
+    assert_eq!(offered_versions("what is ?OTR anyway"), None);
+    assert_eq!(
+        offered_versions("hi \t  \t\t\t\t \t \t \t    \t\t  \t "),
+        Some(vec![2])
+    );
+    assert_eq!(offered_versions("plain"), None);
+}
