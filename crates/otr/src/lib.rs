@@ -246,6 +246,10 @@ const OPTIONS: &[(&str, &str)] = &[
         "versions",
         "versions the policy allows: the profile's own (default), or 2,3 on otr-v3 (libotr's ALLOW_V2 | ALLOW_V3, the policy of clients that still speak v2)",
     ),
+    (
+        "ake_timeout",
+        "seconds (virtual clock) an AKE may take before the session gives up: a warning, every held stanza reported not sent, the session closed (default 60; 0 = wait for ever)",
+    ),
 ];
 
 fn claims(v: Version) -> Vec<Claim> {
@@ -433,7 +437,7 @@ impl Otr {
         config.identity.require_protocol(self.version.id())?;
         config
             .options
-            .check_known(&["max_msg_size", "start", "versions"])?;
+            .check_known(&["max_msg_size", "start", "versions", "ake_timeout"])?;
         let policy = match (self.version, config.options.get("versions")) {
             (_, None) | (Version::V3, Some("3")) | (Version::V2, Some("2")) => {
                 self.version.policy()
@@ -460,6 +464,7 @@ impl Otr {
                 .into())
             }
         };
+        let ake_timeout = config.options.get_u64("ake_timeout", 60)?;
         let mms = config.options.get_u64("max_msg_size", 0)?;
         // Smallest size libotr can fragment into: v3 headers take 37 chars.
         if mms != 0 && !(64..=1_000_000).contains(&mms) {
@@ -488,6 +493,7 @@ impl Otr {
             instag = u32::from_be_bytes(env.random_array::<4>());
         }
         OtrSession::new(session::Setup {
+            ake_timeout: std::time::Duration::from_secs(ake_timeout),
             info: info_for(self.version),
             version: self.version,
             role: config.role,

@@ -49,6 +49,10 @@ pub struct OtrSession {
     smp: SmpStatus,
     peer_fingerprint: Option<String>,
     whitespace_start: bool,
+    /// How long an AKE may run (zero: for ever).
+    ake_timeout: std::time::Duration,
+    /// When the current AKE began (virtual clock).
+    ake_since: Option<e2elab_core::Timestamp>,
 }
 
 impl std::fmt::Debug for OtrSession {
@@ -75,6 +79,7 @@ pub(crate) struct Setup {
     pub max_message_size: i32,
     pub whitespace_start: bool,
     pub policy: ffi::Policy,
+    pub ake_timeout: std::time::Duration,
 }
 
 impl OtrSession {
@@ -117,7 +122,18 @@ impl OtrSession {
             smp: SmpStatus::None,
             peer_fingerprint: None,
             whitespace_start: s.whitespace_start,
+            ake_timeout: s.ake_timeout,
+            ake_since: None,
         })
+    }
+
+    /// Note when an AKE began, and forget it once established.
+    fn track_ake(&mut self, now: e2elab_core::Timestamp) {
+        match self.state {
+            SessionState::Handshaking if self.ake_since.is_none() => self.ake_since = Some(now),
+            SessionState::Handshaking => {}
+            _ => self.ake_since = None,
+        }
     }
 
     fn call(&mut self) -> ffi::Call<'_> {
@@ -530,7 +546,7 @@ impl Session for OtrSession {
         self.state
     }
 
-    fn start(&mut self, _env: &mut Env, out: &mut Outbox) -> Result<()> {
+    fn start(&mut self, env: &mut Env, out: &mut Outbox) -> Result<()> {
         self.check_open()?;
         if self.role != Role::Initiator {
             return Err(ApiMisuse::NotInitiator.into());
@@ -543,6 +559,7 @@ impl Session for OtrSession {
             out.send(self.wire_for_internal(&tag)?);
             self.started = true;
             self.state = SessionState::Handshaking;
+            self.track_ake(env.now());
             return Ok(());
         }
         let cp = out.checkpoint();
@@ -561,6 +578,7 @@ impl Session for OtrSession {
         }
         self.started = true;
         self.state = SessionState::Handshaking;
+        self.track_ake(env.now());
         Ok(())
     }
 
@@ -590,7 +608,7 @@ impl Session for OtrSession {
         r
     }
 
-    fn handle_inbound(&mut self, _env: &mut Env, stanza: Element, out: &mut Outbox) -> Result<()> {
+    fn handle_inbound(&mut self, env: &mut Env, stanza: Element, out: &mut Outbox) -> Result<()> {
         self.check_open()?;
         let cp = out.checkpoint();
         let before = self.state;
@@ -599,7 +617,42 @@ impl Session for OtrSession {
             out.restore(cp);
             self.state = before;
         }
+        self.track_ake(env.now());
         r
+    }
+
+    fn poll_timeout(&self) -> Option<e2elab_core::Timestamp> {
+        match (self.state, self.ake_since) {
+            (SessionState::Handshaking, Some(t)) if !self.ake_timeout.is_zero() => {
+                Some(t.plus(self.ake_timeout))
+            }
+            _ => None,
+        }
+    }
+
+    fn handle_timeout(&mut self, env: &mut Env, out: &mut Outbox) -> Result<()> {
+        let Some(deadline) = self.poll_timeout() else {
+            return Ok(());
+        };
+        if env.now() < deadline {
+            return Ok(());
+        }
+        // The AKE stalled (a lost or corrupted AKE message makes libotr wait
+        // silently): say so, report what was held, and end the session.
+        out.event(Event::Warning(Warning::Other(format!(
+            "the OTR AKE did not finish within {} s",
+            self.ake_timeout.as_secs()
+        ))));
+        for stanza in self.pending.drain(..) {
+            out.event(Event::NotSent {
+                stanza,
+                reason: "the AKE timed out".into(),
+            });
+        }
+        self.state = SessionState::Closed;
+        self.ake_since = None;
+        out.event(Event::Closed);
+        Ok(())
     }
 
     fn close(&mut self, _env: &mut Env, out: &mut Outbox) -> Result<()> {

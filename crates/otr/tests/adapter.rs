@@ -667,3 +667,32 @@ fn offered_versions_parse_queries_and_tags() {
     );
     assert_eq!(offered_versions("plain"), None);
 }
+
+/// Issue 16, fault 7: an AKE that stalls (here: the peer never answers)
+/// times out on the virtual clock; the held message is reported, not lost.
+#[test]
+fn a_stalled_ake_times_out_and_reports_the_held_message() {
+    let mut alice = session(OTR_V3, 0, &Options::new().set("ake_timeout", "30"), 62);
+    let mut env = e2elab_core::Env::for_party(62, "initiator");
+    let mut out = e2elab_core::Outbox::new();
+    let m = stanza::chat_message(ALICE, BOB, "h", "held").unwrap();
+    alice.send(&mut env, m.clone(), &mut out).unwrap();
+    let deadline = alice.poll_timeout().expect("a deadline while the AKE runs");
+    assert_eq!(deadline, env.now().plus(std::time::Duration::from_secs(30)));
+    // Not yet.
+    alice.handle_timeout(&mut env, &mut out).unwrap();
+    assert_eq!(alice.state(), SessionState::Handshaking);
+    env.set_now(deadline);
+    while out.poll_event().is_some() {}
+    alice.handle_timeout(&mut env, &mut out).unwrap();
+    let events: Vec<Event> = std::iter::from_fn(|| out.poll_event()).collect();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::NotSent { stanza, .. } if *stanza == m)));
+    assert!(events.iter().any(|e| matches!(e, Event::Closed)));
+    assert_eq!(alice.state(), SessionState::Closed);
+    // ake_timeout=0 waits for ever.
+    let mut patient = session(OTR_V3, 0, &Options::new().set("ake_timeout", "0"), 63);
+    patient.send(&mut env, m, &mut out).unwrap();
+    assert_eq!(patient.poll_timeout(), None);
+}
