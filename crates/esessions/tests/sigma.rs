@@ -976,3 +976,29 @@ fn close_during_the_negotiation_reports_the_held_stanza() {
         "{events:?}"
     );
 }
+
+/// Issue 16, fault 7: a negotiation whose answer never comes times out on
+/// the virtual clock and reports the held stanza.
+#[test]
+fn a_stalled_negotiation_times_out_and_reports_the_held_stanza() {
+    let o = Options::new().set("negotiation_timeout", "20");
+    let mut p = pair_with(&Esessions::sigma_r(), [o.clone(), o], 71);
+    let m = msg(0, "held");
+    p.send(0, m.clone()).unwrap();
+    let _lost = p.next().unwrap();
+    let deadline = p.s[0].poll_timeout().expect("a deadline while negotiating");
+    let mut out = e2elab_core::Outbox::new();
+    p.s[0].handle_timeout(&mut p.env[0], &mut out).unwrap();
+    assert_eq!(p.s[0].state(), SessionState::Handshaking, "not yet");
+    p.env[0].set_now(deadline);
+    p.s[0].handle_timeout(&mut p.env[0], &mut out).unwrap();
+    let events: Vec<Event> = std::iter::from_fn(|| out.poll_event()).collect();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::NotSent { stanza, .. } if *stanza == m)));
+    assert_eq!(p.s[0].state(), SessionState::Closed);
+    // An established session keeps no negotiation deadline.
+    let mut q = pair(&Esessions::sigma_r());
+    q.handshake();
+    assert_eq!(q.s[0].poll_timeout(), None);
+}

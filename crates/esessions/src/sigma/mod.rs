@@ -94,6 +94,8 @@ pub struct SigmaSession {
     negotiated: Option<Chosen>,
     thread: String,
     pending_key: Option<((String, String), Vec<u8>)>,
+    /// When the negotiation under way began (virtual clock).
+    negotiating_since: Option<e2elab_core::Timestamp>,
     info: &'static ProtocolInfo,
     /// The long-term private key bytes, kept only by the static-DH control
     /// (its DH exponents derive from them); empty otherwise.
@@ -188,6 +190,7 @@ impl SigmaSession {
             negotiated: None,
             thread: String::new(),
             pending_key: None,
+            negotiating_since: None,
         })
     }
 
@@ -260,6 +263,7 @@ impl SigmaSession {
         warnings: Vec<Warning>,
         out: &mut Outbox,
     ) -> Result<()> {
+        self.negotiating_since = None;
         ch.publish_old = self.settings.publish_old;
         ch.skip_mac_check = self.settings.weakness == Some(Weakness::NoMac);
         ch.frozen_counters = self.settings.weakness == Some(Weakness::NoCounter);
@@ -684,6 +688,8 @@ impl Session for SigmaSession {
                 if r.is_err() {
                     out.restore(cp);
                     self.st = St::Idle;
+                } else {
+                    self.negotiating_since = Some(env.now());
                 }
                 r
             }
@@ -751,7 +757,11 @@ impl Session for SigmaSession {
                 return Ok(());
             }
             (Inbound::Negotiation { thread, form }, St::Idle) if self.role == Role::Responder => {
-                self.on_request(env, thread, form, out)
+                let r = self.on_request(env, thread, form, out);
+                if r.is_ok() {
+                    self.negotiating_since = Some(env.now());
+                }
+                r
             }
             (Inbound::Negotiation { form, .. }, St::AwaitResponse { .. }) => {
                 match self.on_response(env, form, out) {
@@ -804,13 +814,32 @@ impl Session for SigmaSession {
     fn poll_timeout(&self) -> Option<e2elab_core::Timestamp> {
         match &self.st {
             St::Established(ch) => ch.poll_timeout(),
+            St::AwaitResponse(_) | St::AwaitInit(_) | St::AwaitAccept(_) => {
+                let limit = self.settings.negotiation_timeout;
+                self.negotiating_since
+                    .filter(|_| !limit.is_zero())
+                    .map(|t| t.plus(limit))
+            }
             _ => None,
         }
     }
 
-    fn handle_timeout(&mut self, env: &mut Env, _out: &mut Outbox) -> Result<()> {
+    fn handle_timeout(&mut self, env: &mut Env, out: &mut Outbox) -> Result<()> {
         if let St::Established(ch) = &mut self.st {
             ch.handle_timeout(env.now());
+            return Ok(());
+        }
+        if self.poll_timeout().is_some_and(|d| env.now() >= d) {
+            // A lost or refused negotiation message leaves both sides
+            // waiting: give up, say so, report what was held.
+            out.event(Event::Warning(Warning::Other(format!(
+                "the negotiation did not finish within {} s",
+                self.settings.negotiation_timeout.as_secs()
+            ))));
+            self.report_unsent("the negotiation timed out", out);
+            self.st = St::Closed;
+            self.negotiating_since = None;
+            out.event(Event::Closed);
         }
         Ok(())
     }

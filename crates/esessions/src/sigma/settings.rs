@@ -81,6 +81,8 @@ pub struct Settings {
     pub publish_old: bool,
     /// The known-bad control this session is, if any (family `control`).
     pub weakness: Option<Weakness>,
+    /// How long a negotiation may run before the session gives up (zero: for ever).
+    pub negotiation_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -108,6 +110,7 @@ const OPTION_KEYS: &[&str] = &[
     "oss",
     "gajim-compat",
     "gajim-shapes",
+    "negotiation_timeout",
     "stanzas",
     "publish_old",
 ];
@@ -150,6 +153,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     (
         "gajim-shapes",
         "true: send Gajim's stanza shapes (hidden fixed fields, <required/> first, labelled modp options, `logging`, clear fallback body and hints) with the spec's cryptography",
+    ),
+    (
+        "negotiation_timeout",
+        "seconds (virtual clock) a negotiation may take before the session gives up: a warning, every held stanza reported not sent, the session closed (default 60; 0 = wait for ever)",
     ),
     (
         "stanzas",
@@ -313,6 +320,9 @@ impl Settings {
             stanzas,
             publish_old: o.get_bool("publish_old", true)?,
             weakness,
+            negotiation_timeout: std::time::Duration::from_secs(
+                o.get_u64("negotiation_timeout", 60)?,
+            ),
         })
     }
 
