@@ -247,6 +247,9 @@ pub struct SshSession {
     ops: Ops,
     queue: VecDeque<Element>,
     peer_proof: Option<SshProof>,
+    /// How long the key exchange may run (zero: for ever), and when it began.
+    timeout: std::time::Duration,
+    since: Option<e2elab_core::Timestamp>,
 }
 
 /// What a side verified of its peer's signature (host key signature over the
@@ -319,12 +322,21 @@ impl std::fmt::Debug for SshSession {
 }
 
 /// Options of the SSH profile.
-pub const OPTIONS: &[(&str, &str)] = &[("exponent", "full (default) | short (256-bit x)")];
+pub const OPTIONS: &[(&str, &str)] = &[
+    ("exponent", "full (default) | short (256-bit x)"),
+    (
+        "negotiation_timeout",
+        "seconds (virtual clock) the key exchange may take before the session gives up (default 60; 0 = wait for ever)",
+    ),
+];
 
 impl SshSession {
     /// Create.
     pub fn new(cfg: SessionConfig, store: Arc<Mutex<Store>>) -> Result<Self> {
-        cfg.options.check_known(&["exponent"])?;
+        cfg.options
+            .check_known(&["exponent", "negotiation_timeout"])?;
+        let timeout =
+            std::time::Duration::from_secs(cfg.options.get_u64("negotiation_timeout", 60)?);
         let exponent = match cfg.options.get("exponent").unwrap_or("full") {
             "full" => ExponentSize::Full,
             "short" => ExponentSize::Short,
@@ -351,6 +363,8 @@ impl SshSession {
             ops: Ops,
             queue: VecDeque::new(),
             peer_proof: None,
+            timeout,
+            since: None,
         })
     }
 
@@ -542,6 +556,7 @@ impl SshSession {
             session_id: h,
             thread,
         };
+        self.since = Some(env.now());
         Ok(())
     }
 
@@ -748,6 +763,34 @@ fn unexpected(got: &str) -> Error {
 }
 
 impl Session for SshSession {
+    fn poll_timeout(&self) -> Option<e2elab_core::Timestamp> {
+        match self.st {
+            St::AwaitReply { .. } | St::AwaitAuth { .. } if !self.timeout.is_zero() => {
+                self.since.map(|t| t.plus(self.timeout))
+            }
+            _ => None,
+        }
+    }
+
+    fn handle_timeout(&mut self, env: &mut Env, out: &mut Outbox) -> Result<()> {
+        if self.poll_timeout().is_some_and(|d| env.now() >= d) {
+            out.event(Event::Warning(Warning::Other(format!(
+                "the key exchange did not finish within {} s",
+                self.timeout.as_secs()
+            ))));
+            for stanza in self.queue.drain(..) {
+                out.event(Event::NotSent {
+                    stanza,
+                    reason: "the key exchange timed out".into(),
+                });
+            }
+            self.st = St::Closed;
+            self.since = None;
+            out.event(Event::Closed);
+        }
+        Ok(())
+    }
+
     fn info(&self) -> &ProtocolInfo {
         crate::info(Profile::Ssh)
     }
@@ -780,6 +823,7 @@ impl Session for SshSession {
         init.append_child(stanza::text_element("e", NS_SSH, &b64::encode(e.to_vec())));
         out.send(self.message(&thread, init)?);
         self.st = St::AwaitReply { x, e, thread };
+        self.since = Some(env.now());
         Ok(())
     }
 

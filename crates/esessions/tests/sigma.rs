@@ -981,8 +981,14 @@ fn close_during_the_negotiation_reports_the_held_stanza() {
 /// the virtual clock and reports the held stanza.
 #[test]
 fn a_stalled_negotiation_times_out_and_reports_the_held_stanza() {
+    for proto in [Esessions::sigma_r(), Esessions::ssh()] {
+        stalled_negotiation(&proto);
+    }
+}
+
+fn stalled_negotiation(proto: &Esessions) {
     let o = Options::new().set("negotiation_timeout", "20");
-    let mut p = pair_with(&Esessions::sigma_r(), [o.clone(), o], 71);
+    let mut p = pair_with(proto, [o.clone(), o], 71);
     let m = msg(0, "held");
     p.send(0, m.clone()).unwrap();
     let _lost = p.next().unwrap();
@@ -998,7 +1004,7 @@ fn a_stalled_negotiation_times_out_and_reports_the_held_stanza() {
         .any(|e| matches!(e, Event::NotSent { stanza, .. } if *stanza == m)));
     assert_eq!(p.s[0].state(), SessionState::Closed);
     // An established session keeps no negotiation deadline.
-    let mut q = pair(&Esessions::sigma_r());
+    let mut q = pair(proto);
     q.handshake();
     assert_eq!(q.s[0].poll_timeout(), None);
 }
