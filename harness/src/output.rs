@@ -81,16 +81,20 @@ impl Table {
     }
 }
 
+/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a
+/// line break, quotes doubled. The harness's only CSV escaper.
+pub fn csv_field(c: &str) -> String {
+    if c.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", c.replace('"', "\"\""))
+    } else {
+        c.to_string()
+    }
+}
+
 fn csv_line(cells: &[String]) -> String {
     let mut s = cells
         .iter()
-        .map(|c| {
-            if c.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", c.replace('"', "\"\""))
-            } else {
-                c.clone()
-            }
-        })
+        .map(|c| csv_field(c))
         .collect::<Vec<_>>()
         .join(",");
     s.push('\n');

@@ -752,14 +752,6 @@ fn o_users(p: &Option<server::Prosody>) -> usize {
     p.as_ref().map(|o| o.users).unwrap_or(0)
 }
 
-fn csv_escape(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// Write `server.json` and CSV files into `dir`.
 pub fn write(r: &ServerResults, dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -775,7 +767,7 @@ pub fn write(r: &ServerResults, dir: &Path) -> Result<(), String> {
             p.protocol, p.mode, p.login_ms.median, p.handshake_ms.median, p.handshake_ms.q1, p.handshake_ms.q3,
             p.ttfm_ms.median, p.ttfm_ms.q1, p.ttfm_ms.q3, p.handshake_stanzas, p.handshake_serialized_bytes,
             p.handshake_socket_bytes_sent.median, p.transit_us.median, p.stanzas, p.varied_sent, p.varied_intact,
-            p.lang_stamped, p.delivered_exact, p.delivered_with_stamp, p.altered, p.lost, csv_escape(p.error.as_deref().unwrap_or(""))
+            p.lang_stamped, p.delivered_exact, p.delivered_with_stamp, p.altered, p.lost, crate::output::csv_field(p.error.as_deref().unwrap_or(""))
         ));
     }
     w("server_profiles.csv", s)?;
@@ -809,8 +801,8 @@ pub fn write(r: &ServerResults, dir: &Path) -> Result<(), String> {
             "{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.1},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{:.2},{}\n",
             l.protocol, l.mode, l.pairs, l.messages_per_pair, l.completed_pairs, l.failed_pairs, l.messages_delivered,
             l.wall_s, l.setup_s, l.message_window_s, l.throughput_msg_s, l.latency_ms.p50, l.latency_ms.p90, l.latency_ms.p99, l.latency_ms.max,
-            l.handshake_ms.p50, l.handshake_ms.p99, l.login_ms.p50, l.login_ms.p99, l.altered, csv_escape(&l.stopped),
-            l.keygen_s, csv_escape(l.first_error.as_deref().unwrap_or(""))
+            l.handshake_ms.p50, l.handshake_ms.p99, l.login_ms.p50, l.login_ms.p99, l.altered, crate::output::csv_field(&l.stopped),
+            l.keygen_s, crate::output::csv_field(l.first_error.as_deref().unwrap_or(""))
         ));
     }
     w("server_load.csv", s)?;
@@ -819,11 +811,11 @@ pub fn write(r: &ServerResults, dir: &Path) -> Result<(), String> {
         s.push_str(&format!(
             "{},{},{},{},{},{}\n",
             p.protocol,
-            csv_escape(&p.options),
+            crate::output::csv_field(&p.options),
             p.outcome,
             p.stanzas,
             p.largest_stanza,
-            csv_escape(p.why.as_deref().unwrap_or(""))
+            crate::output::csv_field(p.why.as_deref().unwrap_or(""))
         ));
     }
     w("server_probe.csv", s)?;
