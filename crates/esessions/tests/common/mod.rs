@@ -43,37 +43,37 @@ pub fn pair_from(
     opts: [Options; 2],
     seed: u64,
 ) -> Pair {
+    build(ids, opts, seed, |env, cfg| {
+        proto.new_session(env, cfg).unwrap()
+    })
+}
+
+/// Both sessions (Alice initiating, Bob responding) made by `mk`.
+fn build<S: Session + ?Sized>(
+    ids: [Arc<e2elab_core::Identity>; 2],
+    opts: [Options; 2],
+    seed: u64,
+    mk: impl Fn(&mut Env, SessionConfig) -> Box<S>,
+) -> Pair<S> {
     let mut env = [
         Env::for_party(seed, "initiator"),
         Env::for_party(seed, "responder"),
     ];
     let [o0, o1] = opts;
-    let s0 = proto
-        .new_session(
-            &mut env[0],
-            SessionConfig {
-                role: Role::Initiator,
-                local_jid: A.into(),
-                peer_jid: B.into(),
-                identity: ids[0].clone(),
-                peer_public: Some(ids[1].public.clone()),
-                options: o0,
-            },
-        )
-        .unwrap();
-    let s1 = proto
-        .new_session(
-            &mut env[1],
-            SessionConfig {
-                role: Role::Responder,
-                local_jid: B.into(),
-                peer_jid: A.into(),
-                identity: ids[1].clone(),
-                peer_public: Some(ids[0].public.clone()),
-                options: o1,
-            },
-        )
-        .unwrap();
+    let cfg = |me: usize, options: Options| SessionConfig {
+        role: if me == 0 {
+            Role::Initiator
+        } else {
+            Role::Responder
+        },
+        local_jid: [A, B][me].into(),
+        peer_jid: [A, B][1 - me].into(),
+        identity: ids[me].clone(),
+        peer_public: Some(ids[1 - me].public.clone()),
+        options,
+    };
+    let s0 = mk(&mut env[0], cfg(0, o0));
+    let s1 = mk(&mut env[1], cfg(1, o1));
     Pair {
         s: [s0, s1],
         env,
@@ -105,38 +105,9 @@ pub fn sigma_pair_from(
     opts: [Options; 2],
     seed: u64,
 ) -> Pair<e2elab_esessions::sigma::SigmaSession> {
-    let mut env = [
-        Env::for_party(seed, "initiator"),
-        Env::for_party(seed, "responder"),
-    ];
-    let [o0, o1] = opts;
-    let mk = |env: &mut Env, role, local: &str, peer: &str, me: usize, options| {
-        Box::new(
-            proto
-                .sigma_session(
-                    env,
-                    SessionConfig {
-                        role,
-                        local_jid: local.into(),
-                        peer_jid: peer.into(),
-                        identity: ids[me].clone(),
-                        peer_public: Some(ids[1 - me].public.clone()),
-                        options,
-                    },
-                )
-                .unwrap(),
-        )
-    };
-    let s0 = mk(&mut env[0], Role::Initiator, A, B, 0, o0);
-    let s1 = mk(&mut env[1], Role::Responder, B, A, 1, o1);
-    Pair {
-        s: [s0, s1],
-        env,
-        events: [Vec::new(), Vec::new()],
-        wire: Vec::new(),
-        log: Vec::new(),
-        ops: Default::default(),
-    }
+    build(ids, opts, seed, |env, cfg| {
+        Box::new(proto.sigma_session(env, cfg).unwrap())
+    })
 }
 
 impl<S: Session + ?Sized> Pair<S> {
