@@ -128,7 +128,21 @@
 //! - **Versions.** Each profile's policy allows its own version only; option
 //!   `versions=2,3` on `otr-v3` allows both (libotr's `ALLOW_V2 |
 //!   ALLOW_V3`, the policy of clients that still spoke v2), which is how the
-//!   security experiments offer a version rollback to strip.
+//!   security experiments offer a version rollback to strip. A query
+//!   message offering none of the versions the policy allows, which libotr
+//!   ignores without a word, is refused with `Error::Unsupported("OTR
+//!   version mismatch: the peer offers v3, this profile speaks v2 only")`;
+//!   a whitespace-tagged plaintext with the same mismatch is delivered
+//!   unprotected beside a warning saying so. (tests: adapter.rs
+//!   a_version_mismatch_is_reported_both_ways)
+//! - **AKE timeout.** Option `ake_timeout` (seconds of the virtual clock,
+//!   default 60, 0 = never): an AKE that has not finished by then (a lost
+//!   or corrupted AKE message makes libotr wait silently) ends the session
+//!   with a warning, `Closed`, and `NotSent` for every stanza held for it.
+//!   Held stanzas are also reported `NotSent` when this side closes or the
+//!   peer disconnects before they went out. (tests: adapter.rs
+//!   a_stalled_ake_times_out_and_reports_the_held_message; harness link.rs
+//!   close_during_a_handshake_reports_every_held_stanza)
 //! - **Research hook.** [`OtrSession::dangerous_state`] (and the `Session`
 //!   trait's `dangerous_export_state`, its JSON) reads every DH value the
 //!   libotr context holds (our current and previous key pairs, the peer's
