@@ -116,7 +116,16 @@
 //! 14. *OSS*: appended only if one is configured (`oss=`); K' =
 //!     SHA256(K | SRS | OSS) is always hashed, even with neither (as Gajim).
 //! - *Bad input*: any `<c/>` whose MAC fails or whose content does not parse
-//!   terminates the session (XEP-0200 §Decrypting, "MUST terminate"); a
+//!   terminates the session (XEP-0200 §Decrypting, "MUST terminate") with a
+//!   warning and `Closed`, and the peer is told with an encrypted terminate
+//!   form (our sending direction still works), so one lost, repeated or
+//!   altered stanza no longer leaves the sender's messages vanishing; the
+//!   SSH-style profile sends `SSH_MSG_DISCONNECT` (MAC_ERROR or
+//!   PROTOCOL_ERROR) likewise. A negotiation (or SSH key exchange) not
+//!   finished within `negotiation_timeout` seconds of the virtual clock
+//!   (default 60, 0 = never) ends the session with a warning; every stanza
+//!   held for it, then or at a `close` or failed negotiation, is reported
+//!   `Event::NotSent`. A
 //!   negotiation message that fails a check (commitment, signature, MAC,
 //!   identity) ends the negotiation; a stanza with no ESession content, or a
 //!   negotiation message that the current state does not expect, is rejected
