@@ -236,6 +236,55 @@ pub fn bare_jid(jid: &str) -> &str {
     jid.split('/').next().unwrap_or(jid)
 }
 
+/// How much of the peer's JID a stanza's `from` must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderMatch {
+    /// The full JID (the session is bound to one resource, as ESessions is).
+    Full,
+    /// The bare JID (any of the peer's resources).
+    Bare,
+}
+
+/// Whether two JIDs are the same at `m`: local part and domain compared
+/// case-insensitively (ASCII; RFC 7622 case-folds both), the resource
+/// exactly.
+pub fn same_jid(a: &str, b: &str, m: SenderMatch) -> bool {
+    let split = |j: &str| -> (String, Option<String>) {
+        match j.split_once('/') {
+            Some((bare, res)) => (bare.to_ascii_lowercase(), Some(res.to_string())),
+            None => (j.to_ascii_lowercase(), None),
+        }
+    };
+    let (ab, ar) = split(a);
+    let (bb, br) = split(b);
+    ab == bb && (m == SenderMatch::Bare || ar == br)
+}
+
+/// The one sender check every profile that checks uses: a stanza's `from`
+/// must be the session's peer at `m`; a missing `from` is accepted when
+/// `missing_ok` (the server stamps it on delivery), else an error.
+pub fn check_sender(
+    el: &Element,
+    peer: &str,
+    m: SenderMatch,
+    missing_ok: bool,
+) -> Result<(), crate::PeerMisbehaved> {
+    match el.attr("from") {
+        Some(from) if same_jid(from, peer, m) => Ok(()),
+        Some(from) => Err(crate::PeerMisbehaved::WrongAddress(format!(
+            "from {from}, the session's peer is {}",
+            match m {
+                SenderMatch::Full => peer,
+                SenderMatch::Bare => bare_jid(peer),
+            }
+        ))),
+        None if missing_ok => Ok(()),
+        None => Err(crate::PeerMisbehaved::WrongAddress(
+            "no 'from' on the stanza".into(),
+        )),
+    }
+}
+
 /// Text nodes in `el` and all its descendants.
 pub fn count_texts(el: &Element) -> usize {
     el.nodes()
@@ -339,6 +388,20 @@ mod tests {
         s.push_str(&"</x>".repeat(depth - 1));
         s.push_str("</message>");
         s
+    }
+
+    #[test]
+    fn one_sender_check() {
+        let m = chat_message("Bob@Example.net/phone", "a@x/r", "1", "hi").unwrap();
+        use SenderMatch::*;
+        assert!(check_sender(&m, "bob@example.net/phone", Full, true).is_ok());
+        assert!(check_sender(&m, "bob@example.net/laptop", Bare, true).is_ok());
+        assert!(check_sender(&m, "bob@example.net/Phone", Full, true).is_err());
+        assert!(check_sender(&m, "eve@example.net", Bare, true).is_err());
+        let mut anon = m.clone();
+        remove_attr(&mut anon, "from");
+        assert!(check_sender(&anon, "bob@example.net", Bare, true).is_ok());
+        assert!(check_sender(&anon, "bob@example.net", Bare, false).is_err());
     }
 
     #[test]

@@ -857,11 +857,7 @@ impl Session for SshSession {
         if StanzaKind::of(&el).is_none() {
             return Err(DecodeError::UnexpectedStanza(el.name().into()).into());
         }
-        if let Some(from) = el.attr("from") {
-            if from != self.peer {
-                return Err(PeerMisbehaved::WrongAddress(from.into()).into());
-            }
-        }
+        stanza::check_sender(&el, &self.peer, stanza::SenderMatch::Full, true)?;
         let thread = el
             .get_child("thread", stanza::NS_CLIENT)
             .map(Element::text)

@@ -360,16 +360,7 @@ impl OxSession {
         let data = e2elab_core::b64::decode(text.as_bytes())
             .map_err(|_| DecodeError::invalid("<openpgp>", "not base64"))?;
         // XEP-0373 §3.2: the message must come from the JID the key belongs to.
-        if let Some(from) = m.attr("from") {
-            if !common::same_bare(from, &self.basics.peer_jid) {
-                return Err(PeerMisbehaved::WrongAddress(format!(
-                    "from {} but the session's peer is {}",
-                    stanza::bare_jid(from),
-                    stanza::bare_jid(&self.basics.peer_jid)
-                ))
-                .into());
-            }
-        }
+        stanza::check_sender(m, &self.basics.peer_jid, stanza::SenderMatch::Bare, true)?;
         let plain = pgp::decrypt(
             &data,
             &self.own,

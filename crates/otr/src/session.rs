@@ -400,15 +400,7 @@ impl OtrSession {
             ))
             .into());
         }
-        if let Some(from) = st.attr("from") {
-            if stanza::bare_jid(from) != stanza::bare_jid(&self.peer_jid) {
-                return Err(PeerMisbehaved::WrongAddress(format!(
-                    "from {from}, expected {}",
-                    self.peer_jid
-                ))
-                .into());
-            }
-        }
+        stanza::check_sender(&st, &self.peer_jid, stanza::SenderMatch::Bare, true)?;
         let body = carriage::single_body(&st).map_err(Error::Decode)?;
         let Some(body) = body else {
             // No body (or an empty one): nothing OTR protects; pass as is.

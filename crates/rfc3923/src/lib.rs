@@ -576,9 +576,12 @@ impl Rfc3923Session {
             .attr("from")
             .ok_or_else(|| DecodeError::Missing("from".into()))?;
         let from_bare = bare_jid(from);
-        if !from_bare.eq_ignore_ascii_case(&self.peer_bare) {
-            return Err(PeerMisbehaved::WrongAddress(format!("stanza from {from}")).into());
-        }
+        e2elab_core::stanza::check_sender(
+            outer,
+            &self.peer_bare,
+            e2elab_core::stanza::SenderMatch::Bare,
+            false,
+        )?;
         let text = e2e.text();
         if text.len() > MAX_E2E_TEXT {
             return Err(DecodeError::invalid("e2e", "too large").into());

@@ -727,11 +727,7 @@ impl Session for SigmaSession {
     }
 
     fn handle_inbound(&mut self, env: &mut Env, el: Element, out: &mut Outbox) -> Result<()> {
-        if let Some(from) = el.attr("from") {
-            if from != self.peer {
-                return Err(PeerMisbehaved::WrongAddress(from.to_string()).into());
-            }
-        }
+        stanza::check_sender(&el, &self.peer, stanza::SenderMatch::Full, true)?;
         let msg = classify(&el)?;
         let cp = out.checkpoint();
         let result = match (msg, &self.st) {
