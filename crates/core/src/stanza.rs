@@ -246,8 +246,8 @@ pub enum SenderMatch {
 }
 
 /// Whether two JIDs are the same at `m`: local part and domain compared
-/// case-insensitively (ASCII; RFC 7622 case-folds both), the resource
-/// exactly.
+/// case-insensitively (ASCII folding; RFC 7622 case-folds both, and full
+/// PRECIS normalization is out of scope), the resource exactly.
 pub fn same_jid(a: &str, b: &str, m: SenderMatch) -> bool {
     let split = |j: &str| -> (String, Option<String>) {
         match j.split_once('/') {

@@ -118,12 +118,6 @@ impl Basics {
     }
 }
 
-/// Bare JIDs compared as RFC 7622 would after ASCII case folding of the local
-/// part and domain (full PRECIS normalization is out of scope).
-pub(crate) fn same_bare(a: &str, b: &str) -> bool {
-    stanza::bare_jid(a).eq_ignore_ascii_case(stanza::bare_jid(b))
-}
-
 pub(crate) fn err_cannot(what: &str) -> Error {
     ApiMisuse::CannotProtect(what.to_string()).into()
 }

@@ -376,10 +376,13 @@ impl OxSession {
         let ours = content
             .to
             .iter()
-            .any(|t| common::same_bare(t, &self.local_bare));
-        let outer_ok = m
-            .attr("to")
-            .is_none_or(|o| content.to.iter().any(|t| common::same_bare(t, o)));
+            .any(|t| stanza::same_jid(t, &self.local_bare, stanza::SenderMatch::Bare));
+        let outer_ok = m.attr("to").is_none_or(|o| {
+            content
+                .to
+                .iter()
+                .any(|t| stanza::same_jid(t, o, stanza::SenderMatch::Bare))
+        });
         if !ours || !outer_ok {
             return Err(PeerMisbehaved::WrongAddress(format!(
                 "signed <to> is {}, we are {}",
