@@ -85,15 +85,12 @@ pub fn run(
         for n in 0..plan.cold_processes {
             jobs.push(workers::Job::new(
                 format!("cold {id} #{}", n + 1),
-                vec![
-                    "cold".to_string(),
-                    "--profile".into(),
-                    id.to_string(),
-                    "--seed".into(),
-                    seed.to_string(),
-                    "--ids".into(),
-                    dir.path().display().to_string(),
-                ],
+                workers::worker_args(
+                    "cold",
+                    id,
+                    seed,
+                    &[("--ids", dir.path().display().to_string())],
+                ),
             ));
         }
     }

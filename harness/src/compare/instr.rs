@@ -258,19 +258,16 @@ pub fn run(
             let prefix = format!("cg.{id}.{run}");
             jobs.push(workers::Job {
                 label: format!("callgrind {id} run {}", run + 1),
-                args: vec![
-                    "instr".to_string(),
-                    "--profile".into(),
-                    id.to_string(),
-                    "--seed".into(),
-                    seed.to_string(),
-                    "--ids".into(),
-                    dir.path().display().to_string(),
-                    "--sizes".into(),
-                    sizes.clone(),
-                    "--keys".into(),
-                    keys.display().to_string(),
-                ],
+                args: workers::worker_args(
+                    "instr",
+                    id,
+                    seed,
+                    &[
+                        ("--ids", dir.path().display().to_string()),
+                        ("--sizes", sizes.clone()),
+                        ("--keys", keys.display().to_string()),
+                    ],
+                ),
                 prefix: valgrind_prefix(&dir.path().join(format!("{prefix}.%p"))),
             });
             prefixes.push(prefix);

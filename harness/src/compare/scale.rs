@@ -203,21 +203,22 @@ pub fn run(
             let id = p.info().id.to_string();
             jobs.push(workers::Job::new(
                 format!("scale run {} of {id}", run + 1),
-                vec![
-                    "scale".to_string(),
-                    "--profile".into(),
-                    id,
-                    "--seed".into(),
-                    seed.to_string(),
-                    "--points".into(),
-                    if run == 0 {
-                        all_points.clone()
-                    } else {
-                        repeat_points.clone()
-                    },
-                    "--run".into(),
-                    run.to_string(),
-                ],
+                workers::worker_args(
+                    "scale",
+                    &id,
+                    seed,
+                    &[
+                        (
+                            "--points",
+                            if run == 0 {
+                                all_points.clone()
+                            } else {
+                                repeat_points.clone()
+                            },
+                        ),
+                        ("--run", run.to_string()),
+                    ],
+                ),
             ));
         }
     }

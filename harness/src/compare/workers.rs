@@ -61,6 +61,23 @@ pub struct Job {
     pub prefix: Vec<String>,
 }
 
+/// The command line of `e2elab worker KIND --profile ID --seed S` followed
+/// by `extra` flag-value pairs.
+pub fn worker_args(kind: &str, id: &str, seed: u64, extra: &[(&str, String)]) -> Vec<String> {
+    let mut a = vec![
+        kind.to_string(),
+        "--profile".into(),
+        id.to_string(),
+        "--seed".into(),
+        seed.to_string(),
+    ];
+    for (flag, value) in extra {
+        a.push((*flag).to_string());
+        a.push(value.clone());
+    }
+    a
+}
+
 impl Job {
     /// A job run directly.
     pub fn new(label: String, args: Vec<String>) -> Job {
