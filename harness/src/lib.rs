@@ -15,6 +15,7 @@ pub mod cost;
 pub mod cpu;
 pub mod doc;
 pub mod driver;
+pub mod fuzz;
 pub mod link;
 pub mod output;
 pub mod peer;

@@ -222,6 +222,18 @@ enum Cmd {
         #[arg(long)]
         keys: Option<PathBuf>,
     },
+    /// The fuzzing campaign's plain-build side: `seeds` writes the seed
+    /// corpora and dictionaries into DIR (fuzz/), `replay` runs every file of
+    /// DIR/corpus/<target>/ through its target (see harness/src/fuzz.rs).
+    Fuzz {
+        /// `seeds` or `replay`.
+        action: String,
+        #[arg(long, default_value = "fuzz")]
+        dir: PathBuf,
+        /// Only these targets (repeatable; default all).
+        #[arg(long = "target")]
+        targets: Vec<String>,
+    },
     /// Run the security experiments (attacks on the link) on the profiles, plus every known-bad control, and print outcome and evidence per row; a control that comes out wrong exits non-zero.
     Security {
         #[arg(long = "protocol", short = 'p')]
@@ -231,6 +243,42 @@ enum Cmd {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "md"])]
         format: String,
     },
+}
+
+fn fuzz_cmd(action: &str, dir: &std::path::Path, names: &[String]) -> Result<ExitCode, String> {
+    use e2elab::fuzz::{self, Target};
+    let targets: Vec<Target> = if names.is_empty() {
+        fuzz::ALL.to_vec()
+    } else {
+        names
+            .iter()
+            .map(|n| Target::from_name(n).ok_or_else(|| format!("no fuzz target {n}")))
+            .collect::<Result<_, _>>()?
+    };
+    match action {
+        "seeds" => {
+            for t in targets {
+                let n = fuzz::write_seeds(t, dir)?;
+                println!(
+                    "{}: {n} seeds, {} dictionary entries",
+                    t.name(),
+                    t.dictionary().len()
+                );
+            }
+        }
+        "replay" => {
+            for t in targets {
+                let (n, elapsed) = fuzz::replay(t, dir)?;
+                println!(
+                    "{}: {n} inputs replayed in {:.1} s",
+                    t.name(),
+                    elapsed.as_secs_f64()
+                );
+            }
+        }
+        other => return Err(format!("fuzz: unknown action {other} (seeds or replay)")),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -474,6 +522,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             keys,
         } => e2elab::cli_compare::worker(&kind, &profile, seed, &points, run, ids, &sizes, keys),
         Cmd::Report { input } => e2elab::cli_compare::report(&input),
+        Cmd::Fuzz {
+            action,
+            dir,
+            targets,
+        } => fuzz_cmd(&action, &dir, &targets),
         Cmd::Reproduce { out, seed } => e2elab::cli_compare::reproduce(&out, seed),
         Cmd::Conformance { protocols } => {
             let protos = registry::resolve(&protocols)?;

@@ -169,13 +169,35 @@ pub fn parse_with(s: &str, limits: Limits) -> Result<Element, DecodeError> {
             // Only whitespace may follow the stanza: any event (a second
             // element, text) or a lexer error there is trailing content.
             return match reader.read() {
-                Ok(None) => Ok(root),
+                Ok(None) => {
+                    no_element_without_namespace(&root)?;
+                    Ok(root)
+                }
                 Ok(Some(_)) => Err(DecodeError::Xml("content after the stanza".into())),
                 Err(e) => Err(DecodeError::Xml(format!("content after the stanza: {e}"))),
             };
         }
     }
     Err(err(minidom::Error::EndOfDocument))
+}
+
+/// Every element of a stanza is in a namespace (RFC 6120 §4.8.2). An
+/// element in none (`xmlns=''`) cannot be written back: the serializer
+/// would leave it in its parent's namespace (a different tree) or in none
+/// at the root (not a stanza). Found by the fuzzing campaign (`stanza`
+/// target, regression fuzz/regressions/stanza/empty-default-namespace).
+fn no_element_without_namespace(root: &Element) -> Result<(), DecodeError> {
+    let mut stack = vec![root];
+    while let Some(e) = stack.pop() {
+        if e.ns().is_empty() {
+            return Err(DecodeError::Xml(format!(
+                "element <{}> is in no namespace (xmlns='')",
+                e.name()
+            )));
+        }
+        stack.extend(e.children());
+    }
+    Ok(())
 }
 
 /// Serialize on one line: line breaks inside text are written as character
@@ -449,6 +471,21 @@ mod tests {
             ..Limits::DEFAULT
         };
         assert!(parse_with(&big, raised).is_ok());
+    }
+
+    #[test]
+    fn an_element_in_no_namespace_is_refused() {
+        for x in [
+            "<iq xmlns='' id='1' type='get'/>",
+            "<message xmlns='jabber:client'><x xmlns=''/></message>",
+        ] {
+            assert!(
+                matches!(parse(x), Err(DecodeError::Xml(ref m)) if m.contains("no namespace")),
+                "{x}: {:?}",
+                parse(x)
+            );
+        }
+        assert!(parse("<message xmlns='jabber:client'><x xmlns='urn:a'/></message>").is_ok());
     }
 
     #[test]

@@ -571,6 +571,11 @@ pub fn check_content_signature(
     Ok(content)
 }
 
+/// The terminate form as a `<c/>` carries it (`result`: the acknowledgement).
+pub fn terminate_content(result: bool) -> Element {
+    SigmaSession::terminate_form(result)
+}
+
 /// Whether decrypted content is the terminate form.
 pub fn is_terminate_content(content: &[Element]) -> bool {
     content.len() == 1
