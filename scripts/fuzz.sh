@@ -40,8 +40,11 @@ campaign() {
         [ -n "$only" ] && [ "$only" != "$t" ] && continue
         local work="corpus-work/$t" log="stats/$t.log"
         rm -rf "$work"; mkdir -p "$work" "corpus/$t" "artifacts/$t"
-        local start end
+        local start end rev dirty
         start=$(date +%s)
+        # The source the binary was built from: the state at the start.
+        rev=$(git rev-parse HEAD)
+        dirty=$([ -z "$(git status --porcelain -- .. ':!../results' ':!.')" ] && echo false || echo true)
         # A crash stops the run (its input is saved to artifacts/<t>/); it is
         # reproduced, fixed, kept as a regression (fuzz/regressions/<t>/,
         # fuzz/findings.json) and the target's campaign is run again.
@@ -50,8 +53,8 @@ campaign() {
             -print_final_stats=1 "$work" $(dirs_of "$t") >"$log" 2>&1 || true
         end=$(date +%s)
         "$BIN/$t" -merge=1 -max_len=$MAX_LEN "corpus/$t" "$work" >>"$log" 2>&1
-        python3 - "$t" "$log" "$start" "$end" "$runs" <<'EOF'
-import json, re, sys, subprocess, os
+        python3 - "$t" "$log" "$start" "$end" "$runs" "$rev" "$dirty" <<'EOF'
+import json, re, sys, os
 t, log, start, end, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 text = open(log, errors="replace").read()
 def stat(k):
@@ -60,9 +63,7 @@ def stat(k):
 progress = re.findall(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/", text)
 last = progress[-1] if progress else None
 crashes = sorted(os.listdir("artifacts/" + t))
-rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-dirty = subprocess.run(["git", "status", "--porcelain", "--", "..", ":!../results", ":!."],
-                       capture_output=True, text=True).stdout.strip() != ""
+rev, dirty = sys.argv[6], sys.argv[7] == "true"
 out = {
     "target": t,
     "executions": stat("number_of_executed_units"),

@@ -47,7 +47,7 @@ fn pump(p: &mut Pair, mut wire: Vec<(usize, Element)>) -> [Vec<Element>; 2] {
             wire.push((1 - to, e));
         }
         while let Some(ev) = out.poll_event() {
-            if let Event::Delivered(d) = ev {
+            if let Event::Delivered { stanza: d, .. } = ev {
                 got[to].push(d);
             }
         }

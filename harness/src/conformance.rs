@@ -35,6 +35,7 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("reorder", reorder),
     ("garbage", garbage),
     ("close", close),
+    ("labels", labels),
 ];
 
 const SEED: u64 = 0x5eed_c0f0;
@@ -173,11 +174,13 @@ pub fn varied_stanzas_between(
 
 /// Send `el` from `from`, pump, and require it arrives intact as exactly one protected stanza.
 fn send_expect(link: &mut Link, from: usize, e: &Element, what: &str) -> Check {
-    let before = link.party(1 - from).delivered.len();
+    let mark = link.delivery_mark(1 - from);
     link.send(from, e.clone())
         .map_err(|x| format!("{what}: send failed: {x}"))?;
     link.pump().map_err(|x| format!("{what}: {x}"))?;
-    let got = &link.party(1 - from).delivered[before..];
+    // Delivered once: protected, or (a stanza with nothing the profile
+    // protects, which its sender put on the wire as it was) unprotected.
+    let got = link.delivered_since(1 - from, mark);
     if got != std::slice::from_ref(e) {
         return Err(format!(
             "{what}: expected the original stanza delivered once, got {} stanza(s){}; receiver errors: {:?}",
@@ -259,6 +262,88 @@ pub fn round_trip(proto: &dyn Protocol) -> Check {
     for from in 0..2 {
         for (name, e) in varied_stanzas(proto, from)? {
             send_expect(&mut link, from, &e, &format!("{name} from party {from}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every delivery says what protected it.
+/// - Each [`e2elab_core::Event::Delivered`] of an honest varied stanza
+///   carries a label naming exactly the delivered stanza's children, each
+///   once, as covered or clear.
+/// - Where the profile's honest deliveries are labelled covered (it has a
+///   protection layer), every stanza injected in clear into the established
+///   session (a clear message, an XHTML-IM body only, an empty message, a
+///   body in a foreign namespace) is refused, or delivered as
+///   `DeliveredUnprotected` right after a `Warning::UnprotectedStanza`;
+///   never under a label that covers any of it. Where no honest delivery
+///   is labelled covered, no label may cover anything.
+pub fn labels(proto: &dyn Protocol) -> Check {
+    let mut link = established(proto, SEED)?;
+    let mut protects = false;
+    for (name, e) in varied_stanzas(proto, 0)? {
+        let l0 = link.party(1).labels.len();
+        link.send(0, e.clone())
+            .map_err(|x| format!("{name}: send failed: {x}"))?;
+        link.pump().map_err(|x| format!("{name}: {x}"))?;
+        let p = link.party(1);
+        for (d, l) in p.delivered[l0..].iter().zip(&p.labels[l0..]) {
+            let mut named: Vec<String> = l.covered.iter().chain(&l.clear).cloned().collect();
+            let mut kids: Vec<String> = d.children().map(e2elab_core::outbox::child_name).collect();
+            named.sort();
+            kids.sort();
+            if named != kids {
+                return Err(format!(
+                    "{name}: the label names {named:?}, the delivered stanza has {kids:?}"
+                ));
+            }
+            if l.covered.is_empty() && (l.confidential || l.authenticated) {
+                return Err(format!(
+                    "{name}: a label covering nothing claims protection"
+                ));
+            }
+            if !l.covered.is_empty() && l.key.is_empty() {
+                return Err(format!(
+                    "{name}: a label covering {:?} names no key",
+                    l.covered
+                ));
+            }
+            protects |= !l.covered.is_empty();
+        }
+    }
+    for (what, el) in crate::security::downgrade::injected()? {
+        let (w0, u0, l0) = {
+            let p = link.party(1);
+            (
+                p.warnings.len(),
+                p.delivered_unprotected.len(),
+                p.labels.len(),
+            )
+        };
+        let d = link.deliver_raw(Dir::AtoB, &stanza::serialize(&el));
+        let p = link.party(1);
+        if let Some(l) = p.labels[l0..].iter().find(|l| !l.covered.is_empty()) {
+            return Err(format!(
+                "{what} injected in clear: delivered under a label covering {:?}",
+                l.covered
+            ));
+        }
+        if protects {
+            if !d.delivered.is_empty() {
+                return Err(format!(
+                    "{what} injected in clear: delivered as an ordinary delivery"
+                ));
+            }
+            let unprotected = p.delivered_unprotected.len() - u0;
+            let warned = p.warnings[w0..]
+                .iter()
+                .filter(|w| matches!(w, e2elab_core::Warning::UnprotectedStanza { .. }))
+                .count();
+            if d.result.is_ok() && (unprotected != 1 || warned != 1) {
+                return Err(format!(
+                    "{what} injected in clear: accepted with {unprotected} unprotected deliveries and {warned} UnprotectedStanza warnings (want 1 and 1)"
+                ));
+            }
         }
     }
     Ok(())
@@ -700,6 +785,10 @@ macro_rules! conformance_suite {
             #[test]
             fn close() {
                 e2elab::conformance::close(proto().as_ref()).unwrap()
+            }
+            #[test]
+            fn labels() {
+                e2elab::conformance::labels(proto().as_ref()).unwrap()
             }
         }
     };

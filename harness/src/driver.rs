@@ -272,11 +272,11 @@ pub fn run_workload(
             let el = workload_stanza(seed, from, n, size)?;
             plaintext_bytes += stanza::wire_size(&el) as u64;
             link.advance(MESSAGE_INTERVAL);
-            let before = link.party(1 - from).delivered.len();
+            let mark = link.delivery_mark(1 - from);
             link.send(from, el.clone())
                 .map_err(|e| format!("{id}: send #{n} from {}: {e}", full_jid(from)))?;
             link.pump().map_err(|e| format!("{id}: {e}"))?;
-            let got = &link.party(1 - from).delivered[before..];
+            let got = link.delivered_since(1 - from, mark);
             if got != [el] {
                 return Err(format!(
                     "{id}: message #{n} from {} was not delivered intact ({} delivered; errors: {:?})",

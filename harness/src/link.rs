@@ -10,8 +10,8 @@
 use crate::adversary::{Adversary, Forward, Passive, Wire};
 use crate::cpu;
 use e2elab_core::{
-    ops, stanza, Element, Env, Error, Event, OpLog, Outbox, PeerIdentity, Session, SessionState,
-    Timestamp, Warning,
+    ops, stanza, Element, Env, Error, Event, OpLog, Outbox, PeerIdentity, Protection, Session,
+    SessionState, Timestamp, Warning,
 };
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -182,6 +182,8 @@ pub struct Delivery {
     pub result: Result<(), Error>,
     /// Application stanzas delivered by this call.
     pub delivered: Vec<Element>,
+    /// The label of each of `delivered`, in the same order.
+    pub labels: Vec<Protection>,
     /// Stanzas delivered as unprotected by this call.
     pub unprotected: usize,
     /// Stanzas the receiver emitted in response.
@@ -202,6 +204,8 @@ pub struct Party {
     pub established: Option<PeerIdentity>,
     /// Application stanzas delivered as protected, in order.
     pub delivered: Vec<Element>,
+    /// The label of each of `delivered` ([`Event::Delivered`]), same order.
+    pub labels: Vec<Protection>,
     /// Stanzas delivered as unprotected ([`Event::DeliveredUnprotected`]).
     pub delivered_unprotected: Vec<Element>,
     /// Warnings raised.
@@ -222,6 +226,7 @@ impl Party {
             out: Outbox::new(),
             established: None,
             delivered: Vec::new(),
+            labels: Vec::new(),
             delivered_unprotected: Vec::new(),
             warnings: Vec::new(),
             peer_closed: false,
@@ -454,9 +459,10 @@ impl Link {
         while let Some(ev) = p.out.poll_event() {
             match ev {
                 Event::Established(id) => p.established = Some(id),
-                Event::Delivered(el) => {
-                    p.delivered.push(el.clone());
-                    delivered.push(el);
+                Event::Delivered { stanza, protection } => {
+                    p.delivered.push(stanza.clone());
+                    p.labels.push(protection);
+                    delivered.push(stanza);
                 }
                 Event::DeliveredUnprotected(el) => p.delivered_unprotected.push(el),
                 Event::PeerClosed => p.peer_closed = true,
@@ -511,6 +517,23 @@ impl Link {
         }
     }
 
+    /// Where party `idx`'s two delivery lists stand (protected, unprotected).
+    pub fn delivery_mark(&self, idx: usize) -> (usize, usize) {
+        let p = &self.parties[idx];
+        (p.delivered.len(), p.delivered_unprotected.len())
+    }
+
+    /// What party `idx` was delivered since `mark`: protected, then
+    /// unprotected (a stanza with nothing its profile protects, such as an
+    /// empty OTR or JEP-0027 message, travels in clear and is delivered
+    /// as unprotected).
+    pub fn delivered_since(&self, idx: usize, mark: (usize, usize)) -> Vec<Element> {
+        let p = &self.parties[idx];
+        let mut v = p.delivered[mark.0..].to_vec();
+        v.extend_from_slice(&p.delivered_unprotected[mark.1..]);
+        v
+    }
+
     /// Begin the handshake on the initiator.
     pub fn start(&mut self) -> Result<(), Error> {
         self.call(0, CallKind::Start, None, |s, env, out| s.start(env, out))
@@ -554,6 +577,7 @@ impl Link {
         let to = dir.to_idx();
         let state_before = self.parties[to].session.state();
         let unprotected_before = self.parties[to].delivered_unprotected.len();
+        let labels_before = self.parties[to].labels.len();
         let bytes = xml.len();
         let before = ops::snapshot();
         let (parsed, pcpu, pwall) = cpu::measure(|| stanza::parse(&xml));
@@ -591,6 +615,7 @@ impl Link {
         Delivery {
             result,
             delivered,
+            labels: self.parties[to].labels[labels_before..].to_vec(),
             unprotected: self.parties[to].delivered_unprotected.len() - unprotected_before,
             emitted,
             state_before,

@@ -123,7 +123,11 @@ pub fn run(
         }
         while let Some(ev) = outbox.poll_event() {
             match ev {
-                Event::Delivered(el) => {
+                Event::Delivered {
+                    stanza: el,
+                    protection,
+                } => {
+                    writeln!(log, "event protected {}", protection.summary()).map_err(io)?;
                     writeln!(out, "deliver {}", stanza::to_line(&el)).map_err(io)?
                 }
                 Event::DeliveredUnprotected(el) => {

@@ -268,7 +268,8 @@ impl Session for ToySession {
         if StanzaKind::of(&s).is_none() {
             return Err(DecodeError::UnexpectedStanza(s.name().into()).into());
         }
-        out.event(Event::Delivered(s));
+        let label = e2elab_core::Protection::none(&s);
+        out.deliver(s, label);
         Ok(())
     }
     fn close(&mut self, _env: &mut Env, _out: &mut Outbox) -> Result<()> {

@@ -98,7 +98,7 @@ fn rfc3923_modern() {
 
 #[test]
 fn jep0027() {
-    check("jep0027", "FFFHFFFFFFHFFFHHHFFF");
+    check("jep0027", "FFFHFFFFFFHFFFHHHHFF");
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn otr_v3() {
 
 #[test]
 fn otr_v2() {
-    check("otr-v2", "FHHFHHFHHFHHFFHHHFFH");
+    check("otr-v2", "FHHFHHFHHFHHFFHHHHFH");
 }
 
 #[test]

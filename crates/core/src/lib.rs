@@ -31,7 +31,7 @@ pub use identity::{Identity, IdentityRecord, PublicIdentity};
 pub use minidom;
 pub use minidom::Element;
 pub use ops::{Op, OpLog};
-pub use outbox::{Event, Outbox, PeerIdentity, Warning};
+pub use outbox::{Event, Outbox, PeerIdentity, Protection, Warning};
 pub use secret::{ct_eq, SecretBytes};
 pub use session::{Options, Protocol, Role, Session, SessionConfig, SessionState, StateExport};
 pub use stanza::StanzaKind;

@@ -49,8 +49,104 @@ pub enum Warning {
         /// `{namespace}name` of each, in order.
         elements: Vec<String>,
     },
+    /// A stanza with nothing protected arrived in an established session
+    /// (the peer sent it in clear, or someone on the path injected it). It
+    /// is delivered as [`Event::DeliveredUnprotected`]; every profile warns
+    /// the same way ([`Outbox::deliver_unprotected`]).
+    UnprotectedStanza {
+        /// `{namespace}name` of the stanza's children, in order.
+        elements: Vec<String>,
+    },
     /// Anything else worth telling the user.
     Other(String),
+}
+
+/// What protected a delivered stanza: every [`Event::Delivered`] carries
+/// one, so an application (and the security experiments) can tell, child
+/// by child, what the session vouches for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Protection {
+    /// `{namespace}name` of each child of the delivered stanza that arrived
+    /// under the protection below, in document order.
+    pub covered: Vec<String>,
+    /// `{namespace}name` of each child delivered as it arrived, in clear and
+    /// unchecked (routing hints a protocol leaves outside, say), in order.
+    pub clear: Vec<String>,
+    /// The covered children were encrypted on the wire.
+    pub confidential: bool,
+    /// The covered children were checked (a MAC or a signature) under `key`:
+    /// they are as the key's holder sent them.
+    pub authenticated: bool,
+    /// The key that protected them, protocol-defined, as `scheme:id`
+    /// (`xep0200:<session>`, `otr:<secure session id>`,
+    /// `openpgp:<fingerprint>`, `x509:<fingerprint>`...). Empty when
+    /// nothing is covered.
+    pub key: String,
+}
+
+impl Protection {
+    /// Label `stanza`'s children: those `is_covered` says came under the
+    /// protection, the rest clear.
+    pub fn split(
+        stanza: &Element,
+        is_covered: impl Fn(&Element) -> bool,
+        confidential: bool,
+        authenticated: bool,
+        key: String,
+    ) -> Protection {
+        let (mut covered, mut clear) = (Vec::new(), Vec::new());
+        for c in stanza.children() {
+            let n = child_name(c);
+            if is_covered(c) {
+                covered.push(n);
+            } else {
+                clear.push(n);
+            }
+        }
+        Protection {
+            covered,
+            clear,
+            confidential,
+            authenticated,
+            key,
+        }
+    }
+
+    /// Every child covered.
+    pub fn all(stanza: &Element, confidential: bool, authenticated: bool, key: String) -> Self {
+        Self::split(stanza, |_| true, confidential, authenticated, key)
+    }
+
+    /// Nothing covered: a session with no protection layer (the control rows).
+    pub fn none(stanza: &Element) -> Self {
+        Self::split(stanza, |_| false, false, false, String::new())
+    }
+
+    /// One line for logs and the peer's output:
+    /// `covered=[..] clear=[..] encrypted authenticated key=..`.
+    pub fn summary(&self) -> String {
+        format!(
+            "covered=[{}] clear=[{}]{}{} key={}",
+            self.covered.join(","),
+            self.clear.join(","),
+            if self.confidential { " encrypted" } else { "" },
+            if self.authenticated {
+                " authenticated"
+            } else {
+                ""
+            },
+            if self.key.is_empty() {
+                "none"
+            } else {
+                &self.key
+            }
+        )
+    }
+}
+
+/// `{namespace}name` of an element.
+pub fn child_name(e: &Element) -> String {
+    format!("{{{}}}{}", e.ns(), e.name())
 }
 
 /// Something the application learns from a session call.
@@ -59,8 +155,14 @@ pub enum Warning {
 pub enum Event {
     /// The handshake finished; protected stanzas now flow.
     Established(PeerIdentity),
-    /// A protected stanza from the peer, recovered into the original application stanza.
-    Delivered(Element),
+    /// A protected stanza from the peer, recovered into the original
+    /// application stanza, with what protected which of its children.
+    Delivered {
+        /// The application stanza.
+        stanza: Element,
+        /// What the session vouches for.
+        protection: Protection,
+    },
     /// A stanza that arrived *without* the protection the session gives (e.g.
     /// OTR's "received unencrypted message"), handed over so the application
     /// can show it as such. Never used for content that failed a check.
@@ -103,6 +205,25 @@ impl Outbox {
     /// Queue an event for the application (session side).
     pub fn event(&mut self, ev: Event) {
         self.events.push_back(ev);
+    }
+
+    /// Deliver a protected stanza with its label (session side).
+    pub fn deliver(&mut self, stanza: Element, protection: Protection) {
+        self.events
+            .push_back(Event::Delivered { stanza, protection });
+    }
+
+    /// Deliver a stanza that carried no protection (session side): the one
+    /// rule every profile follows. In an established session it is preceded
+    /// by [`Warning::UnprotectedStanza`].
+    pub fn deliver_unprotected(&mut self, established: bool, stanza: Element) {
+        if established {
+            self.events
+                .push_back(Event::Warning(Warning::UnprotectedStanza {
+                    elements: stanza.children().map(child_name).collect(),
+                }));
+        }
+        self.events.push_back(Event::DeliveredUnprotected(stanza));
     }
 
     /// Next stanza to put on the wire.

@@ -170,7 +170,8 @@ pub fn parse_with(s: &str, limits: Limits) -> Result<Element, DecodeError> {
             // element, text) or a lexer error there is trailing content.
             return match reader.read() {
                 Ok(None) => {
-                    no_element_without_namespace(&root)?;
+                    let mut root = root;
+                    normalize(&mut root)?;
                     Ok(root)
                 }
                 Ok(Some(_)) => Err(DecodeError::Xml("content after the stanza".into())),
@@ -181,12 +182,17 @@ pub fn parse_with(s: &str, limits: Limits) -> Result<Element, DecodeError> {
     Err(err(minidom::Error::EndOfDocument))
 }
 
-/// Every element of a stanza is in a namespace (RFC 6120 §4.8.2). An
-/// element in none (`xmlns=''`) cannot be written back: the serializer
-/// would leave it in its parent's namespace (a different tree) or in none
-/// at the root (not a stanza). Found by the fuzzing campaign (`stanza`
-/// target, regression fuzz/regressions/stanza/empty-default-namespace).
-fn no_element_without_namespace(root: &Element) -> Result<(), DecodeError> {
+/// Checks and normalizes a parsed tree, without recursion (the depth is
+/// the user's limit):
+/// - every element is in a namespace (RFC 6120 §4.8.2). An element in none
+///   (`xmlns=''`) cannot be written back: the serializer would leave it in
+///   its parent's namespace (a different tree) or in none at the root (not
+///   a stanza). Found by the fuzzing campaign (fuzz/findings.json F1);
+/// - the sender's prefix declarations are dropped: the tree keeps
+///   namespaces, not the sender's choice of prefixes, and the serializer
+///   declares its own. Kept, a declaration of a prefix the serializer also
+///   uses made rxml's writer panic (F2).
+fn normalize(root: &mut Element) -> Result<(), DecodeError> {
     let mut stack = vec![root];
     while let Some(e) = stack.pop() {
         if e.ns().is_empty() {
@@ -195,7 +201,8 @@ fn no_element_without_namespace(root: &Element) -> Result<(), DecodeError> {
                 e.name()
             )));
         }
-        stack.extend(e.children());
+        e.prefixes = Default::default();
+        stack.extend(e.children_mut());
     }
     Ok(())
 }
@@ -486,6 +493,22 @@ mod tests {
             );
         }
         assert!(parse("<message xmlns='jabber:client'><x xmlns='urn:a'/></message>").is_ok());
+    }
+
+    #[test]
+    fn sender_prefix_declarations_never_reach_the_serializer() {
+        // Two prefixes for one namespace, one used on an attribute.
+        let x = "<message xmlns='jabber:client' xmlns:a='urn:x' xmlns:b='urn:x' a:k='1'><b:y/></message>";
+        let el = parse(x).unwrap();
+        assert_eq!(parse(&serialize(&el)).unwrap(), el);
+        // fuzz/regressions/stanza/prefix-conflict (F2): serialize panicked.
+        let raw = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/regressions/stanza/prefix-conflict"
+        ))
+        .unwrap();
+        let el = parse(std::str::from_utf8(&raw).unwrap()).unwrap();
+        assert_eq!(parse(&serialize(&el)).unwrap(), el);
     }
 
     #[test]

@@ -222,7 +222,7 @@ fn bench_message(c: &mut Criterion) {
         handshake(&mut p);
         let m = stanza::chat_message(A, B, "1", &body).unwrap();
         // Correctness outside the timed loop.
-        assert!(matches!(send_one(&mut p, &m), Some(Event::Delivered(d)) if d == m));
+        assert!(matches!(send_one(&mut p, &m), Some(Event::Delivered { stanza: d, .. }) if d == m));
         g.bench_function(BenchmarkId::new(profile.id(), 1024), |b| {
             b.iter(|| black_box(send_one(&mut p, &m)))
         });

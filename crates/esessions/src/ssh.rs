@@ -9,6 +9,8 @@ use crate::{Profile, Store};
 use e2elab_core::b64;
 use e2elab_core::error::backend;
 use e2elab_core::ops::{count, CipherAlg, HashAlg, Lib, Op};
+use e2elab_core::outbox::child_name;
+use e2elab_core::Protection;
 use e2elab_core::{
     ct_eq, stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, IdentityError, Outbox,
     PeerIdentity, PeerMisbehaved, ProtocolInfo, PublicIdentity, Result, Role, SecretBytes, Session,
@@ -696,7 +698,7 @@ impl SshSession {
         packet: &[u8],
         out: &mut Outbox,
     ) -> Result<()> {
-        let St::Established { rx, .. } = &mut self.st else {
+        let St::Established { rx, thread, .. } = &mut self.st else {
             return Err(unexpected("packet"));
         };
         let payload = match rx.open(packet) {
@@ -725,20 +727,29 @@ impl SshSession {
                 };
                 let mut app = wire.clone();
                 let mut placed = false;
+                let mut label = Protection {
+                    covered: Vec::new(),
+                    clear: Vec::new(),
+                    confidential: true,
+                    authenticated: true,
+                    key: format!("ssh-session:{thread}"),
+                };
                 for n in app.take_nodes() {
                     if let e2elab_core::minidom::Node::Element(el) = n {
                         if el.is("packet", NS_SSH) {
                             for d in &data {
+                                label.covered.push(child_name(d));
                                 app.append_child(d.clone());
                             }
                             placed = true;
                         } else {
+                            label.clear.push(child_name(&el));
                             app.append_child(el);
                         }
                     }
                 }
                 if placed && !data.is_empty() {
-                    out.event(Event::Delivered(app));
+                    out.deliver(app, label);
                 }
                 Ok(())
             }

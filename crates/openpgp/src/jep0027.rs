@@ -5,8 +5,8 @@ use crate::common::{self, Basics, Keys};
 use crate::pgp::{self, KeyAlgo, SigRule};
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::{
-    stanza, DecodeError, Element, Env, Event, Identity, Options, Outbox, Protocol, Result, Role,
-    Session, SessionConfig, SessionState, StanzaKind,
+    stanza, DecodeError, Element, Env, Identity, Options, Outbox, Protection, Protocol, Result,
+    Role, Session, SessionConfig, SessionState, StanzaKind,
 };
 use sequoia_openpgp::types::SignatureType;
 use std::sync::OnceLock;
@@ -257,11 +257,10 @@ impl Jep0027Session {
         if n == 0 {
             // Nothing encrypted: with a body it is an ordinary clear message,
             // without one there was nothing the spec would have encrypted.
-            if m.has_child("body", stanza::NS_CLIENT) {
-                out.event(Event::DeliveredUnprotected(m.clone()));
-            } else {
-                out.event(Event::Delivered(m.clone()));
-            }
+            // Nothing encrypted: an ordinary clear message, or one without a
+            // body (nothing the spec would have encrypted). Either way
+            // nothing is protected: labelled so, with the warning.
+            out.deliver_unprotected(true, m.clone());
             return Ok(());
         }
         if n > 1 {
@@ -292,14 +291,22 @@ impl Jep0027Session {
                 d.append_child(stanza::text_element("body", stanza::NS_CLIENT, text));
             }
         }
-        out.event(Event::Delivered(d));
+        // JEP-0027 encrypts the body only, and signs nothing of a message.
+        let label = Protection::split(
+            &d,
+            |c| c.is("body", stanza::NS_CLIENT),
+            true,
+            false,
+            format!("openpgp:{}", pgp::fingerprint(&self.own)),
+        );
+        out.deliver(d, label);
         Ok(())
     }
 
     fn open_presence(&mut self, env: &mut Env, p: &Element, out: &mut Outbox) -> Result<()> {
         let n = count(p, "x", NS_SIGNED);
         if n == 0 {
-            out.event(Event::DeliveredUnprotected(p.clone()));
+            out.deliver_unprotected(true, p.clone());
             return Ok(());
         }
         if n > 1 {
@@ -316,7 +323,15 @@ impl Jep0027Session {
         pgp::verify_detached(&sig, text.as_bytes(), &self.peer, env.now())?;
         let mut d = p.clone();
         let _ = d.remove_child("x", NS_SIGNED);
-        out.event(Event::Delivered(d));
+        // The signature covers the status text only (JEP-0027 §"Signing").
+        let label = Protection::split(
+            &d,
+            |c| c.is("status", stanza::NS_CLIENT),
+            false,
+            true,
+            format!("openpgp:{}", self.basics.peer_fingerprint),
+        );
+        out.deliver(d, label);
         Ok(())
     }
 }
@@ -376,7 +391,7 @@ impl Session for Jep0027Session {
             }
             Some(StanzaKind::Iq) => {
                 self.basics.announce(out);
-                out.event(Event::DeliveredUnprotected(stanza));
+                out.deliver_unprotected(true, stanza);
                 Ok(())
             }
             None => Err(DecodeError::UnexpectedStanza(format!(

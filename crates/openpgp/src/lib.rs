@@ -158,11 +158,16 @@
 //!     appended as a `<body>` if none is left; more than one `<x>` is a
 //!     decode error. (tests: jep0027_message_wire_form, jep0027_decision_placeholder_option_and_bad_options, jep0027_decision_bodies_unsigned_body_restored_in_place_or_appended)
 //! 14. A message without `<body>` has nothing the spec encrypts: it is sent
-//!     unchanged and delivered as `Delivered`. A message with a `<body>` but
-//!     no `<x>`, an unsigned presence and any iq are delivered as
-//!     `DeliveredUnprotected`. Sending an iq, a message with several `<body>`
+//!     unchanged. Received, it, a message with a `<body>` but no `<x>`, an
+//!     unsigned presence and any iq are delivered as `DeliveredUnprotected`
+//!     after `Warning::UnprotectedStanza` (issue 16.4: the bodyless message
+//!     used to come as `Delivered`). Protected deliveries are labelled: a
+//!     message covers `<body>` only (encrypted, not authenticated, key
+//!     `openpgp:<our fingerprint>`), a presence `<status>` only
+//!     (authenticated, key `openpgp:<peer fingerprint>`), other children
+//!     clear. Sending an iq, a message with several `<body>`
 //!     elements (all but one would leak) or a stanza already carrying our
-//!     `<x>` is `ApiMisuse::CannotProtect`. (tests: jep0027_decision_bodyless_message_passes_and_clear_body_is_unprotected, jep0027_decision_refuses_several_bodies_iq_and_double_protection)
+//!     `<x>` is `ApiMisuse::CannotProtect`. (tests: jep0027_decision_bodyless_message_passes_in_clear_and_is_delivered_unprotected, jep0027_labels_say_body_encrypted_status_signed, jep0027_decision_refuses_several_bodies_iq_and_double_protection)
 //! 15. Nothing else is checked: replays are delivered again, `from`/`to` are
 //!     never compared with anything (no recipient binding). (tests: jep0027_accepts_replay_and_any_addressing; conformance replay)
 //!

@@ -6,8 +6,8 @@ use crate::pgp::{self, KeyAlgo, SigRule};
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::{
     stanza, DecodeError, Element, Env, Event, Identity, IdentityError, Options, Outbox,
-    PeerMisbehaved, Protocol, Result, Role, Session, SessionConfig, SessionState, StanzaKind,
-    Timestamp, Warning,
+    PeerMisbehaved, Protection, Protocol, Result, Role, Session, SessionConfig, SessionState,
+    StanzaKind, Timestamp, Warning,
 };
 use std::sync::OnceLock;
 
@@ -340,7 +340,7 @@ impl OxSession {
     fn open(&mut self, env: &mut Env, m: &Element, out: &mut Outbox) -> Result<()> {
         let n = m.children().filter(|c| c.is("openpgp", NS_OX)).count();
         if n == 0 {
-            out.event(Event::DeliveredUnprotected(m.clone()));
+            out.deliver_unprotected(true, m.clone());
             return Ok(());
         }
         if n > 1 {
@@ -402,7 +402,15 @@ impl OxSession {
         for c in content.payload.children() {
             d.append_child(client_ns(c));
         }
-        out.event(Event::Delivered(d));
+        // Only the signcrypt payload is delivered: all of it signed by the
+        // peer and encrypted to us (clear children of the wire are dropped).
+        let label = Protection::all(
+            &d,
+            true,
+            true,
+            format!("openpgp:{}", self.basics.peer_fingerprint),
+        );
+        out.deliver(d, label);
         if skew.as_secs() > self.time_window {
             out.event(Event::Warning(Warning::Suspicious {
                 reason: format!(
@@ -473,7 +481,7 @@ impl Session for OxSession {
             }
             Some(_) => {
                 self.basics.announce(out);
-                out.event(Event::DeliveredUnprotected(stanza));
+                out.deliver_unprotected(true, stanza);
                 Ok(())
             }
             None => Err(DecodeError::UnexpectedStanza(format!(

@@ -204,7 +204,7 @@ fn one_transmit(out: &mut Outbox) -> Element {
 fn delivered(out: &mut Outbox) -> Vec<Element> {
     let mut v = Vec::new();
     while let Some(e) = out.poll_event() {
-        if let Event::Delivered(s) = e {
+        if let Event::Delivered { stanza: s, .. } = e {
             v.push(s);
         }
     }

@@ -81,7 +81,7 @@ fn deliver(b: &mut dyn Session, wire: Element) -> Result<Vec<Element>, e2elab_co
     b.handle_inbound(&mut env, wire, &mut out)?;
     let mut v = Vec::new();
     while let Some(e) = out.poll_event() {
-        if let Event::Delivered(d) = e {
+        if let Event::Delivered { stanza: d, .. } = e {
             v.push(d);
         }
     }

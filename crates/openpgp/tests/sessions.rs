@@ -106,13 +106,28 @@ impl Party {
         let (mut d, mut u, mut w) = (vec![], vec![], vec![]);
         while let Some(ev) = self.out.poll_event() {
             match ev {
-                Event::Delivered(x) => d.push(x),
+                Event::Delivered { stanza: x, .. } => d.push(x),
                 Event::DeliveredUnprotected(x) => u.push(x),
                 Event::Warning(x) => w.push(x),
                 _ => {}
             }
         }
         Ok((d, u, w))
+    }
+
+    /// Receive `st`, which must give one protected delivery, and check its label.
+    fn recv_labelled(&mut self, st: Element, check: impl FnOnce(&e2elab_core::Protection)) {
+        self.s
+            .handle_inbound(&mut self.env, st, &mut self.out)
+            .unwrap();
+        let mut labels = Vec::new();
+        while let Some(ev) = self.out.poll_event() {
+            if let Event::Delivered { protection, .. } = ev {
+                labels.push(protection);
+            }
+        }
+        assert_eq!(labels.len(), 1, "{labels:?}");
+        check(&labels[0]);
     }
 
     fn cert(&self) -> e2elab_openpgp::openpgp::Cert {
@@ -309,7 +324,7 @@ fn jep0027_decision_no_status_signs_empty_string_and_first_status_only() {
 }
 
 #[test]
-fn jep0027_decision_bodyless_message_passes_and_clear_body_is_unprotected() {
+fn jep0027_decision_bodyless_message_passes_in_clear_and_is_delivered_unprotected() {
     let (mut a, mut b) = pair(&Jep0027::default());
     let mut m = stanza::new(StanzaKind::Message);
     stanza::set_attr(&mut m, "to", B).unwrap();
@@ -320,15 +335,26 @@ fn jep0027_decision_bodyless_message_passes_and_clear_body_is_unprotected() {
     let wire = a.send(m.clone());
     assert_eq!(wire, m, "nothing the spec encrypts: sent as is");
     assert_eq!(a.ops.public_key_calls(), 0);
-    assert_eq!(b.recv(wire).unwrap().0, vec![m]);
+    // Nothing protected it: delivered as unprotected, with the warning
+    // every profile gives (issue 16.4; before, it came as a protected delivery).
+    let unprotected_warning = |w: &[Warning]| {
+        w.iter()
+            .any(|w| matches!(w, Warning::UnprotectedStanza { .. }))
+    };
+    let (d, u, w) = b.recv(wire).unwrap();
+    assert!(d.is_empty());
+    assert_eq!(u, vec![m]);
+    assert!(unprotected_warning(&w), "{w:?}");
     // A body without <x xmlns='jabber:x:encrypted'>: an ordinary clear message.
     let clear = msg(A, B, "in clear");
-    let (d, u, _) = b.recv(clear.clone()).unwrap();
+    let (d, u, w) = b.recv(clear.clone()).unwrap();
     assert!(d.is_empty());
     assert_eq!(u, vec![clear]);
+    assert!(unprotected_warning(&w), "{w:?}");
     // An unsigned presence: unprotected.
-    let (d, u, _) = b.recv(presence(A, &["s"])).unwrap();
+    let (d, u, w) = b.recv(presence(A, &["s"])).unwrap();
     assert!(d.is_empty() && u.len() == 1);
+    assert!(unprotected_warning(&w), "{w:?}");
 }
 
 #[test]
@@ -1073,4 +1099,26 @@ fn ox_decision_jabber_server_body_accepted_as_client() {
     assert_eq!(stanza::body(&d[0]).as_deref(), Some("server-ns body"));
     let body = d[0].children().next().unwrap();
     assert_eq!(body.ns(), stanza::NS_CLIENT);
+}
+
+#[test]
+fn jep0027_labels_say_body_encrypted_status_signed() {
+    let (mut a, mut b) = pair(&Jep0027::default());
+    let mut m = msg(A, B, "secret");
+    m.append_child(stanza::text_element("subject", stanza::NS_CLIENT, "clear"));
+    let wire = a.send(m);
+    b.recv_labelled(wire, |l| {
+        assert_eq!(l.covered, vec!["{jabber:client}body".to_string()]);
+        assert_eq!(l.clear, vec!["{jabber:client}subject".to_string()]);
+        assert!(
+            l.confidential && !l.authenticated,
+            "JEP-0027 signs no message"
+        );
+        assert!(l.key.starts_with("openpgp:"));
+    });
+    let wire = a.send(presence(A, &["away"]));
+    b.recv_labelled(wire, |l| {
+        assert_eq!(l.covered, vec!["{jabber:client}status".to_string()]);
+        assert!(!l.confidential && l.authenticated);
+    });
 }

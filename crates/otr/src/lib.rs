@@ -85,7 +85,15 @@
 //!   an application stanza's own hints elsewhere survive the round trip.
 //! - **Stanzas without a body, or with an empty body,** carry nothing OTR can
 //!   protect (an empty OTR data message is a heartbeat that libotr never
-//!   delivers): they are sent unchanged and delivered as received.
+//!   delivers): they are sent unchanged, and received they are delivered as
+//!   `DeliveredUnprotected` after `Warning::UnprotectedStanza` (in an
+//!   established session), the rule every profile follows. Until issue 16
+//!   they came as `Delivered`, indistinguishable from a decrypted message.
+//! - **Labels.** A decrypted message is `Delivered` with a `Protection`
+//!   covering `<body/>` only (encrypted, authenticated, key
+//!   `otr:<secure session id>`); every other child is listed as clear.
+//!   (tests: bodyless_and_empty_body_pass_in_clear,
+//!   a_delivery_is_labelled_body_covered_the_rest_clear)
 //! - **More than one `<body/>`** (e.g. `xml:lang` alternatives) is refused on
 //!   send (`CannotProtect`) and rejected on receive: only one could be
 //!   encrypted and the rest would leak.
@@ -105,8 +113,8 @@
 //!   replies are not sent (no `otr_error_message` callback). Replays and MAC
 //!   failures are both `DecryptFailed` (libotr reports both as "unreadable").
 //! - **Unencrypted text** arriving in the session (libotr's
-//!   `RCVDMSG_UNENCRYPTED`) is `Ok`, surfaced as `DeliveredUnprotected` plus a
-//!   `Suspicious` warning; it is never `Delivered`.
+//!   `RCVDMSG_UNENCRYPTED`) is `Ok`, surfaced as `DeliveredUnprotected` after
+//!   `Warning::UnprotectedStanza`; it is never `Delivered`.
 //! - **Sender check.** An inbound stanza whose `from` has another bare JID
 //!   than the peer is rejected (`WrongAddress`); a missing `from` is accepted
 //!   (a server stamps it).

@@ -7,7 +7,8 @@ use e2elab_core::ops::{self, Op};
 use e2elab_core::stanza;
 use e2elab_core::{
     ApiMisuse, DecodeError, Element, Env, Error, Event, Outbox, PeerIdentity, PeerMisbehaved,
-    ProtocolInfo, PublicIdentity, Result, Role, Session, SessionState, StanzaKind, Warning,
+    Protection, ProtocolInfo, PublicIdentity, Result, Role, Session, SessionState, StanzaKind,
+    Warning,
 };
 use libotr_sys as sys;
 use std::collections::VecDeque;
@@ -48,6 +49,8 @@ pub struct OtrSession {
     keyids: Option<(u32, u32)>,
     smp: SmpStatus,
     peer_fingerprint: Option<String>,
+    /// The secure session id of the current AKE (hex), for delivery labels.
+    ssid: String,
     whitespace_start: bool,
     /// How long an AKE may run (zero: for ever).
     ake_timeout: std::time::Duration,
@@ -121,6 +124,7 @@ impl OtrSession {
             keyids: None,
             smp: SmpStatus::None,
             peer_fingerprint: None,
+            ssid: String::new(),
             whitespace_start: s.whitespace_start,
             ake_timeout: s.ake_timeout,
             ake_since: None,
@@ -277,6 +281,7 @@ impl OtrSession {
                             }));
                         }
                     }
+                    self.ssid = i.ssid.clone();
                     out.event(Event::Established(PeerIdentity {
                         jid: self.peer_jid.clone(),
                         fingerprint: i.fingerprint.clone(),
@@ -284,7 +289,8 @@ impl OtrSession {
                         method: format!("OTR v{} AKE, DSA signature", i.version),
                     }));
                 }
-                CbEvent::StillSecure(_) => {
+                CbEvent::StillSecure(i) => {
+                    self.ssid = i.ssid.clone();
                     derive_ake();
                     self.keyids = None;
                     out.event(Event::Warning(Warning::Other(
@@ -403,8 +409,9 @@ impl OtrSession {
         stanza::check_sender(&st, &self.peer_jid, stanza::SenderMatch::Bare, true)?;
         let body = carriage::single_body(&st).map_err(Error::Decode)?;
         let Some(body) = body else {
-            // No body (or an empty one): nothing OTR protects; pass as is.
-            out.event(Event::Delivered(st));
+            // No body (or an empty one): nothing OTR protects. Delivered
+            // labelled as such, with the warning every profile gives.
+            out.deliver_unprotected(self.state == SessionState::Established, st);
             return Ok(());
         };
         let text = ffi::secret_cstring(&body)
@@ -500,14 +507,20 @@ impl OtrSession {
             // libotr's RCVDMSG_UNENCRYPTED: shown to the user as unprotected.
             let mut shown = st.clone();
             carriage::set_body(&mut shown, &plain);
-            out.event(Event::Warning(Warning::Suspicious {
-                reason: "received an unencrypted message in an OTR session".into(),
-            }));
-            out.event(Event::DeliveredUnprotected(shown));
+            out.deliver_unprotected(self.state == SessionState::Established, shown);
         } else if decrypted && !r.ignore {
             if let Some(plain) = r.text.as_ref() {
                 derive_data_message(std::slice::from_ref(&body), plain.len(), true);
-                out.event(Event::Delivered(carriage::rebuild(&st, plain)));
+                let app = carriage::rebuild(&st, plain);
+                // OTR protects the body only; every other child came in clear.
+                let label = Protection::split(
+                    &app,
+                    |c| c.is("body", stanza::NS_CLIENT),
+                    true,
+                    true,
+                    format!("otr:{}", self.ssid),
+                );
+                out.deliver(app, label);
             }
         }
         if r.disconnected {

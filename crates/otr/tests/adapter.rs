@@ -186,7 +186,16 @@ fn bodyless_and_empty_body_pass_in_clear() {
     assert_eq!(body_of(&e), "");
     let w = p.send_deliver(0, e.clone());
     assert_eq!(w, vec![e.clone()]);
-    assert_eq!(p.p[1].delivered, vec![m, e.clone()]);
+    // Nothing OTR protects went on the wire in clear: delivered labelled
+    // unprotected, each after the warning every profile gives (issue 16.4).
+    assert!(p.p[1].delivered.is_empty());
+    assert_eq!(p.p[1].unprotected, vec![m, e.clone()]);
+    let warned = p.p[1]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Warning(Warning::UnprotectedStanza { .. })))
+        .count();
+    assert_eq!(warned, 2);
     // Two bodies are refused (one would leak).
     e.append_child(stanza::text_element("body", stanza::NS_CLIENT, "a"));
     e.append_child(stanza::text_element("body", stanza::NS_CLIENT, "b"));
@@ -249,7 +258,7 @@ fn unencrypted_text_is_delivered_unprotected_only() {
     assert!(p.p[1]
         .events
         .iter()
-        .any(|e| matches!(e, Event::Warning(Warning::Suspicious { .. }))));
+        .any(|e| matches!(e, Event::Warning(Warning::UnprotectedStanza { .. }))));
 }
 
 #[test]
@@ -695,4 +704,33 @@ fn a_stalled_ake_times_out_and_reports_the_held_message() {
     let mut patient = session(OTR_V3, 0, &Options::new().set("ake_timeout", "0"), 63);
     patient.send(&mut env, m, &mut out).unwrap();
     assert_eq!(patient.poll_timeout(), None);
+}
+
+#[test]
+fn a_delivery_is_labelled_body_covered_the_rest_clear() {
+    // OTR protects the body only: an XHTML-IM child beside it travels in
+    // clear, and the label says so (issue 16.4).
+    let mut p = Pair::established(OTR_V3, &Options::new());
+    let mut m = msg(0, "x", "the body");
+    m.append_child(Element::bare("html", "http://jabber.org/protocol/xhtml-im"));
+    p.send_deliver(0, m.clone());
+    let label = p.p[1]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Delivered { protection, .. } => Some(protection.clone()),
+            _ => None,
+        })
+        .expect("a delivery");
+    assert_eq!(label.covered, vec!["{jabber:client}body".to_string()]);
+    assert_eq!(
+        label.clear,
+        vec!["{http://jabber.org/protocol/xhtml-im}html".to_string()]
+    );
+    assert!(label.confidential && label.authenticated);
+    assert!(
+        label.key.starts_with("otr:") && label.key.len() > 4,
+        "{}",
+        label.key
+    );
 }

@@ -26,8 +26,8 @@ use e2elab_core::error::backend;
 use e2elab_core::ops::{count, HashAlg, Op};
 use e2elab_core::{
     stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, Identity, IdentityError, Outbox,
-    PeerIdentity, PeerMisbehaved, Protocol, PublicIdentity, Result, Role, SecretBytes, Session,
-    SessionConfig, SessionState, StanzaKind,
+    PeerIdentity, PeerMisbehaved, Protection, Protocol, PublicIdentity, Result, Role, SecretBytes,
+    Session, SessionConfig, SessionState, StanzaKind,
 };
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private, Public};
@@ -347,7 +347,23 @@ impl Session for ControlSession {
             }
         };
         self.announce(out);
-        out.event(Event::Delivered(delivered));
+        // The signed-clear control vouches for every child (signed, in
+        // clear); the strict-sequence control, like the plaintext row, has
+        // no protection layer: it labels nothing covered and never warns,
+        // which is what the downgrade experiment must catch.
+        let label = match self.control {
+            PlainControl::SignedClear => Protection::all(
+                &delivered,
+                false,
+                true,
+                format!(
+                    "rsa:{}",
+                    self.peer_fingerprint.as_deref().unwrap_or("unknown")
+                ),
+            ),
+            PlainControl::StrictSequence => Protection::none(&delivered),
+        };
+        out.deliver(delivered, label);
         Ok(())
     }
 
@@ -418,7 +434,7 @@ mod tests {
         s.handle_inbound(&mut Env::for_party(3, "r"), el, &mut out)?;
         let mut got = Vec::new();
         while let Some(e) = out.poll_event() {
-            if let Event::Delivered(d) = e {
+            if let Event::Delivered { stanza: d, .. } = e {
                 got.push(d);
             }
         }

@@ -13,6 +13,12 @@
 //! - The session is `Established` from creation; `start` does nothing.
 //! - Inbound input that is not a `jabber:client` message, presence or iq is a
 //!   typed decode error; it is the only input this protocol can reject.
+//! - Deliveries are [`Event::Delivered`] labelled with nothing covered
+//!   ([`e2elab_core::Protection::none`]) and no warning: a client with no
+//!   end-to-end layer cannot tell a protected stanza from an injected one.
+//!   That is the behaviour the downgrade experiment must catch, so the row
+//!   stays its known-bad control (the real profiles deliver an unprotected
+//!   stanza as `DeliveredUnprotected` with `Warning::UnprotectedStanza`).
 //! - `close` is local: nothing goes on the wire (there is no session to end on
 //!   the peer's side); later calls fail with `ApiMisuse::Closed`.
 #![forbid(unsafe_code)]
@@ -20,8 +26,9 @@
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::Role;
 use e2elab_core::{
-    ApiMisuse, DecodeError, Element, Env, Event, Identity, Outbox, PeerIdentity, Protocol,
-    PublicIdentity, Result, SecretBytes, Session, SessionConfig, SessionState, StanzaKind,
+    ApiMisuse, DecodeError, Element, Env, Event, Identity, Outbox, PeerIdentity, Protection,
+    Protocol, PublicIdentity, Result, SecretBytes, Session, SessionConfig, SessionState,
+    StanzaKind,
 };
 use std::sync::OnceLock;
 
@@ -221,7 +228,9 @@ impl Session for PlaintextSession {
         self.check_open()?;
         require_stanza(&stanza)?;
         self.announce(out);
-        out.event(Event::Delivered(stanza));
+        // No protection layer: nothing covered, no warning (DECISIONS).
+        let label = Protection::none(&stanza);
+        out.deliver(stanza, label);
         Ok(())
     }
 

@@ -206,8 +206,8 @@ use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolIn
 use e2elab_core::stanza::{self, bare_jid, NS_CLIENT};
 use e2elab_core::{
     ApiMisuse, DecodeError, Element, Env, Event, Identity, IdentityError, Outbox, PeerIdentity,
-    PeerMisbehaved, Protocol, PublicIdentity, Result, Role, SecretBytes, Session, SessionConfig,
-    SessionState, StanzaKind, Timestamp, Warning,
+    PeerMisbehaved, Protection, Protocol, PublicIdentity, Result, Role, SecretBytes, Session,
+    SessionConfig, SessionState, StanzaKind, Timestamp, Warning,
 };
 use openssl::pkey::{PKey, Private};
 use openssl::symm::Cipher;
@@ -771,7 +771,7 @@ impl Session for Rfc3923Session {
             .cloned();
         let Some(e2e) = e2e else {
             self.announce(out);
-            out.event(Event::DeliveredUnprotected(el));
+            out.deliver_unprotected(true, el);
             return Ok(());
         };
         let (delivered, ts, warnings) = self.unprotect(env, &el, &e2e)?;
@@ -791,7 +791,15 @@ impl Session for Rfc3923Session {
         for w in warnings {
             out.event(Event::Warning(w));
         }
-        out.event(Event::Delivered(delivered));
+        // Everything delivered came out of the signed, enveloped payload
+        // (the CPIM or PIDF form); nothing of the outer stanza is kept.
+        let label = Protection::all(
+            &delivered,
+            true,
+            true,
+            format!("x509:{}", self.peer_fingerprint),
+        );
+        out.deliver(delivered, label);
         Ok(())
     }
 

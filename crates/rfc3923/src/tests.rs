@@ -113,7 +113,7 @@ fn receive(s: &mut dyn Session, t: Timestamp, w: Element) -> Got {
     };
     while let Some(e) = out.poll_event() {
         match e {
-            Event::Delivered(x) => g.delivered.push(x),
+            Event::Delivered { stanza: x, .. } => g.delivered.push(x),
             Event::DeliveredUnprotected(x) => g.unprotected.push(x),
             Event::Warning(w) => g.warnings.push(w),
             _ => {}

@@ -299,7 +299,7 @@ fn openssl_to_ours(proto: Rfc3923, md: &str, cipher: &str, crlfeol: bool) {
     let mut delivered = Vec::new();
     while let Some(e) = out.poll_event() {
         match e {
-            Event::Delivered(x) => delivered.push(x),
+            Event::Delivered { stanza: x, .. } => delivered.push(x),
             Event::Warning(Warning::KeyChanged { .. }) => {
                 panic!("openssl attached Alice's own certificate")
             }

@@ -211,7 +211,7 @@ fn deliver(w: Element) -> Result<(), TestCaseError> {
     let r = b.handle_inbound(&mut env, w, &mut out);
     let mut delivered = Vec::new();
     while let Some(e) = out.poll_event() {
-        if let Event::Delivered(x) = e {
+        if let Event::Delivered { stanza: x, .. } = e {
             delivered.push(x);
         }
     }
@@ -329,7 +329,7 @@ fn the_unmutated_fixture_is_delivered() {
         .unwrap();
     let mut got = Vec::new();
     while let Some(e) = out.poll_event() {
-        if let Event::Delivered(x) = e {
+        if let Event::Delivered { stanza: x, .. } = e {
             got.push(x);
         }
     }

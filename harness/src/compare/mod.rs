@@ -239,11 +239,11 @@ fn sum_cpu(link: &Link, from: usize, kind: Option<CallKind>, party: Option<usize
 fn one_stanza(link: &mut Link, from: usize, el: e2elab_core::Element) -> Result<u64, String> {
     let pt = e2elab_core::ops::paused(|| stanza::wire_size(&el)) as u64;
     link.advance(driver::MESSAGE_INTERVAL);
-    let before = link.party(1 - from).delivered.len();
+    let mark = link.delivery_mark(1 - from);
     link.send(from, el.clone())
         .map_err(|x| format!("send from party {from}: {x}"))?;
     link.pump().map_err(|x| x.to_string())?;
-    let got = &link.party(1 - from).delivered[before..];
+    let got = link.delivered_since(1 - from, mark);
     if got != [el] {
         return Err(format!(
             "stanza from party {from} not delivered intact ({} delivered; errors {:?})",

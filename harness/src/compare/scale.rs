@@ -65,7 +65,7 @@ fn bare_pump(
             wire.push((1 - to, w));
         }
         while let Some(ev) = o.poll_event() {
-            if let e2elab_core::Event::Delivered(d) = ev {
+            if let e2elab_core::Event::Delivered { stanza: d, .. } = ev {
                 got[to].push(d);
             }
         }

@@ -3,12 +3,18 @@
 //! (raw, base64- or hex-decoded), and which clear parts can an attacker
 //! rewrite without the receiver noticing?
 //!
+//! Labels: every delivery says which children it vouches for
+//! ([`e2elab_core::Protection`]). A child labelled covered *and encrypted*
+//! whose canary text or attribute the observer read on the wire is a label
+//! that overclaims; a rewritten clear part delivered under a label that
+//! calls it covered is one too. Either fails the row.
+//!
 //! Baseline: each canary stanza is delivered intact by the honest receiver,
 //! and canaries that were never sent are not "found" on the wire (the
 //! detector has no false positive). Outcome: `fails` when any part other
 //! than the routing attributes (`id`, `to`, `from`, `type`) is readable.
 
-use super::world::{canary, canary_stanza, capture, carrier, deliver_all, same_content, World};
+use super::world::{canary, canary_stanza, capture, carrier, same_content, World};
 use super::{cell, wire, Cell, Outcome, R};
 use crate::link::Dir;
 use e2elab_core::Property;
@@ -20,10 +26,43 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
     let mut kinds = Vec::new();
     let (mut in_clear, mut routing, mut hidden) = (Vec::new(), Vec::new(), Vec::new());
     let mut all_wires = Vec::new();
+    let mut overclaims = Vec::new();
     for (n, kind) in w.info.protects.iter().enumerate() {
         let (el, parts) = canary_stanza(*kind, 0, n as u64)?;
         let wires = capture(&mut link, 0, &el)?;
-        let got = deliver_all(&mut link, &wires);
+        let mut got = Vec::new();
+        let mut labels = Vec::new();
+        for (d, x) in &wires {
+            let r = link.deliver_raw(*d, x);
+            got.extend(r.delivered);
+            labels.extend(r.labels);
+        }
+        let _ = link.pump();
+        for (g, l) in got.iter().zip(&labels) {
+            if !l.confidential {
+                continue;
+            }
+            for c in g.children() {
+                if !l.covered.contains(&e2elab_core::outbox::child_name(c)) {
+                    continue;
+                }
+                let mut secrets: Vec<String> = vec![c.text()];
+                secrets.extend(c.attrs().into_iter().map(|(_, v)| v.to_string()));
+                let shown = secrets.iter().any(|t| {
+                    t.len() >= 8
+                        && wires
+                            .iter()
+                            .any(|(_, x)| wire::readable_in(x, t.as_bytes()))
+                });
+                if shown {
+                    overclaims.push(format!(
+                        "{} <{}/> labelled encrypted but readable on the wire",
+                        kind.name(),
+                        c.name()
+                    ));
+                }
+            }
+        }
         let intact = got.iter().filter(|g| same_content(g, &el)).count();
         if intact == 0 {
             return Err(format!(
@@ -80,37 +119,57 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             continue;
         }
         let mut got = Vec::new();
+        let mut labels = Vec::new();
         for (j, (d, x)) in wires.iter().enumerate() {
             let x = if j == ci {
                 x.replace(c50.as_str(), &forged_text)
             } else {
                 x.clone()
             };
-            got.extend(l.deliver_raw(*d, &x).delivered);
+            let r = l.deliver_raw(*d, &x);
+            got.extend(r.delivered);
+            labels.extend(r.labels);
         }
         let _ = l.pump();
-        if got
+        let forged: Vec<(&e2elab_core::Element, &e2elab_core::Protection)> = got
             .iter()
-            .any(|g| e2elab_core::stanza::serialize(g).contains(&forged_text))
-        {
+            .zip(&labels)
+            .filter(|(g, _)| e2elab_core::stanza::serialize(g).contains(&forged_text))
+            .collect();
+        if !forged.is_empty() {
+            for (g, lab) in &forged {
+                for c in g.children() {
+                    let name = e2elab_core::outbox::child_name(c);
+                    if lab.covered.contains(&name)
+                        && lab.authenticated
+                        && e2elab_core::stanza::serialize(c).contains(&forged_text)
+                    {
+                        overclaims.push(format!(
+                            "{part}: rewritten on the path, delivered in <{}/> labelled authenticated",
+                            c.name()
+                        ));
+                    }
+                }
+            }
             rewritable.push(part.clone());
         } else {
             not_rewritable.push(part.clone());
         }
     }
     let readable: Vec<&String> = in_clear.iter().map(|(p, _)| p).collect();
-    let outcome = Outcome::unless(!readable.is_empty());
+    let outcome = Outcome::unless(!readable.is_empty() || !overclaims.is_empty());
     Ok(vec![cell(
         w,
         Property::ConfidentialityCoverage,
         "",
         outcome,
         format!(
-            "in clear: [{}]; routing attributes in clear (not counted): {}; hidden: {}; clear parts an attacker rewrote and the receiver delivered: [{}]",
+            "in clear: [{}]; routing attributes in clear (not counted): {}; hidden: {}; clear parts an attacker rewrote and the receiver delivered: [{}]; labels that overclaim: [{}]",
             readable.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
             routing.len(),
             hidden.len(),
-            rewritable.join(", ")
+            rewritable.join(", "),
+            overclaims.join("; ")
         ),
         json!({"kinds": kinds, "ghost_canaries_found": 0}),
         json!({
@@ -118,6 +177,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             "routing_in_clear": routing,
             "hidden": hidden,
             "rewritable_clear_parts": rewritable,
+            "labels_overclaiming": overclaims,
             "clear_parts_not_rewritable": not_rewritable,
             "search": "raw text, every base64 run at each alignment, every hex run",
         }),

@@ -11,9 +11,11 @@
 //! 2. *Encryption stripping*: in an established session the attacker
 //!    injects, as from Alice, unprotected stanzas: the message in clear, one
 //!    with only an XHTML-IM body, an empty one, one with a body in a foreign
-//!    namespace. Stripped: the receiver delivers one *as protected* with no
-//!    warning (delivering it labelled unprotected, warning or refusing it
-//!    is not a downgrade).
+//!    namespace. Stripped: the receiver's label vouches for any of its
+//!    children ([`e2elab_core::Protection::covered`]), or it delivers one
+//!    as an ordinary delivery with no warning (delivering it as
+//!    unprotected with `Warning::UnprotectedStanza`, or refusing it, is
+//!    not a downgrade).
 //!
 //! Baselines: the honest session with the weak offer establishes, delivers
 //! and warns nobody; an honest protected stanza is delivered as protected.
@@ -53,7 +55,10 @@ impl Adversary for Stripper {
     }
 }
 
-fn injected() -> R<Vec<(&'static str, Element)>> {
+/// The stanzas the encryption-stripping attack injects, as from Alice (party 0):
+/// a message in clear, an XHTML-IM body only, an empty message, a body in
+/// a foreign namespace. Also used by the conformance check `labels`.
+pub fn injected() -> R<Vec<(&'static str, Element)>> {
     let ns = stanza::NS_CLIENT;
     let base = || -> R<Element> {
         let mut m = stanza::new(StanzaKind::Message);
@@ -168,8 +173,18 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             .iter()
             .map(warning_kind)
             .collect();
+        // A label that vouches for any child of a stanza injected in clear
+        // is a downgrade whatever the warnings say; a delivery with no
+        // label of its own (the unlabelled `Delivered` of a session with no
+        // protection layer) and no warning is one too.
+        let claimed: Vec<String> = d.labels.iter().flat_map(|l| l.covered.clone()).collect();
         let silent = !d.delivered.is_empty() && warned.is_empty();
-        if silent {
+        if !claimed.is_empty() {
+            broken.push(format!(
+                "{what} delivered labelled protected ({})",
+                claimed.join(", ")
+            ));
+        } else if silent {
             broken.push(format!("{what} delivered as protected"));
         }
         strips.push(json!({
@@ -179,6 +194,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             "warnings": warned,
             "error": d.result.err().map(|e| e.kind().to_string()),
             "silent": silent,
+            "labelled_covered": claimed,
         }));
     }
     Ok(vec![cell(

@@ -466,6 +466,7 @@ pub fn warning_kind(w: &Warning) -> &'static str {
         Warning::Unauthenticated { .. } => "unauthenticated",
         Warning::Suspicious { .. } => "suspicious",
         Warning::UnprotectedExtras { .. } => "unprotected_extras",
+        Warning::UnprotectedStanza { .. } => "unprotected_stanza",
         Warning::Other(_) => "other",
         _ => "warning",
     }
@@ -553,7 +554,7 @@ impl Solo {
     fn drain(&mut self) {
         while let Some(ev) = self.out.poll_event() {
             match ev {
-                Event::Delivered(el) => self.delivered.push(el),
+                Event::Delivered { stanza, .. } => self.delivered.push(stanza),
                 Event::DeliveredUnprotected(el) => self.unprotected.push(el),
                 Event::Warning(w) => self.warnings.push(warning_kind(&w).to_string()),
                 _ => {}

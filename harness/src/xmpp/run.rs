@@ -420,7 +420,7 @@ impl ServerPair {
     /// in [`Record::delivered_with_stamp`]). Returns the wall time from the
     /// `send` call to the moment the receiving session delivered it.
     pub async fn send_expect(&mut self, from: usize, el: &Element) -> Result<Duration, String> {
-        let before = self.link.party(1 - from).delivered.len();
+        let mark = self.link.delivery_mark(1 - from);
         self.delivered_at = None;
         let t0 = Instant::now();
         self.link
@@ -433,8 +433,8 @@ impl ServerPair {
             .delivered_at
             .map(|t| t.saturating_duration_since(t0))
             .unwrap_or_else(|| t0.elapsed());
-        let got = &self.link.party(1 - from).delivered[before..];
-        match got {
+        let got = self.link.delivered_since(1 - from, mark);
+        match got.as_slice() {
             [g] if g == el => self.rec.delivered_exact += 1,
             [g] if xml_lang(el).is_none()
                 && xml_lang(g).is_some()

@@ -27,6 +27,8 @@ use crate::prim::{self, DhPrivate, Group, Ops};
 use crate::{Profile, Store, Weakness};
 use e2elab_core::b64;
 use e2elab_core::error::backend;
+use e2elab_core::outbox::child_name;
+use e2elab_core::Protection;
 use e2elab_core::{
     stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, IdentityError, Outbox,
     PeerIdentity, PeerMisbehaved, ProtocolInfo, PublicIdentity, Result, Role, SecretBytes, Session,
@@ -500,22 +502,31 @@ impl SigmaSession {
         // nothing unprotected.
         let mut app = wire.clone();
         let nodes = app.take_nodes();
+        let mut label = Protection {
+            covered: Vec::new(),
+            clear: Vec::new(),
+            confidential: true,
+            authenticated: true,
+            key: format!("xep0200:{}", self.thread),
+        };
         for n in nodes {
             if let e2elab_core::minidom::Node::Element(el) = n {
                 if el.is("c", NS_C) {
                     for d in &opened.content {
+                        label.covered.push(child_name(d));
                         app.append_child(d.clone());
                     }
                 } else if el.is("thread", stanza::NS_CLIENT) {
                     // The session's thread is plumbing; any other clear thread
                     // is unprotected (reported above): neither is delivered.
                 } else if channel::stays_clear(&el) {
+                    label.clear.push(child_name(&el));
                     app.append_child(el);
                 }
             }
         }
         if !opened.content.is_empty() {
-            out.event(Event::Delivered(app));
+            out.deliver(app, label);
         }
         Ok(())
     }

@@ -182,7 +182,7 @@ impl<S: Session + ?Sized> Pair<S> {
         self.events[i]
             .iter()
             .filter_map(|e| match e {
-                Event::Delivered(el) => Some(el.clone()),
+                Event::Delivered { stanza: el, .. } => Some(el.clone()),
                 _ => None,
             })
             .collect()

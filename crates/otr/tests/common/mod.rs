@@ -103,7 +103,7 @@ impl Pair {
         let side = &mut self.p[i];
         while let Some(ev) = side.out.poll_event() {
             match &ev {
-                Event::Delivered(e) => side.delivered.push(e.clone()),
+                Event::Delivered { stanza: e, .. } => side.delivered.push(e.clone()),
                 Event::DeliveredUnprotected(e) => side.unprotected.push(e.clone()),
                 _ => {}
             }
