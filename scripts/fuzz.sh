@@ -48,20 +48,29 @@ campaign() {
         # A crash stops the run (its input is saved to artifacts/<t>/); it is
         # reproduced, fixed, kept as a regression (fuzz/regressions/<t>/,
         # fuzz/findings.json) and the target's campaign is run again.
-        "$BIN/$t" -runs="$runs" -max_len=$MAX_LEN -dict="dict/$t.dict" \
-            -artifact_prefix="artifacts/$t/" -timeout=10 -rss_limit_mb=4096 \
-            -print_final_stats=1 "$work" $(dirs_of "$t") >"$log" 2>&1 || true
+        # JOBS processes share the working corpus, RUNS/JOBS executions each.
+        local jobs=${JOBS:-1} j
+        : >"$log"
+        for j in $(seq 1 "$jobs"); do
+            "$BIN/$t" -runs=$((runs / jobs)) -max_len=$MAX_LEN -dict="dict/$t.dict" \
+                -artifact_prefix="artifacts/$t/" -timeout=10 -rss_limit_mb=4096 \
+                -print_final_stats=1 "$work" $(dirs_of "$t") >"$log.$j" 2>&1 &
+        done
+        wait || true
+        for j in $(seq 1 "$jobs"); do cat "$log.$j" >>"$log"; rm -f "$log.$j"; done
         end=$(date +%s)
         "$BIN/$t" -merge=1 -max_len=$MAX_LEN "corpus/$t" "$work" >>"$log" 2>&1
+        # Coverage of the merged corpus, as committed.
+        "$BIN/$t" -runs=0 -max_len=$MAX_LEN "corpus/$t" >"$log.cov" 2>&1 || true
         python3 - "$t" "$log" "$start" "$end" "$runs" "$rev" "$dirty" <<'EOF'
 import json, re, sys, os
 t, log, start, end, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 text = open(log, errors="replace").read()
-def stat(k):
-    m = re.findall(r"stat::%s:\s+(\d+)" % k, text)
-    return int(m[0]) if m else None
-progress = re.findall(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/", text)
-last = progress[-1] if progress else None
+def stat(k, agg=sum):
+    m = [int(x) for x in re.findall(r"stat::%s:\s+(\d+)" % k, text)]
+    return agg(m) if m else None
+cov = re.findall(r"INITED cov: (\d+) ft: (\d+)", open(log + ".cov", errors="replace").read())
+last = (None,) + cov[-1] if cov else None
 crashes = sorted(os.listdir("artifacts/" + t))
 rev, dirty = sys.argv[6], sys.argv[7] == "true"
 out = {
@@ -74,7 +83,8 @@ out = {
     "features": int(last[2]) if last else None,
     "corpus_inputs": len(os.listdir("corpus/" + t)),
     "crash_artifacts": crashes,
-    "peak_rss_mb": stat("peak_rss_mb"),
+    "peak_rss_mb": stat("peak_rss_mb", max),
+    "processes": len(re.findall(r"stat::number_of_executed_units", text)),
     "git_head": rev,
     "git_dirty": dirty,
     "engine": "libFuzzer (libfuzzer-sys 0.4, cargo-fuzz, -s none)",
