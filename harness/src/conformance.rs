@@ -241,7 +241,13 @@ fn judge(proto: &dyn Protocol, d: &Delivery, genuine: &[Element], what: &str) ->
                 }
             }
             AfterBadInput::Terminate => {
-                if d.state_after != SessionState::Closed && d.state_after != d.state_before {
+                // Closed, or back to negotiating a new session (a profile
+                // that re-negotiates after a failure), or unchanged.
+                let ended = matches!(
+                    d.state_after,
+                    SessionState::Closed | SessionState::Idle | SessionState::Handshaking
+                );
+                if !ended && d.state_after != d.state_before {
                     return Err(format!("{what}: error left state {:?}", d.state_after));
                 }
             }
@@ -250,10 +256,16 @@ fn judge(proto: &dyn Protocol, d: &Delivery, genuine: &[Element], what: &str) ->
     Ok(())
 }
 
-fn usable(proto: &dyn Protocol, link: &Link) -> bool {
-    proto.info().after_bad_input == AfterBadInput::Unchanged
-        || (link.party(0).session().state() != SessionState::Closed
-            && link.party(1).session().state() != SessionState::Closed)
+/// Whether the session works after bad input: always where bad input
+/// changes nothing; for a terminating profile, once whatever it does about
+/// it (tell the peer, re-negotiate) has run, both sides are established.
+fn usable(proto: &dyn Protocol, link: &mut Link) -> bool {
+    if proto.info().after_bad_input == AfterBadInput::Unchanged {
+        return true;
+    }
+    let _ = link.pump();
+    link.party(0).session().state() == SessionState::Established
+        && link.party(1).session().state() == SessionState::Established
 }
 
 /// Every varied stanza, both directions, arrives equal to the original.
@@ -535,7 +547,7 @@ pub fn tamper(proto: &dyn Protocol) -> Check {
             if bad == *w {
                 continue;
             }
-            if !usable(proto, &link) {
+            if !usable(proto, &mut link) {
                 link = established_with(proto, &ids, SEED)?;
                 let _ = capture(&mut link, 0, &m)?;
             }
@@ -577,7 +589,7 @@ pub fn random_mutations(proto: &dyn Protocol) -> Check {
     let wires = capture(&mut link, 0, &m)?;
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for round in 0..200u32 {
-        if !usable(proto, &link) {
+        if !usable(proto, &mut link) {
             link = established_with(proto, &ids, SEED)?;
             let _ = capture(&mut link, 0, &m)?;
         }
@@ -628,7 +640,7 @@ pub fn replay(proto: &dyn Protocol) -> Check {
             return Err("replay accepted although the spec claims replay protection".into());
         }
     }
-    if usable(proto, &link) {
+    if usable(proto, &mut link) {
         send_expect(
             &mut link,
             0,
@@ -694,12 +706,12 @@ pub fn garbage(proto: &dyn Protocol) -> Check {
         String::new(),
     ];
     for (i, g) in items.iter().enumerate() {
-        if !usable(proto, &link) {
+        if !usable(proto, &mut link) {
             link = established_with(proto, &ids, SEED)?;
         }
         deliver_bad(proto, &mut link, g, &[], &format!("garbage #{i}"))?;
     }
-    if usable(proto, &link) {
+    if usable(proto, &mut link) {
         send_expect(
             &mut link,
             0,

@@ -574,3 +574,95 @@ pub fn replay(
     }
     Ok((n, t0.elapsed()))
 }
+
+/// The report's fuzzing section, from DIR/fuzz.json (written by
+/// `scripts/fuzz.sh results`); a missing file is an error naming it.
+pub fn report_blocks(dir: &std::path::Path) -> Result<Vec<crate::doc::Block>, String> {
+    use crate::doc::Block;
+    let p = dir.join("fuzz.json");
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| format!("{}: {e} (written by scripts/fuzz.sh results)", p.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+    let field = |t: &serde_json::Value, k: &str| -> String {
+        match &t[k] {
+            serde_json::Value::Null => "-".into(),
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| x.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            x => x.to_string(),
+        }
+    };
+    let targets = v["targets"]
+        .as_array()
+        .ok_or_else(|| format!("{}: no targets", p.display()))?;
+    let mut rows = Vec::new();
+    for t in targets {
+        let execs = t["executions"].as_u64().unwrap_or(0);
+        rows.push(vec![
+            field(t, "target"),
+            execs.to_string(),
+            field(t, "processes"),
+            field(t, "seconds"),
+            field(t, "exec_per_sec"),
+            field(t, "coverage_edges"),
+            field(t, "corpus_inputs"),
+            field(t, "findings"),
+            field(t, "open_findings"),
+            format!(
+                "{}{}",
+                &field(t, "git_head").chars().take(7).collect::<String>(),
+                if t["git_dirty"].as_bool() == Some(true) {
+                    " (dirty)"
+                } else {
+                    ""
+                }
+            ),
+        ]);
+    }
+    let findings = v["findings"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| {
+                    format!(
+                        "**{}** ({}): {}. Fixed; regression `fuzz/{}`, test {}.",
+                        field(f, "id"),
+                        field(f, "target"),
+                        field(f, "what"),
+                        field(f, "input"),
+                        field(f, "fixed_by")
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut d = vec![
+        Block::H(2, "Fuzzing campaign".into()),
+        Block::P(format!(
+            "Every receive path under {} (harness/src/fuzz.rs: a panic, or a bad-input error that changed the session, is a finding). Executions, coverage (edges of the merged corpus, as committed) and findings per target, from fuzz.json: a separate campaign (scripts/fuzz.sh), not this comparison run; the commit each target was built at is in the last column.",
+            field(&v, "engine")
+        )),
+        Block::Table(
+            [
+                "target", "executions", "processes", "seconds", "exec/s", "coverage edges",
+                "corpus", "findings", "open", "built at",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            rows,
+        ),
+    ];
+    if !findings.is_empty() {
+        d.push(Block::List(findings));
+    }
+    Ok(d)
+}

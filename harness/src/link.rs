@@ -202,6 +202,9 @@ pub struct Party {
     out: Outbox,
     /// Peer identity once established.
     pub established: Option<PeerIdentity>,
+    /// The virtual time of every `Established` event (a re-negotiated
+    /// session adds one).
+    pub established_at: Vec<Timestamp>,
     /// Application stanzas delivered as protected, in order.
     pub delivered: Vec<Element>,
     /// The label of each of `delivered` ([`Event::Delivered`]), same order.
@@ -226,6 +229,7 @@ impl Party {
             out: Outbox::new(),
             established: None,
             delivered: Vec::new(),
+            established_at: Vec::new(),
             labels: Vec::new(),
             delivered_unprotected: Vec::new(),
             warnings: Vec::new(),
@@ -458,7 +462,10 @@ impl Link {
         let mut delivered = Vec::new();
         while let Some(ev) = p.out.poll_event() {
             match ev {
-                Event::Established(id) => p.established = Some(id),
+                Event::Established(id) => {
+                    p.established = Some(id);
+                    p.established_at.push(clock);
+                }
                 Event::Delivered { stanza, protection } => {
                     p.delivered.push(stanza.clone());
                     p.labels.push(protection);

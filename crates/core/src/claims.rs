@@ -143,7 +143,9 @@ impl Claim {
 pub enum AfterBadInput {
     /// The session is unchanged and keeps working (the common case).
     Unchanged,
-    /// The spec demands the session be terminated.
+    /// The spec demands the session be terminated: it ends (`Closed`), or,
+    /// where the profile re-negotiates after a failure, its keys are dropped
+    /// and it is back to negotiating (`Idle` or `Handshaking`).
     Terminate,
 }
 

@@ -1,6 +1,6 @@
 //! `e2elab report`: DIR/report.md, DIR/report.html and charts (SVG and PNG)
 //! generated from the run's JSON files only (results.json, security.json,
-//! and server.json when the run measured through a server): every figure is
+//! fuzz.json, and server.json when the run measured through a server): every figure is
 //! read from the measured run, none is typed here, and a missing input is an
 //! error naming the file. Tables come from the column specs of
 //! [`crate::compare::tables`]; numbers have three significant digits, timed
@@ -82,6 +82,17 @@ pub fn generate(dir: &Path) -> Result<Vec<PathBuf>, String> {
         d.extend(server::section(&r, sv, &ids, dir, &mut files)?);
     }
     d.extend(crate::security::render::blocks(&sec));
+    // The fuzzing campaign is not part of a comparison run (it takes hours:
+    // scripts/fuzz.sh); its section is shown from DIR/fuzz.json when there
+    // is one, and its absence is said, not hidden.
+    if dir.join("fuzz.json").exists() {
+        d.extend(crate::fuzz::report_blocks(dir)?);
+    } else {
+        d.push(crate::doc::Block::P(format!(
+            "No fuzzing campaign in this report: {} has no fuzz.json (scripts/fuzz.sh campaign, then scripts/fuzz.sh results, writes results/fuzz.json).",
+            dir.display()
+        )));
+    }
     d.extend(closing(&r));
     let md = dir.join("report.md");
     std::fs::write(&md, doc::markdown(&d)).map_err(|e| format!("{}: {e}", md.display()))?;

@@ -392,6 +392,46 @@ impl SigmaSession {
         SigmaSession::feature(&f)
     }
 
+    /// The terminate form sent after a bad encrypted stanza: the XEP-0116
+    /// form plus a custom field (XEP-0068's `x-` prefix) saying why, so the
+    /// peer can tell a failure from a user's close (DECISIONS: failures).
+    fn failure_form(reason: &str) -> Element {
+        let mut f = Form::new("submit");
+        f.push(Field::value("FORM_TYPE", FORM_TYPE));
+        f.push(Field::value("terminate", "1"));
+        f.push(Field::value(FAILURE_FIELD, reason));
+        SigmaSession::feature(&f)
+    }
+
+    /// After a failure: back to a fresh negotiation with the same keys,
+    /// store and held stanzas (`renegotiate`). The initiator starts it at
+    /// once; the responder waits for it. The user hears a warning, not a
+    /// close.
+    fn renegotiate(&mut self, env: &mut Env, why: &str, out: &mut Outbox) {
+        self.st = St::Idle;
+        self.negotiated = None;
+        self.thread = String::new();
+        self.pending_key = None;
+        self.negotiating_since = None;
+        self.peer_proof = None;
+        self.peer_key = None;
+        out.event(Event::Warning(Warning::Other(format!(
+            "{why}; re-negotiating ({})",
+            if self.role == Role::Initiator {
+                "this side starts"
+            } else {
+                "waiting for the initiator"
+            }
+        ))));
+        if self.role == Role::Initiator {
+            if let Err(e) = self.start(env, out) {
+                self.st = St::Closed;
+                self.report_unsent(&format!("re-negotiation failed to start: {e}"), out);
+                out.event(Event::Closed);
+            }
+        }
+    }
+
     fn on_encrypted(&mut self, env: &mut Env, wire: Element, out: &mut Outbox) -> Result<()> {
         let closing = matches!(self.st, St::Terminating(_));
         // The stanza that tells the peer, should this one fail.
@@ -444,7 +484,7 @@ impl SigmaSession {
                     if let Ok(c) = ch.seal(
                         env,
                         &mut self.ops,
-                        &[Self::terminate_form(false)],
+                        &[Self::failure_form(e.kind())],
                         false,
                         env.now(),
                     ) {
@@ -452,11 +492,14 @@ impl SigmaSession {
                         out.send(notice);
                     }
                 }
-                self.st = St::Closed;
-                out.event(Event::Warning(Warning::Other(format!(
-                    "session terminated after a bad encrypted stanza: {e}"
-                ))));
-                out.event(Event::Closed);
+                let why = format!("session terminated after a bad encrypted stanza: {e}");
+                if self.settings.renegotiate && !closing {
+                    self.renegotiate(env, &why, out);
+                } else {
+                    self.st = St::Closed;
+                    out.event(Event::Warning(Warning::Other(why)));
+                    out.event(Event::Closed);
+                }
                 return Err(e);
             }
         };
@@ -465,6 +508,21 @@ impl SigmaSession {
             if closing {
                 self.st = St::Closed;
                 out.event(Event::PeerClosed);
+                return Ok(());
+            }
+            if let Some(reason) = failure_of(&opened.content) {
+                // The peer met a bad stanza and destroyed its keys: no
+                // acknowledgement (it could not read one).
+                let why =
+                    format!("the peer ended the session after a bad encrypted stanza ({reason})");
+                if self.settings.renegotiate {
+                    self.renegotiate(env, &why, out);
+                } else {
+                    self.st = St::Closed;
+                    out.event(Event::Warning(Warning::Other(why)));
+                    self.report_unsent("the peer ended the session", out);
+                    out.event(Event::PeerClosed);
+                }
                 return Ok(());
             }
             // Acknowledge, then destroy keys.
@@ -585,6 +643,18 @@ pub fn check_content_signature(
 /// The terminate form as a `<c/>` carries it (`result`: the acknowledgement).
 pub fn terminate_content(result: bool) -> Element {
     SigmaSession::terminate_form(result)
+}
+
+/// The custom field of a failure's terminate form.
+pub const FAILURE_FIELD: &str = "x-e2elab-failure";
+
+/// The reason a terminate form gives for a failure, if it is one.
+pub fn failure_of(content: &[Element]) -> Option<String> {
+    let f = content
+        .first()?
+        .get_child("x", NS_DATA)
+        .and_then(|x| Form::from_element(x).ok())?;
+    f.value(FAILURE_FIELD).ok().map(str::to_string)
 }
 
 /// Whether decrypted content is the terminate form.

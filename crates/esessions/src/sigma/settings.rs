@@ -83,6 +83,8 @@ pub struct Settings {
     pub weakness: Option<Weakness>,
     /// How long a negotiation may run before the session gives up (zero: for ever).
     pub negotiation_timeout: std::time::Duration,
+    /// Negotiate a new session by itself after a failure (`renegotiate`).
+    pub renegotiate: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -111,6 +113,7 @@ const OPTION_KEYS: &[&str] = &[
     "gajim-compat",
     "gajim-shapes",
     "negotiation_timeout",
+    "renegotiate",
     "stanzas",
     "publish_old",
 ];
@@ -157,6 +160,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     (
         "negotiation_timeout",
         "seconds (virtual clock) a negotiation may take before the session gives up: a warning, every held stanza reported not sent, the session closed (default 60; 0 = wait for ever)",
+    ),
+    (
+        "renegotiate",
+        "sigma profiles: after a bad encrypted stanza ends the session, negotiate a new one by itself (the initiator starts it, both hold what the user sends meanwhile; default true)",
     ),
     (
         "stanzas",
@@ -323,6 +330,7 @@ impl Settings {
             negotiation_timeout: std::time::Duration::from_secs(
                 o.get_u64("negotiation_timeout", 60)?,
             ),
+            renegotiate: o.get_bool("renegotiate", true)?,
         })
     }
 
