@@ -16,6 +16,11 @@ pub const BOB: &str = "bob@example.net";
 /// The resource both use.
 pub const RESOURCE: &str = "lab";
 
+/// A JID from text (typed error naming it).
+pub fn jid(s: &str) -> Result<e2elab_core::Jid, String> {
+    e2elab_core::Jid::new(s).map_err(|e| format!("{s}: not a JID ({e})"))
+}
+
 /// Full JID of party `idx`.
 pub fn full_jid(idx: usize) -> String {
     format!("{}/{RESOURCE}", if idx == 0 { ALICE } else { BOB })
@@ -107,8 +112,8 @@ pub fn sessions_between(
         env.set_now(start);
         let cfg = SessionConfig {
             role,
-            local_jid: jids[idx].to_string(),
-            peer_jid: jids[1 - idx].to_string(),
+            local_jid: jid(jids[idx])?,
+            peer_jid: jid(jids[1 - idx])?,
             identity: ids.ids[idx].clone(),
             peer_public: Some(ids.ids[1 - idx].public.clone()),
             options: options.clone(),

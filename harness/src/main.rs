@@ -418,8 +418,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                     &mut env,
                     SessionConfig {
                         role,
-                        local_jid: jid,
-                        peer_jid: peer,
+                        local_jid: e2elab::driver::jid(&jid)?,
+                        peer_jid: e2elab::driver::jid(&peer)?,
                         identity: Arc::new(id),
                         peer_public,
                         options: options(&opts)?,

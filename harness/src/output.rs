@@ -71,34 +71,46 @@ impl Table {
         out
     }
 
-    /// Render as CSV (RFC 4180 quoting).
+    /// Render as CSV (the csv crate: RFC 4180 quoting where a field needs it).
     pub fn csv(&self) -> String {
-        let mut out = csv_line(&self.header);
+        let mut c = Csv::new(&self.header);
         for r in &self.rows {
-            out.push_str(&csv_line(r));
+            c.row(r);
         }
-        out
+        c.finish()
     }
 }
 
-/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a
-/// line break, quotes doubled. The harness's only CSV escaper.
-pub fn csv_field(c: &str) -> String {
-    if c.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", c.replace('"', "\"\""))
-    } else {
-        c.to_string()
-    }
-}
+/// A CSV document written by the csv crate, the harness's one CSV writer
+/// (fields quoted where they hold a comma, a quote or a line break; `\n`
+/// line ends).
+pub struct Csv(csv::Writer<Vec<u8>>);
 
-fn csv_line(cells: &[String]) -> String {
-    let mut s = cells
-        .iter()
-        .map(|c| csv_field(c))
-        .collect::<Vec<_>>()
-        .join(",");
-    s.push('\n');
-    s
+impl Csv {
+    /// A document with this header row.
+    pub fn new<S: AsRef<str>>(header: &[S]) -> Csv {
+        let mut c = Csv(csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::new()));
+        c.row(header);
+        c
+    }
+
+    /// One record.
+    pub fn row<S: AsRef<str>>(&mut self, cells: &[S]) {
+        // Writing into memory cannot fail.
+        let _ = self.0.write_record(cells.iter().map(|c| c.as_ref()));
+    }
+
+    /// The text.
+    pub fn finish(self) -> String {
+        let bytes = self
+            .0
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner().get_ref().clone());
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
 }
 
 /// A number with `d` decimals.

@@ -176,8 +176,8 @@ mod tests {
                 &mut env,
                 SessionConfig {
                     role: Role::Initiator,
-                    local_jid: driver::full_jid(0),
-                    peer_jid: driver::full_jid(1),
+                    local_jid: driver::jid(&driver::full_jid(0)).unwrap(),
+                    peer_jid: driver::jid(&driver::full_jid(1)).unwrap(),
                     identity: ids.ids[0].clone(),
                     peer_public: Some(ids.ids[1].public.clone()),
                     options: Default::default(),

@@ -186,7 +186,7 @@ impl Protocol for Toy {
         Ok(Box::new(ToySession {
             role: c.role,
             step: 0,
-            peer: c.peer_jid,
+            peer: c.peer_jid.to_string(),
         }))
     }
 }
@@ -326,8 +326,8 @@ fn close_during_a_handshake_reports_every_held_stanza() {
                 &mut env,
                 SessionConfig {
                     role: Role::Initiator,
-                    local_jid: full_jid(0),
-                    peer_jid: full_jid(1),
+                    local_jid: e2elab_core::Jid::new(&full_jid(0)).unwrap(),
+                    peer_jid: e2elab_core::Jid::new(&full_jid(1)).unwrap(),
                     identity: ids.ids[0].clone(),
                     peer_public: Some(ids.ids[1].public.clone()),
                     options: Options::new(),

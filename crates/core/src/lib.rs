@@ -28,6 +28,7 @@ pub use claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 pub use env::{Env, Timestamp};
 pub use error::{ApiMisuse, DecodeError, Error, IdentityError, PeerMisbehaved, Result};
 pub use identity::{Identity, IdentityRecord, PublicIdentity};
+pub use jid::{self, BareJid, FullJid, Jid};
 pub use minidom;
 pub use minidom::Element;
 pub use ops::{Op, OpLog};

@@ -206,10 +206,10 @@ impl std::fmt::Debug for StateExport {
 pub struct SessionConfig {
     /// Initiator or responder.
     pub role: Role,
-    /// Our full JID (`user@domain/resource`).
-    pub local_jid: String,
-    /// The peer's full JID.
-    pub peer_jid: String,
+    /// Our JID (full: `user@domain/resource`).
+    pub local_jid: crate::Jid,
+    /// The peer's JID (full where the protocol binds a resource).
+    pub peer_jid: crate::Jid,
     /// Our long-term identity.
     pub identity: Arc<Identity>,
     /// The peer's public identity, where the protocol needs it in advance

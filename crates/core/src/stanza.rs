@@ -274,37 +274,41 @@ pub enum SenderMatch {
     Bare,
 }
 
-/// Whether two JIDs are the same at `m`: local part and domain compared
-/// case-insensitively (ASCII folding; RFC 7622 case-folds both, and full
-/// PRECIS normalization is out of scope), the resource exactly.
+/// Whether two JIDs are the same at `m`, as the `jid` crate normalizes
+/// them (nodeprep, nameprep, resourceprep: local part and domain
+/// case-folded, the resource kept); a string that is no JID matches nothing.
 pub fn same_jid(a: &str, b: &str, m: SenderMatch) -> bool {
-    let split = |j: &str| -> (String, Option<String>) {
-        match j.split_once('/') {
-            Some((bare, res)) => (bare.to_ascii_lowercase(), Some(res.to_string())),
-            None => (j.to_ascii_lowercase(), None),
-        }
-    };
-    let (ab, ar) = split(a);
-    let (bb, br) = split(b);
-    ab == bb && (m == SenderMatch::Bare || ar == br)
+    match (jid::Jid::new(a), jid::Jid::new(b)) {
+        (Ok(a), Ok(b)) => jid_matches(&a, &b, m),
+        _ => false,
+    }
+}
+
+/// [`same_jid`] on parsed JIDs.
+pub fn jid_matches(a: &jid::Jid, b: &jid::Jid, m: SenderMatch) -> bool {
+    a.to_bare() == b.to_bare() && (m == SenderMatch::Bare || a.resource() == b.resource())
 }
 
 /// The one sender check every profile that checks uses: a stanza's `from`
 /// must be the session's peer at `m`; a missing `from` is accepted when
-/// `missing_ok` (the server stamps it on delivery), else an error.
+/// `missing_ok` (the server stamps it on delivery), else an error; a
+/// `from` that is no JID is an error.
 pub fn check_sender(
     el: &Element,
-    peer: &str,
+    peer: &jid::Jid,
     m: SenderMatch,
     missing_ok: bool,
 ) -> Result<(), crate::PeerMisbehaved> {
-    match el.attr("from") {
-        Some(from) if same_jid(from, peer, m) => Ok(()),
-        Some(from) => Err(crate::PeerMisbehaved::WrongAddress(format!(
+    match el.attr("from").map(|f| (f, jid::Jid::new(f))) {
+        Some((_, Ok(from))) if jid_matches(&from, peer, m) => Ok(()),
+        Some((from, Err(e))) => Err(crate::PeerMisbehaved::WrongAddress(format!(
+            "from {from}: not a JID ({e})"
+        ))),
+        Some((from, Ok(_))) => Err(crate::PeerMisbehaved::WrongAddress(format!(
             "from {from}, the session's peer is {}",
             match m {
-                SenderMatch::Full => peer,
-                SenderMatch::Bare => bare_jid(peer),
+                SenderMatch::Full => peer.to_string(),
+                SenderMatch::Bare => peer.to_bare().to_string(),
             }
         ))),
         None if missing_ok => Ok(()),
@@ -423,14 +427,25 @@ mod tests {
     fn one_sender_check() {
         let m = chat_message("Bob@Example.net/phone", "a@x/r", "1", "hi").unwrap();
         use SenderMatch::*;
-        assert!(check_sender(&m, "bob@example.net/phone", Full, true).is_ok());
-        assert!(check_sender(&m, "bob@example.net/laptop", Bare, true).is_ok());
-        assert!(check_sender(&m, "bob@example.net/Phone", Full, true).is_err());
-        assert!(check_sender(&m, "eve@example.net", Bare, true).is_err());
+        let j = |s: &str| jid::Jid::new(s).unwrap();
+        assert!(check_sender(&m, &j("bob@example.net/phone"), Full, true).is_ok());
+        assert!(check_sender(&m, &j("bob@example.net/laptop"), Bare, true).is_ok());
+        assert!(check_sender(&m, &j("bob@example.net/Phone"), Full, true).is_err());
+        assert!(check_sender(&m, &j("eve@example.net"), Bare, true).is_err());
         let mut anon = m.clone();
         remove_attr(&mut anon, "from");
-        assert!(check_sender(&anon, "bob@example.net", Bare, true).is_ok());
-        assert!(check_sender(&anon, "bob@example.net", Bare, false).is_err());
+        assert!(check_sender(&anon, &j("bob@example.net"), Bare, true).is_ok());
+        assert!(check_sender(&anon, &j("bob@example.net"), Bare, false).is_err());
+        // Normalized as the jid crate does (nodeprep folds beyond ASCII).
+        let mut u = m.clone();
+        set_attr(&mut u, "from", "ÄNNE@example.net/phone").unwrap();
+        assert!(check_sender(&u, &j("änne@EXAMPLE.net/phone"), Full, true).is_ok());
+        // A 'from' that is no JID is refused, not compared as text.
+        set_attr(&mut u, "from", "@example.net").unwrap();
+        assert!(matches!(
+            check_sender(&u, &j("bob@example.net"), Bare, true),
+            Err(crate::PeerMisbehaved::WrongAddress(ref w)) if w.contains("not a JID")
+        ));
     }
 
     #[test]

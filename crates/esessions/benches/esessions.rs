@@ -49,8 +49,8 @@ fn pair(proto: &Esessions, ids: &[Arc<Identity>; 2], seed: u64, opts: &Options) 
                 env,
                 SessionConfig {
                     role,
-                    local_jid: [A, B][i].into(),
-                    peer_jid: [A, B][1 - i].into(),
+                    local_jid: e2elab_core::Jid::new([A, B][i]).unwrap(),
+                    peer_jid: e2elab_core::Jid::new([A, B][1 - i]).unwrap(),
                     identity: ids[i].clone(),
                     peer_public: Some(ids[1 - i].public.clone()),
                     options: opts.clone(),

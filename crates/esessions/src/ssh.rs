@@ -12,7 +12,7 @@ use e2elab_core::ops::{count, CipherAlg, HashAlg, Lib, Op};
 use e2elab_core::outbox::child_name;
 use e2elab_core::Protection;
 use e2elab_core::{
-    ct_eq, stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, IdentityError, Outbox,
+    ct_eq, stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, IdentityError, Jid, Outbox,
     PeerIdentity, PeerMisbehaved, ProtocolInfo, PublicIdentity, Result, Role, SecretBytes, Session,
     SessionConfig, SessionState, StanzaKind, Warning,
 };
@@ -238,8 +238,8 @@ enum St {
 /// A session of the SSH-style reconstruction.
 pub struct SshSession {
     role: Role,
-    local: String,
-    peer: String,
+    local: Jid,
+    peer: Jid,
     key: PKey<Private>,
     blob: Vec<u8>,
     peer_public: Option<PublicIdentity>,
@@ -372,8 +372,8 @@ impl SshSession {
 
     fn message(&self, thread: &str, child: Element) -> Result<Element> {
         let mut m = stanza::new(StanzaKind::Message);
-        stanza::set_attr(&mut m, "from", &self.local)?;
-        stanza::set_attr(&mut m, "to", &self.peer)?;
+        stanza::set_attr(&mut m, "from", self.local.as_str())?;
+        stanza::set_attr(&mut m, "to", self.peer.as_str())?;
         if !thread.is_empty() {
             m.append_child(stanza::text_element("thread", stanza::NS_CLIENT, thread));
         }
@@ -439,14 +439,17 @@ impl SshSession {
     /// Key-to-JID association for a presented blob: pinned key or trust on first use.
     fn check_key(&self, blob: &[u8]) -> Result<(String, Vec<Warning>)> {
         let fp = md5_fingerprint(blob)?;
-        let peer_bare = stanza::bare_jid(&self.peer).to_string();
+        let peer_bare = stanza::bare_jid(self.peer.as_str()).to_string();
         if let Some(p) = &self.peer_public {
             if p.data != blob {
                 return Err(IdentityError::JidMismatch(peer_bare).into());
             }
             return Ok((fp, Vec::new()));
         }
-        let key = (stanza::bare_jid(&self.local).to_string(), peer_bare.clone());
+        let key = (
+            stanza::bare_jid(self.local.as_str()).to_string(),
+            peer_bare.clone(),
+        );
         let mut s = self
             .store
             .lock()
@@ -506,7 +509,7 @@ impl SshSession {
         method: &str,
     ) -> Result<()> {
         out.event(Event::Established(PeerIdentity {
-            jid: self.peer.clone(),
+            jid: self.peer.to_string(),
             fingerprint: Some(fp),
             sas: None,
             method: method.into(),
@@ -589,7 +592,7 @@ impl SshSession {
         let thread = thread.clone();
         let (mut tx, rx) = Self::dirs(k.expose(), &h, true);
         // User authentication: Alice signs the session id (SSH "publickey").
-        let user = stanza::bare_jid(&self.local).to_string();
+        let user = stanza::bare_jid(self.local.as_str()).to_string();
         let signed = Self::userauth_signed_data(&h, &user, &self.blob);
         let sig = sign_blob(&mut self.ops, &self.key, &signed)?;
         let mut payload = Self::userauth_body(&user, &self.blob);
@@ -636,7 +639,7 @@ impl SshSession {
         let blob = get_string(&mut b)?.to_vec();
         let sig = get_string(&mut b)?.to_vec();
         let user_s = String::from_utf8(user).map_err(|_| DecodeError::invalid("user", "utf-8"))?;
-        if user_s != stanza::bare_jid(&self.peer) {
+        if user_s != stanza::bare_jid(self.peer.as_str()) {
             return Err(PeerMisbehaved::WrongAddress(user_s).into());
         }
         let pk = rsa_from_blob(&blob)?;

@@ -882,8 +882,8 @@ fn gajim_compat_reproduces_its_deviations() {
             &mut env,
             e2elab_core::SessionConfig {
                 role: e2elab_core::Role::Initiator,
-                local_jid: A.into(),
-                peer_jid: B.into(),
+                local_jid: e2elab_core::Jid::new(A).unwrap(),
+                peer_jid: e2elab_core::Jid::new(B).unwrap(),
                 identity: id,
                 peer_public: None,
                 options: bad,

@@ -82,7 +82,7 @@ pub(crate) fn session_keys(id: &str, config: &SessionConfig) -> Result<Keys> {
 /// The small state every session of both profiles carries.
 #[derive(Debug)]
 pub(crate) struct Basics {
-    pub peer_jid: String,
+    pub peer_jid: e2elab_core::Jid,
     pub peer_fingerprint: String,
     pub announced: bool,
     pub closed: bool,
@@ -94,7 +94,7 @@ impl Basics {
         if !self.announced {
             self.announced = true;
             out.event(Event::Established(PeerIdentity {
-                jid: stanza::bare_jid(&self.peer_jid).to_string(),
+                jid: self.peer_jid.to_bare().to_string(),
                 fingerprint: Some(self.peer_fingerprint.clone()),
                 sas: None,
                 method: self.method.to_string(),

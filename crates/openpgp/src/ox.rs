@@ -141,13 +141,13 @@ impl Protocol for Ox {
             peer_fingerprint,
         } = common::session_keys(ID, &config)?;
         // XEP-0373 §3.2: the sender's key must have the User ID xmpp:<jid>.
-        let peer_bare = stanza::bare_jid(&config.peer_jid).to_string();
+        let peer_bare = config.peer_jid.to_bare().to_string();
         if !pgp::has_xmpp_uid(&peer, &peer_bare) {
             return Err(IdentityError::JidMismatch(peer_bare).into());
         }
         Ok(Box::new(OxSession {
             role: config.role,
-            local_bare: stanza::bare_jid(&config.local_jid).to_string(),
+            local_bare: config.local_jid.to_bare().to_string(),
             basics: Basics {
                 peer_jid: config.peer_jid,
                 peer_fingerprint,
@@ -314,7 +314,7 @@ impl OxSession {
         if nodes.len() != payload.len() {
             return Err(common::err_cannot("text directly inside the stanza"));
         }
-        let to = stanza::bare_jid(&self.basics.peer_jid).to_string();
+        let to = self.basics.peer_jid.to_bare().to_string();
         let pad = rpad(env);
         let sc = signcrypt(&to, env.now(), &pad, payload)?;
         let plain = zeroize::Zeroizing::new(stanza::serialize(&sc));

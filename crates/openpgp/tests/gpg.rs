@@ -170,8 +170,8 @@ fn session_with(
             &mut env("session"),
             SessionConfig {
                 role: Role::Initiator,
-                local_jid: format!("{local}/lab"),
-                peer_jid: format!("{}/lab", peer_pub.jid),
+                local_jid: e2elab_core::Jid::new(&format!("{local}/lab")).unwrap(),
+                peer_jid: e2elab_core::Jid::new(&format!("{}/lab", peer_pub.jid)).unwrap(),
                 identity: Arc::new(id.clone()),
                 peer_public: Some(peer_pub),
                 options,

@@ -50,8 +50,8 @@ fn sessions(
                 &mut Env::for_party(2, me),
                 SessionConfig {
                     role: Role::Initiator,
-                    local_jid: me.into(),
-                    peer_jid: peer.into(),
+                    local_jid: e2elab_core::Jid::new(me).unwrap(),
+                    peer_jid: e2elab_core::Jid::new(peer).unwrap(),
                     identity: Arc::new(my.clone()),
                     peer_public: Some(their.public.clone()),
                     options: Options::new(),

@@ -87,8 +87,8 @@ fn adapter_run(ids: &[Arc<e2elab_core::Identity>; 2], text: &str) -> (Duration, 
                         } else {
                             Role::Responder
                         },
-                        local_jid: format!("{}/lab", [A, B][i]),
-                        peer_jid: format!("{}/lab", [A, B][1 - i]),
+                        local_jid: e2elab_core::Jid::new(&format!("{}/lab", [A, B][i])).unwrap(),
+                        peer_jid: e2elab_core::Jid::new(&format!("{}/lab", [A, B][1 - i])).unwrap(),
                         identity: ids[i].clone(),
                         peer_public: None,
                         options: Options::new(),

@@ -496,7 +496,7 @@ impl Otr {
             }
             .into());
         }
-        let bare = e2elab_core::stanza::bare_jid(&config.local_jid).to_string();
+        let bare = config.local_jid.to_bare().to_string();
         if config.identity.jid() != bare {
             return Err(IdentityError::JidMismatch(bare).into());
         }

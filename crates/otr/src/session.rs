@@ -6,7 +6,7 @@ use crate::Version;
 use e2elab_core::ops::{self, Op};
 use e2elab_core::stanza;
 use e2elab_core::{
-    ApiMisuse, DecodeError, Element, Env, Error, Event, Outbox, PeerIdentity, PeerMisbehaved,
+    ApiMisuse, DecodeError, Element, Env, Error, Event, Jid, Outbox, PeerIdentity, PeerMisbehaved,
     Protection, ProtocolInfo, PublicIdentity, Result, Role, Session, SessionState, StanzaKind,
     Warning,
 };
@@ -39,8 +39,8 @@ pub struct OtrSession {
     us: UserState,
     names: Names,
     od: Box<OpData>,
-    local_jid: String,
-    peer_jid: String,
+    local_jid: Jid,
+    peer_jid: Jid,
     peer_public: Option<PublicIdentity>,
     state: SessionState,
     started: bool,
@@ -74,8 +74,8 @@ pub(crate) struct Setup {
     pub info: &'static ProtocolInfo,
     pub version: Version,
     pub role: Role,
-    pub local_jid: String,
-    pub peer_jid: String,
+    pub local_jid: Jid,
+    pub peer_jid: Jid,
     pub peer_public: Option<PublicIdentity>,
     pub key_file: Zeroizing<Vec<u8>>,
     pub instag: InsTag,
@@ -88,7 +88,7 @@ pub(crate) struct Setup {
 impl OtrSession {
     pub(crate) fn new(s: Setup) -> Result<Self> {
         let us = UserState::new()?;
-        let account = stanza::bare_jid(&s.local_jid).to_string();
+        let account = s.local_jid.to_bare().to_string();
         us.read_privkey(&s.key_file)?;
         us.fingerprint(&account).map_err(|_| {
             e2elab_core::IdentityError::JidMismatch(format!(
@@ -99,7 +99,7 @@ impl OtrSession {
         let names = Names {
             account: ffi::cstring(&account, "account")?,
             protocol: ffi::cstring(ffi::PROTOCOL, "protocol")?,
-            peer: ffi::cstring(&s.peer_jid, "peer JID")?,
+            peer: ffi::cstring(s.peer_jid.as_str(), "peer JID")?,
         };
         let od = Box::new(OpData {
             policy: s.policy,
@@ -233,7 +233,8 @@ impl OtrSession {
     }
 
     fn wire_for_internal(&self, text: &str) -> Result<Element> {
-        carriage::internal_stanza(&self.local_jid, &self.peer_jid, text).map_err(Error::Decode)
+        carriage::internal_stanza(self.local_jid.as_str(), self.peer_jid.as_str(), text)
+            .map_err(Error::Decode)
     }
 
     /// Record DH work from key-id changes (derived: libotr cannot be
@@ -275,7 +276,7 @@ impl OtrSession {
                     ) {
                         if pinned != got {
                             out.event(Event::Warning(Warning::KeyChanged {
-                                jid: self.peer_jid.clone(),
+                                jid: self.peer_jid.to_string(),
                                 old: pinned,
                                 new: got,
                             }));
@@ -283,7 +284,7 @@ impl OtrSession {
                     }
                     self.ssid = i.ssid.clone();
                     out.event(Event::Established(PeerIdentity {
-                        jid: self.peer_jid.clone(),
+                        jid: self.peer_jid.to_string(),
                         fingerprint: i.fingerprint.clone(),
                         sas: Some(i.ssid.clone()),
                         method: format!("OTR v{} AKE, DSA signature", i.version),

@@ -378,8 +378,8 @@ fn pinned_fingerprint_mismatch_warns() {
                 &mut env,
                 SessionConfig {
                     role,
-                    local_jid: local.into(),
-                    peer_jid: peer.into(),
+                    local_jid: e2elab_core::Jid::new(local).unwrap(),
+                    peer_jid: e2elab_core::Jid::new(peer).unwrap(),
                     identity: Arc::new(id.clone()),
                     peer_public: Some(pin),
                     options: Options::new(),
@@ -412,8 +412,8 @@ fn identity_and_options_are_checked() {
     );
     let cfg = |local: &str, opts: Options, id: Arc<e2elab_core::Identity>| SessionConfig {
         role: Role::Initiator,
-        local_jid: local.into(),
-        peer_jid: BOB.into(),
+        local_jid: e2elab_core::Jid::new(local).unwrap(),
+        peer_jid: e2elab_core::Jid::new(BOB).unwrap(),
         identity: id,
         peer_public: None,
         options: opts,
@@ -545,8 +545,8 @@ fn whitespace_start_offers_with_the_bare_tag() {
         &mut env,
         SessionConfig {
             role: Role::Initiator,
-            local_jid: ALICE.into(),
-            peer_jid: BOB.into(),
+            local_jid: e2elab_core::Jid::new(ALICE).unwrap(),
+            peer_jid: e2elab_core::Jid::new(BOB).unwrap(),
             identity: alice,
             peer_public: None,
             options: Options::new().set("start", "smoke-signals"),

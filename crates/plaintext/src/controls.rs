@@ -146,7 +146,11 @@ impl Protocol for PlainControlProfile {
                 .peer_public
                 .as_ref()
                 .ok_or(IdentityError::PeerKeyRequired)?;
-            if peer.jid != stanza::bare_jid(&config.peer_jid) {
+            if !stanza::same_jid(
+                &peer.jid,
+                config.peer_jid.as_str(),
+                stanza::SenderMatch::Bare,
+            ) {
                 return Err(IdentityError::JidMismatch(peer.jid.clone()).into());
             }
             let pk = PKey::public_key_from_der(&peer.data)
@@ -158,7 +162,7 @@ impl Protocol for PlainControlProfile {
         Ok(Box::new(ControlSession {
             control: self.0,
             role: config.role,
-            peer_jid: config.peer_jid,
+            peer_jid: config.peer_jid.to_string(),
             key,
             peer_key,
             peer_fingerprint: fp,
@@ -407,8 +411,8 @@ mod tests {
                 &mut Env::for_party(2, l),
                 SessionConfig {
                     role,
-                    local_jid: l.into(),
-                    peer_jid: r.into(),
+                    local_jid: e2elab_core::Jid::new(l).unwrap(),
+                    peer_jid: e2elab_core::Jid::new(r).unwrap(),
                     identity: me.clone(),
                     peer_public: Some(peer.public.clone()),
                     options: Options::new(),

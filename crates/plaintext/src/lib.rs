@@ -144,7 +144,7 @@ impl Protocol for Plaintext {
         config.options.check_known(&[])?;
         Ok(Box::new(PlaintextSession {
             role: config.role,
-            peer_jid: config.peer_jid,
+            peer_jid: config.peer_jid.to_string(),
             announced: false,
             closed: false,
         }))
@@ -264,8 +264,8 @@ mod tests {
                 &mut env,
                 SessionConfig {
                     role,
-                    local_jid: "a@x/r".into(),
-                    peer_jid: "b@y/r".into(),
+                    local_jid: e2elab_core::Jid::new("a@x/r").unwrap(),
+                    peer_jid: e2elab_core::Jid::new("b@y/r").unwrap(),
                     identity: Arc::new(id),
                     peer_public: None,
                     options: Options::new(),
@@ -304,8 +304,8 @@ mod tests {
             &mut env,
             SessionConfig {
                 role: Role::Initiator,
-                local_jid: "a@x/r".into(),
-                peer_jid: "b@y/r".into(),
+                local_jid: e2elab_core::Jid::new("a@x/r").unwrap(),
+                peer_jid: e2elab_core::Jid::new("b@y/r").unwrap(),
                 identity: Arc::new(id),
                 peer_public: None,
                 options: Options::new().set("nope", "1"),

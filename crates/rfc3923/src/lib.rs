@@ -396,8 +396,12 @@ impl Protocol for Rfc3923 {
             .as_ref()
             .ok_or(IdentityError::PeerKeyRequired)?;
         e2elab_core::identity::require_protocol(peer, id)?;
-        let peer_bare = bare_jid(&config.peer_jid).to_string();
-        if !peer.jid.eq_ignore_ascii_case(&peer_bare) {
+        let peer_bare = config.peer_jid.to_bare().to_string();
+        if !e2elab_core::stanza::same_jid(
+            &peer.jid,
+            &peer_bare,
+            e2elab_core::stanza::SenderMatch::Bare,
+        ) {
             return Err(IdentityError::JidMismatch(peer.jid.clone()).into());
         }
         let key = cert::load_key(config.identity.secret().expose())?;
@@ -407,8 +411,9 @@ impl Protocol for Rfc3923 {
         Ok(Box::new(Rfc3923Session {
             profile: self.profile,
             role: config.role,
-            local_bare: bare_jid(&config.local_jid).to_string(),
+            local_bare: config.local_jid.to_bare().to_string(),
             peer_bare,
+            peer_jid: config.peer_jid.clone(),
             key: Some(key),
             own_cert,
             own_cert_der,
@@ -430,6 +435,8 @@ pub struct Rfc3923Session {
     role: Role,
     local_bare: String,
     peer_bare: String,
+    /// The peer, for the sender check.
+    peer_jid: e2elab_core::Jid,
     key: Option<PKey<Private>>,
     own_cert: X509,
     own_cert_der: Vec<u8>,
@@ -578,7 +585,7 @@ impl Rfc3923Session {
         let from_bare = bare_jid(from);
         e2elab_core::stanza::check_sender(
             outer,
-            &self.peer_bare,
+            &self.peer_jid,
             e2elab_core::stanza::SenderMatch::Bare,
             false,
         )?;

@@ -50,8 +50,8 @@ fn session_with(
         &mut env,
         SessionConfig {
             role: Role::Initiator,
-            local_jid: full(me),
-            peer_jid: full(peer),
+            local_jid: e2elab_core::Jid::new(&full(me)).unwrap(),
+            peer_jid: e2elab_core::Jid::new(&full(peer)).unwrap(),
             identity: ids(profile)[idx(me)].clone(),
             peer_public: Some(pinned),
             options: Options::new(),
@@ -494,8 +494,8 @@ fn replay_memory_outlives_the_session() {
                 &mut env,
                 SessionConfig {
                     role: Role::Responder,
-                    local_jid: full(BOB),
-                    peer_jid: full(ALICE),
+                    local_jid: e2elab_core::Jid::new(&full(BOB)).unwrap(),
+                    peer_jid: e2elab_core::Jid::new(&full(ALICE)).unwrap(),
                     identity: ids(p)[idx(BOB)].clone(),
                     peer_public: Some(ids(p)[idx(ALICE)].public.clone()),
                     options: Options::new(),
@@ -616,8 +616,8 @@ fn new_session_checks_identities() {
     let mut env = Env::for_party(1, "x");
     let cfg = |peer_public: Option<PublicIdentity>, peer: &str| SessionConfig {
         role: Role::Responder,
-        local_jid: full(ALICE),
-        peer_jid: full(peer),
+        local_jid: e2elab_core::Jid::new(&full(ALICE)).unwrap(),
+        peer_jid: e2elab_core::Jid::new(&full(peer)).unwrap(),
         identity: ids(Profile::Classic)[0].clone(),
         peer_public,
         options: Options::new(),

@@ -101,8 +101,8 @@ impl World {
                 &mut env,
                 SessionConfig {
                     role: Role::Initiator,
-                    local_jid: format!("{}/lab", me.id.jid()),
-                    peer_jid: format!("{}/lab", peer.id.jid()),
+                    local_jid: e2elab_core::Jid::new(&format!("{}/lab", me.id.jid())).unwrap(),
+                    peer_jid: e2elab_core::Jid::new(&format!("{}/lab", peer.id.jid())).unwrap(),
                     identity: me.id.clone(),
                     peer_public: Some(peer.id.public.clone()),
                     options: Options::new(),

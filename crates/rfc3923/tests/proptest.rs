@@ -154,8 +154,8 @@ fn session(me: &Arc<Identity>, peer: &Arc<Identity>) -> Box<dyn Session> {
             &mut env,
             SessionConfig {
                 role: Role::Responder,
-                local_jid: format!("{}/lab", me.jid()),
-                peer_jid: format!("{}/lab", peer.jid()),
+                local_jid: e2elab_core::Jid::new(&format!("{}/lab", me.jid())).unwrap(),
+                peer_jid: e2elab_core::Jid::new(&format!("{}/lab", peer.jid())).unwrap(),
                 identity: me.clone(),
                 peer_public: Some(peer.public.clone()),
                 options: Options::new(),

@@ -235,8 +235,8 @@ impl World {
         env.set_now(self.time_for(role));
         let cfg = SessionConfig {
             role,
-            local_jid: local.to_string(),
-            peer_jid: peer.to_string(),
+            local_jid: crate::driver::jid(local)?,
+            peer_jid: crate::driver::jid(peer)?,
             identity,
             peer_public,
             options: options.clone(),

@@ -760,65 +760,168 @@ pub fn write(r: &ServerResults, dir: &Path) -> Result<(), String> {
         std::fs::write(dir.join(name), body).map_err(|e| format!("{name}: {e}"))
     };
     w("server.json", j)?;
-    let mut s = String::from("protocol,mode,login_ms,handshake_ms_median,handshake_ms_q1,handshake_ms_q3,ttfm_ms_median,ttfm_ms_q1,ttfm_ms_q3,handshake_stanzas,handshake_serialized_bytes,handshake_socket_bytes,transit_us_median,stanzas,varied_sent,varied_intact,lang_stamped,delivered_exact,delivered_with_stamp,altered,lost,error\n");
+    let mut s = crate::output::Csv::new(&[
+        "protocol",
+        "mode",
+        "login_ms",
+        "handshake_ms_median",
+        "handshake_ms_q1",
+        "handshake_ms_q3",
+        "ttfm_ms_median",
+        "ttfm_ms_q1",
+        "ttfm_ms_q3",
+        "handshake_stanzas",
+        "handshake_serialized_bytes",
+        "handshake_socket_bytes",
+        "transit_us_median",
+        "stanzas",
+        "varied_sent",
+        "varied_intact",
+        "lang_stamped",
+        "delivered_exact",
+        "delivered_with_stamp",
+        "altered",
+        "lost",
+        "error",
+    ]);
     for p in &r.profiles {
-        s.push_str(&format!(
-            "{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{:.0},{:.1},{},{},{},{},{},{},{},{},{}\n",
-            p.protocol, p.mode, p.login_ms.median, p.handshake_ms.median, p.handshake_ms.q1, p.handshake_ms.q3,
-            p.ttfm_ms.median, p.ttfm_ms.q1, p.ttfm_ms.q3, p.handshake_stanzas, p.handshake_serialized_bytes,
-            p.handshake_socket_bytes_sent.median, p.transit_us.median, p.stanzas, p.varied_sent, p.varied_intact,
-            p.lang_stamped, p.delivered_exact, p.delivered_with_stamp, p.altered, p.lost, crate::output::csv_field(p.error.as_deref().unwrap_or(""))
-        ));
+        s.row(&[
+            p.protocol.to_string(),
+            p.mode.to_string(),
+            format!("{:.3}", p.login_ms.median),
+            format!("{:.3}", p.handshake_ms.median),
+            format!("{:.3}", p.handshake_ms.q1),
+            format!("{:.3}", p.handshake_ms.q3),
+            format!("{:.3}", p.ttfm_ms.median),
+            format!("{:.3}", p.ttfm_ms.q1),
+            format!("{:.3}", p.ttfm_ms.q3),
+            p.handshake_stanzas.to_string(),
+            p.handshake_serialized_bytes.to_string(),
+            format!("{:.0}", p.handshake_socket_bytes_sent.median),
+            format!("{:.1}", p.transit_us.median),
+            p.stanzas.to_string(),
+            p.varied_sent.to_string(),
+            p.varied_intact.to_string(),
+            p.lang_stamped.to_string(),
+            p.delivered_exact.to_string(),
+            p.delivered_with_stamp.to_string(),
+            p.altered.to_string(),
+            p.lost.to_string(),
+            p.error.as_deref().unwrap_or("").to_string(),
+        ]);
     }
-    w("server_profiles.csv", s)?;
-    let mut s = String::from("protocol,mode,size,latency_ms_median,latency_ms_q1,latency_ms_q3,latency_ms_max,serialized_bytes,socket_bytes_sent,socket_bytes_received,server_bytes_in,server_bytes_out,stanzas\n");
+    w("server_profiles.csv", s.finish())?;
+    let mut s = crate::output::Csv::new(&[
+        "protocol",
+        "mode",
+        "size",
+        "latency_ms_median",
+        "latency_ms_q1",
+        "latency_ms_q3",
+        "latency_ms_max",
+        "serialized_bytes",
+        "socket_bytes_sent",
+        "socket_bytes_received",
+        "server_bytes_in",
+        "server_bytes_out",
+        "stanzas",
+    ]);
     for m in &r.messages {
-        s.push_str(&format!(
-            "{},{},{},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{},{},{:.2}\n",
-            m.protocol,
-            m.mode,
-            m.size,
-            m.latency_ms.median,
-            m.latency_ms.q1,
-            m.latency_ms.q3,
-            m.latency_ms.max,
-            m.serialized_bytes,
-            m.socket_bytes_sent,
-            m.socket_bytes_received,
+        s.row(&[
+            m.protocol.to_string(),
+            m.mode.to_string(),
+            m.size.to_string(),
+            format!("{:.3}", m.latency_ms.median),
+            format!("{:.3}", m.latency_ms.q1),
+            format!("{:.3}", m.latency_ms.q3),
+            format!("{:.3}", m.latency_ms.max),
+            format!("{:.1}", m.serialized_bytes),
+            format!("{:.1}", m.socket_bytes_sent),
+            format!("{:.1}", m.socket_bytes_received),
             m.server_bytes_in
                 .map(|x| format!("{x:.1}"))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .to_string(),
             m.server_bytes_out
                 .map(|x| format!("{x:.1}"))
-                .unwrap_or_default(),
-            m.stanzas
-        ));
+                .unwrap_or_default()
+                .to_string(),
+            format!("{:.2}", m.stanzas),
+        ]);
     }
-    w("server_messages.csv", s)?;
-    let mut s = String::from("protocol,mode,pairs,messages_per_pair,completed_pairs,failed_pairs,messages_delivered,wall_s,setup_s,message_window_s,throughput_msg_s,latency_ms_p50,latency_ms_p90,latency_ms_p99,latency_ms_max,handshake_ms_p50,handshake_ms_p99,login_ms_p50,login_ms_p99,altered,stopped,keygen_s,first_error\n");
+    w("server_messages.csv", s.finish())?;
+    let mut s = crate::output::Csv::new(&[
+        "protocol",
+        "mode",
+        "pairs",
+        "messages_per_pair",
+        "completed_pairs",
+        "failed_pairs",
+        "messages_delivered",
+        "wall_s",
+        "setup_s",
+        "message_window_s",
+        "throughput_msg_s",
+        "latency_ms_p50",
+        "latency_ms_p90",
+        "latency_ms_p99",
+        "latency_ms_max",
+        "handshake_ms_p50",
+        "handshake_ms_p99",
+        "login_ms_p50",
+        "login_ms_p99",
+        "altered",
+        "stopped",
+        "keygen_s",
+        "first_error",
+    ]);
     for l in &r.load {
-        s.push_str(&format!(
-            "{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.1},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{:.2},{}\n",
-            l.protocol, l.mode, l.pairs, l.messages_per_pair, l.completed_pairs, l.failed_pairs, l.messages_delivered,
-            l.wall_s, l.setup_s, l.message_window_s, l.throughput_msg_s, l.latency_ms.p50, l.latency_ms.p90, l.latency_ms.p99, l.latency_ms.max,
-            l.handshake_ms.p50, l.handshake_ms.p99, l.login_ms.p50, l.login_ms.p99, l.altered, crate::output::csv_field(&l.stopped),
-            l.keygen_s, crate::output::csv_field(l.first_error.as_deref().unwrap_or(""))
-        ));
+        s.row(&[
+            l.protocol.to_string(),
+            l.mode.to_string(),
+            l.pairs.to_string(),
+            l.messages_per_pair.to_string(),
+            l.completed_pairs.to_string(),
+            l.failed_pairs.to_string(),
+            l.messages_delivered.to_string(),
+            format!("{:.3}", l.wall_s),
+            format!("{:.3}", l.setup_s),
+            format!("{:.3}", l.message_window_s),
+            format!("{:.1}", l.throughput_msg_s),
+            format!("{:.3}", l.latency_ms.p50),
+            format!("{:.3}", l.latency_ms.p90),
+            format!("{:.3}", l.latency_ms.p99),
+            format!("{:.3}", l.latency_ms.max),
+            format!("{:.3}", l.handshake_ms.p50),
+            format!("{:.3}", l.handshake_ms.p99),
+            format!("{:.3}", l.login_ms.p50),
+            format!("{:.3}", l.login_ms.p99),
+            l.altered.to_string(),
+            l.stopped.to_string(),
+            format!("{:.2}", l.keygen_s),
+            l.first_error.as_deref().unwrap_or("").to_string(),
+        ]);
     }
-    w("server_load.csv", s)?;
-    let mut s = String::from("protocol,options,outcome,stanzas,largest_stanza,why\n");
+    w("server_load.csv", s.finish())?;
+    let mut s = crate::output::Csv::new(&[
+        "protocol",
+        "options",
+        "outcome",
+        "stanzas",
+        "largest_stanza",
+        "why",
+    ]);
     for p in &r.probe {
-        s.push_str(&format!(
-            "{},{},{},{},{},{}\n",
-            p.protocol,
-            crate::output::csv_field(&p.options),
-            p.outcome,
-            p.stanzas,
-            p.largest_stanza,
-            crate::output::csv_field(p.why.as_deref().unwrap_or(""))
-        ));
+        s.row(&[
+            p.protocol.to_string(),
+            p.options.to_string(),
+            p.outcome.to_string(),
+            p.stanzas.to_string(),
+            p.largest_stanza.to_string(),
+            p.why.as_deref().unwrap_or("").to_string(),
+        ]);
     }
-    w("server_probe.csv", s)?;
+    w("server_probe.csv", s.finish())?;
     Ok(())
 }
 

@@ -30,7 +30,7 @@ use e2elab_core::error::backend;
 use e2elab_core::outbox::child_name;
 use e2elab_core::Protection;
 use e2elab_core::{
-    stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, IdentityError, Outbox,
+    stanza, ApiMisuse, DecodeError, Element, Env, Error, Event, IdentityError, Jid, Outbox,
     PeerIdentity, PeerMisbehaved, ProtocolInfo, PublicIdentity, Result, Role, SecretBytes, Session,
     SessionConfig, SessionState, StanzaKind, Warning,
 };
@@ -84,8 +84,8 @@ pub struct SigmaSession {
     profile: Profile,
     settings: Settings,
     role: Role,
-    local: String,
-    peer: String,
+    local: Jid,
+    peer: Jid,
     key: Option<PKey<Private>>,
     key_value: Vec<u8>,
     peer_public: Option<PublicIdentity>,
@@ -198,8 +198,8 @@ impl SigmaSession {
 
     fn message(&self, thread: &str) -> Result<Element> {
         let mut m = stanza::new(StanzaKind::Message);
-        stanza::set_attr(&mut m, "from", &self.local)?;
-        stanza::set_attr(&mut m, "to", &self.peer)?;
+        stanza::set_attr(&mut m, "from", self.local.as_str())?;
+        stanza::set_attr(&mut m, "to", self.peer.as_str())?;
         m.append_child(stanza::text_element("thread", stanza::NS_CLIENT, thread));
         Ok(m)
     }
@@ -212,7 +212,7 @@ impl SigmaSession {
         method: String,
     ) -> PeerIdentity {
         PeerIdentity {
-            jid: self.peer.clone(),
+            jid: self.peer.to_string(),
             fingerprint,
             sas,
             method,

@@ -225,8 +225,8 @@ impl SigmaSession {
         let sig = b64::decode(child("SignatureValue")?.text().trim())
             .map_err(|_| DecodeError::invalid("SignatureValue", "not base64"))?;
         let pinned: Option<Vec<u8>> = self.peer_public.as_ref().map(|p| p.data.clone());
-        let peer_bare = stanza::bare_jid(&self.peer).to_string();
-        let local_bare = stanza::bare_jid(&self.local).to_string();
+        let peer_bare = stanza::bare_jid(self.peer.as_str()).to_string();
+        let local_bare = stanza::bare_jid(self.local.as_str()).to_string();
         let remembered = self
             .store
             .lock()

@@ -46,8 +46,8 @@ impl SigmaSession {
             .store
             .lock()
             .map_err(|_| Error::Backend("store poisoned".into()))?;
-        let lb = stanza::bare_jid(&self.local);
-        let pb = stanza::bare_jid(&self.peer);
+        let lb = stanza::bare_jid(self.local.as_str());
+        let pb = stanza::bare_jid(self.peer.as_str());
         let mut secrets = Vec::new();
         let mut keys = Vec::new();
         for ((l, p), v) in s.retained.iter() {
@@ -126,7 +126,10 @@ impl SigmaSession {
             s.retained.remove(&k);
         }
         s.retained.insert(
-            (stanza::bare_jid(&self.local).to_string(), self.peer.clone()),
+            (
+                stanza::bare_jid(self.local.as_str()).to_string(),
+                self.peer.to_string(),
+            ),
             SecretBytes::from_slice(&rs),
         );
         Ok(())

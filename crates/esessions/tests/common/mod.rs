@@ -66,8 +66,8 @@ fn build<S: Session + ?Sized>(
         } else {
             Role::Responder
         },
-        local_jid: [A, B][me].into(),
-        peer_jid: [A, B][1 - me].into(),
+        local_jid: e2elab_core::Jid::new([A, B][me]).unwrap(),
+        peer_jid: e2elab_core::Jid::new([A, B][1 - me]).unwrap(),
         identity: ids[me].clone(),
         peer_public: Some(ids[1 - me].public.clone()),
         options,

@@ -54,8 +54,8 @@ pub fn session(proto: Otr, i: usize, options: &Options, seed: u64) -> OtrSession
                 } else {
                     Role::Responder
                 },
-                local_jid: jid(i).into(),
-                peer_jid: jid(1 - i).into(),
+                local_jid: e2elab_core::Jid::new(jid(i)).unwrap(),
+                peer_jid: e2elab_core::Jid::new(jid(1 - i)).unwrap(),
                 identity: Arc::new(me),
                 peer_public: Some(peer.public.clone()),
                 options: options.clone(),

@@ -287,8 +287,8 @@ pub fn reoriginate(s: &Substitution, el: &mut Element) -> R<bool> {
         env.set_now(s.at);
         let cfg = e2elab_core::SessionConfig {
             role,
-            local_jid: local.to_string(),
-            peer_jid: peer.to_string(),
+            local_jid: crate::driver::jid(local)?,
+            peer_jid: crate::driver::jid(peer)?,
             identity: s.eve.clone(),
             peer_public: Some(peer_key.clone()),
             options: s.options.clone(),
