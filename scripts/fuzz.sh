@@ -16,7 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 TARGETS=(stanza esessions_handshake esessions_content jep0027 ox rfc3923 otr)
-BIN=target/x86_64-unknown-linux-gnu/release
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET_DIR/x86_64-unknown-linux-gnu/release
 MAX_LEN=16384   # e2elab::fuzz::MAX_SEED
 
 build() {
@@ -24,6 +25,8 @@ build() {
         cargo install cargo-fuzz --locked --version 0.13.2
     fi
     CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo fuzz build -s none
+    # What the binaries were built from, for the campaign's records.
+    echo "$(git rev-parse HEAD) $([ -z "$(git status --porcelain -- .. ':!../results' ':!.')" ] && echo clean || echo dirty)" >"$TARGET_DIR/built-at"
 }
 
 dirs_of() { # the input directories of target $1 that exist
@@ -42,9 +45,9 @@ campaign() {
         rm -rf "$work"; mkdir -p "$work" "corpus/$t" "artifacts/$t"
         local start end rev dirty
         start=$(date +%s)
-        # The source the binary was built from: the state at the start.
-        rev=$(git rev-parse HEAD)
-        dirty=$([ -z "$(git status --porcelain -- .. ':!../results' ':!.')" ] && echo false || echo true)
+        # The source the binaries were built from (scripts/fuzz.sh build).
+        rev=$(cut -d' ' -f1 "$TARGET_DIR/built-at" 2>/dev/null || echo unknown)
+        dirty=$([ "$(cut -d' ' -f2 "$TARGET_DIR/built-at" 2>/dev/null)" = clean ] && echo false || echo true)
         # A crash stops the run (its input is saved to artifacts/<t>/); it is
         # reproduced, fixed, kept as a regression (fuzz/regressions/<t>/,
         # fuzz/findings.json) and the target's campaign is run again.
@@ -85,8 +88,8 @@ out = {
     "crash_artifacts": crashes,
     "peak_rss_mb": stat("peak_rss_mb", max),
     "processes": len(re.findall(r"stat::number_of_executed_units", text)),
-    "git_head": rev,
-    "git_dirty": dirty,
+    "built_at": rev,
+    "built_dirty": dirty,
     "engine": "libFuzzer (libfuzzer-sys 0.4, cargo-fuzz, -s none)",
 }
 json.dump(out, open("stats/%s.json" % t, "w"), indent=1)
@@ -107,6 +110,9 @@ for t in targets:
         raise SystemExit("fuzz results: no stats for %s (run scripts/fuzz.sh campaign)" % t)
     stats[t] = json.load(open(p))
 findings = json.load(open("findings.json"))
+for t, s in stats.items():
+    if "built_at" not in s:
+        raise SystemExit("fuzz results: stats/%s.json does not say what its binary was built from" % t)
 for f in findings:
     if not os.path.exists(f["input"]):
         raise SystemExit("fuzz results: finding input %s is not committed" % f["input"])

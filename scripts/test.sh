@@ -9,3 +9,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 # Valgrind memcheck over the OTR adapter's tests (no invalid access, no definite leak).
 bash crates/otr/valgrind.sh
+# The fuzzing campaign's regression run: every committed seed, corpus input
+# and regression through its libFuzzer target, then 20 s of fuzzing each.
+bash scripts/fuzz.sh ci 20

@@ -618,9 +618,9 @@ pub fn report_blocks(dir: &std::path::Path) -> Result<Vec<crate::doc::Block>, St
             field(t, "open_findings"),
             format!(
                 "{}{}",
-                &field(t, "git_head").chars().take(7).collect::<String>(),
-                if t["git_dirty"].as_bool() == Some(true) {
-                    " (dirty)"
+                &field(t, "built_at").chars().take(7).collect::<String>(),
+                if t["built_dirty"].as_bool() == Some(true) {
+                    " (uncommitted changes)"
                 } else {
                     ""
                 }
