@@ -14,6 +14,8 @@ PACKAGES=(
   valgrind
   # interop peers: GnuPG and the openssl CLI
   gnupg openssl
+  # the fifth design (crates/xmldsig): libxmlsec1's CLI and lxml for the independent checks
+  xmlsec1 python3-lxml
   # plots: plotters' bitmap backend and a font for chart text
   libfontconfig1-dev libfreetype6-dev fonts-dejavu-core
   # the real-server transport: Prosody 0.12 (and the Lua modules it recommends,

@@ -83,6 +83,14 @@ pub fn entries() -> &'static [Entry] {
                 || Box::new(hooks::Generic),
             ),
             Entry::new(
+                || Box::new(e2elab_xmldsig::XmlDsig::dsig()),
+                || Box::new(hooks::Generic),
+            ),
+            Entry::new(
+                || Box::new(e2elab_xmldsig::XmlDsig::xmlenc()),
+                || Box::new(hooks::Generic),
+            ),
+            Entry::new(
                 || Box::new(e2elab_openpgp::Jep0027::default()),
                 || Box::new(hooks::Generic),
             ),

@@ -310,3 +310,13 @@ fn a_missing_or_foreign_json_is_an_error() {
     std::fs::write(&p, r#"{"schema":"e2elab-security/1"}"#).unwrap();
     assert!(security::SecurityRun::read(&p).is_err());
 }
+
+#[test]
+fn xep0290_dsig() {
+    check("xep0290-dsig", "FHHHFFFFFFFFFFHHHHHH");
+}
+
+#[test]
+fn xmlenc_dsig() {
+    check("xmlenc-dsig", "HHHHFFFHFFFHHFHHHHHH");
+}

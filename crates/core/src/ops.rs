@@ -64,6 +64,8 @@ pub enum CipherAlg {
     Aes256Cfb,
     /// Triple DES (EDE3) CBC.
     DesEde3Cbc,
+    /// AES-128 in Galois/counter mode (tag included).
+    Aes128Gcm,
 }
 
 impl CipherAlg {
@@ -78,6 +80,7 @@ impl CipherAlg {
             CipherAlg::Aes128Cfb => "AES-128-CFB",
             CipherAlg::Aes256Cfb => "AES-256-CFB",
             CipherAlg::DesEde3Cbc => "3DES-CBC",
+            CipherAlg::Aes128Gcm => "AES-128-GCM",
         }
     }
 }
@@ -179,6 +182,18 @@ pub enum Op {
         /// As for [`Op::RsaSign`].
         crt: bool,
     },
+    /// RSAES-OAEP (MGF1/SHA-1) encryption of a session key. OpenSSL.
+    RsaOaepEncrypt {
+        /// Modulus bits.
+        bits: u16,
+    },
+    /// RSAES-OAEP (MGF1/SHA-1) decryption. OpenSSL.
+    RsaOaepDecrypt {
+        /// Modulus bits.
+        bits: u16,
+        /// As for [`Op::RsaSign`].
+        crt: bool,
+    },
     /// Ed25519 signature over the recorded bytes. OpenSSL.
     Ed25519Sign,
     /// Ed25519 verification. OpenSSL.
@@ -244,8 +259,12 @@ impl Op {
             }
             Op::RsaSign { .. } | Op::Ed25519Sign | Op::OtrDsaSign => OpClass::Sign,
             Op::RsaVerify { .. } | Op::Ed25519Verify | Op::OtrDsaVerify => OpClass::Verify,
-            Op::RsaEncrypt { .. } | Op::X25519Encrypt => OpClass::PkEncrypt,
-            Op::RsaDecrypt { .. } | Op::X25519Decrypt => OpClass::PkDecrypt,
+            Op::RsaEncrypt { .. } | Op::RsaOaepEncrypt { .. } | Op::X25519Encrypt => {
+                OpClass::PkEncrypt
+            }
+            Op::RsaDecrypt { .. } | Op::RsaOaepDecrypt { .. } | Op::X25519Decrypt => {
+                OpClass::PkDecrypt
+            }
             Op::Cipher { .. } | Op::Hmac { .. } | Op::Digest { .. } => OpClass::Symmetric,
             Op::Base64Encode { .. } | Op::Base64Decode { .. } => OpClass::Encoding,
             Op::XmlSerialize | Op::XmlParse => OpClass::Xml,
@@ -291,6 +310,7 @@ impl Op {
                 crt: true,
             },
             Op::RsaDecrypt { bits, .. } => Op::RsaDecrypt { bits, crt: true },
+            Op::RsaOaepDecrypt { bits, .. } => Op::RsaOaepDecrypt { bits, crt: true },
             other => other,
         }
     }
@@ -336,6 +356,12 @@ impl fmt::Display for Op {
             Op::RsaDecrypt { bits, crt } => write!(
                 f,
                 "RSA-{bits} decrypt{}",
+                if *crt { "" } else { ", no CRT" }
+            ),
+            Op::RsaOaepEncrypt { bits } => write!(f, "RSA-{bits} OAEP encrypt"),
+            Op::RsaOaepDecrypt { bits, crt } => write!(
+                f,
+                "RSA-{bits} OAEP decrypt{}",
                 if *crt { "" } else { ", no CRT" }
             ),
             Op::Ed25519Sign => f.write_str("Ed25519 sign"),

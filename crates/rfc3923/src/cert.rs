@@ -29,7 +29,7 @@ pub const NOT_BEFORE_SLACK_SECS: u64 = 3600;
 pub const NOT_AFTER: &str = "99991231235959Z";
 
 /// A freshly generated key and certificate.
-pub(crate) struct Generated {
+pub struct Generated {
     /// Certificate, DER.
     pub cert_der: Vec<u8>,
     /// PKCS#8 private key, DER (zeroized on drop).
@@ -43,7 +43,7 @@ fn time(t: u64) -> Result<Asn1Time> {
 
 /// Generate an RSA-2048 key (OpenSSL's RNG: it cannot take ours) and a
 /// self-signed certificate for `jid` (serial number from `env`).
-pub(crate) fn generate(env: &mut Env, jid: &str) -> Result<Generated> {
+pub fn generate(env: &mut Env, jid: &str) -> Result<Generated> {
     if jid.is_empty() || jid.contains('/') || jid.chars().any(char::is_whitespace) {
         return Err(IdentityError::Malformed(format!("not a bare JID: {jid:?}")).into());
     }
@@ -108,13 +108,13 @@ pub(crate) fn generate(env: &mut Env, jid: &str) -> Result<Generated> {
 }
 
 /// Load a private key.
-pub(crate) fn load_key(pkcs8: &[u8]) -> Result<PKey<Private>> {
+pub fn load_key(pkcs8: &[u8]) -> Result<PKey<Private>> {
     PKey::private_key_from_pkcs8(pkcs8)
         .map_err(|_| IdentityError::Malformed("private key is not PKCS#8 DER".into()).into())
 }
 
 /// Load a certificate.
-pub(crate) fn load_cert(der: &[u8]) -> Result<X509> {
+pub fn load_cert(der: &[u8]) -> Result<X509> {
     X509::from_der(der)
         .map_err(|_| IdentityError::Malformed("certificate is not X.509 DER".into()).into())
 }

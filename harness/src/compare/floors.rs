@@ -111,6 +111,7 @@ fn openssl_cipher(a: CipherAlg) -> Cipher {
         CipherAlg::Aes128Cfb => Cipher::aes_128_cfb128(),
         CipherAlg::Aes256Cfb => Cipher::aes_256_cfb128(),
         CipherAlg::DesEde3Cbc => Cipher::des_ede3_cbc(),
+        CipherAlg::Aes128Gcm => Cipher::aes_128_gcm(),
     }
 }
 
@@ -318,6 +319,41 @@ impl Replayer {
                     }
                 })
             }
+            Op::RsaOaepEncrypt { bits } => {
+                let k = self.rsa(bits)?;
+                let r = k.public.rsa().map_err(e("rsa"))?;
+                let key = self.bytes(16);
+                Box::new(move || {
+                    let mut c = vec![0u8; r.size() as usize];
+                    r.public_encrypt(&key, &mut c, Padding::PKCS1_OAEP)
+                        .map(|_| ())
+                        .map_err(|x| x.to_string())
+                })
+            }
+            Op::RsaOaepDecrypt { bits, crt } => {
+                let k = self.rsa(bits)?;
+                let r = k.public.rsa().map_err(e("rsa"))?;
+                let key = self.bytes(16);
+                let mut ct = vec![0u8; r.size() as usize];
+                let len = r
+                    .public_encrypt(&key, &mut ct, Padding::PKCS1_OAEP)
+                    .map_err(e("encrypt"))?;
+                ct.truncate(len);
+                Box::new(move || {
+                    let pk = if crt {
+                        k.crt.clone()
+                    } else {
+                        RsaKey::without_crt(&k.n, &k.e, &k.d)?
+                    };
+                    let r = pk.rsa().map_err(|x| x.to_string())?;
+                    let mut p = vec![0u8; r.size() as usize];
+                    match r.private_decrypt(&ct, &mut p, Padding::PKCS1_OAEP) {
+                        Ok(16) if p[..16] == key[..] => Ok(()),
+                        Ok(_) => Err("RSA-OAEP decrypt: wrong plaintext".into()),
+                        Err(x) => Err(x.to_string()),
+                    }
+                })
+            }
             Op::Ed25519Sign => {
                 let k = PKey::generate_ed25519().map_err(e("ed25519"))?;
                 let data = self.bytes(n);
@@ -405,6 +441,32 @@ impl Replayer {
                 let key: [u8; 16] = self.env.random_array();
                 Box::new(move || {
                     e2elab_otr::ffi::gcry::aes128_ctr(&key, &mut data).map_err(|x| x.to_string())
+                })
+            }
+            Op::Cipher {
+                alg: CipherAlg::Aes128Gcm,
+                decrypt,
+                ..
+            } => {
+                // AEAD: encryption computes the tag, decryption checks it.
+                let c = Cipher::aes_128_gcm();
+                let key = self.bytes(16);
+                let iv = self.bytes(12);
+                let data = self.bytes(n);
+                let mut tag = [0u8; 16];
+                let ct = openssl::symm::encrypt_aead(c, &key, Some(&iv), &[], &data, &mut tag)
+                    .map_err(e("gcm"))?;
+                Box::new(move || {
+                    if decrypt {
+                        openssl::symm::decrypt_aead(c, &key, Some(&iv), &[], &ct, &tag)
+                            .map(|_| ())
+                            .map_err(|x| x.to_string())
+                    } else {
+                        let mut t = [0u8; 16];
+                        openssl::symm::encrypt_aead(c, &key, Some(&iv), &[], &data, &mut t)
+                            .map(|_| ())
+                            .map_err(|x| x.to_string())
+                    }
                 })
             }
             Op::Cipher { alg, decrypt, .. } => {
@@ -637,6 +699,16 @@ mod tests {
             Op::RsaDecrypt {
                 bits: 1024,
                 crt: false,
+            },
+            Op::RsaOaepEncrypt { bits: 1024 },
+            Op::RsaOaepDecrypt {
+                bits: 1024,
+                crt: true,
+            },
+            Op::Cipher {
+                alg: CipherAlg::Aes128Gcm,
+                decrypt: true,
+                lib: Lib::Openssl,
             },
             Op::Ed25519Sign,
             Op::Ed25519Verify,

@@ -762,9 +762,16 @@ fn message_notes(r: &Results) -> Vec<Block> {
             .iter()
             .find(|m| m.protocol == l.protocol && m.size == compare::FIRST_MESSAGE_SIZE);
         if let (Some(h), Some(m)) = (hs, first) {
-            if h.messages == 0 && l.protocol.starts_with("rfc3923") {
+            let why = if l.protocol.starts_with("rfc3923") {
+                Some("RFC 3923 §6.2")
+            } else if l.protocol.ends_with("-dsig") {
+                Some("in XML-DSig KeyInfo, crates/xmldsig DECISIONS 8")
+            } else {
+                None
+            };
+            if let (0, Some(why)) = (h.messages, why) {
                 notes.push(format!(
-                    "{}: no handshake; its first message carries the sender's certificate (RFC 3923 §6.2; attached again at most every 5 minutes of virtual time), so the time to first message includes sending and parsing it, while the per-message sweep at {} B ({} wire bytes, median) mostly does not.",
+                    "{}: no handshake; its first message carries the sender's certificate ({why}; attached again at most every 5 minutes of virtual time), so the time to first message includes sending and parsing it, while the per-message sweep at {} B ({} wire bytes, median) mostly does not.",
                     l.protocol,
                     compare::FIRST_MESSAGE_SIZE,
                     sig3(m.wire_bytes.median)
