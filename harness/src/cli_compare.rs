@@ -21,7 +21,7 @@ pub fn measure(
     cfg: compare::Config,
     out: &Path,
     xmpp: Option<crate::xmpp::Config>,
-) -> Result<compare::Results, String> {
+) -> crate::Result<compare::Results> {
     let pb = bar();
     let cfg_protocols = cfg.protocols.clone();
     let seed = cfg.seed;
@@ -62,7 +62,7 @@ pub fn measure(
     compare::write(&r, out)?;
     let bad = sec.control_failures();
     if !bad.is_empty() {
-        return Err(format!(
+        return Err(crate::fail!(
             "security: {} control check(s) came out wrong (see {}/security.md)",
             bad.len(),
             out.display()
@@ -80,7 +80,8 @@ pub fn measure(
     ] {
         let stale = out.join(name);
         if stale.exists() {
-            std::fs::remove_file(&stale).map_err(|e| format!("{}: {e}", stale.display()))?;
+            std::fs::remove_file(&stale)
+                .map_err(|e| crate::Error::io(stale.display().to_string(), e))?;
         }
     }
     if let Some(cfg) = xmpp {
@@ -120,7 +121,7 @@ pub fn compare(
     cfg: compare::Config,
     out: &Path,
     xmpp: Option<crate::xmpp::Config>,
-) -> Result<ExitCode, String> {
+) -> crate::Result<ExitCode> {
     measure(cfg, out, xmpp)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -136,11 +137,11 @@ pub fn worker(
     ids: Option<std::path::PathBuf>,
     sizes: &[usize],
     keys: Option<std::path::PathBuf>,
-) -> Result<ExitCode, String> {
+) -> crate::Result<ExitCode> {
     let proto = (crate::registry::entry(profile)
-        .ok_or_else(|| format!("unknown profile {profile}"))?
+        .ok_or_else(|| crate::Error::usage(format!("unknown profile {profile}")))?
         .make)();
-    let ids_of = |d: &Option<std::path::PathBuf>| -> Result<crate::driver::Identities, String> {
+    let ids_of = |d: &Option<std::path::PathBuf>| -> crate::Result<crate::driver::Identities> {
         let d = d.as_ref().ok_or("--ids is required")?;
         compare::workers::load_ids(d, profile)
     };
@@ -170,15 +171,15 @@ pub fn worker(
                 &keys,
             )?)
         }
-        k => return Err(format!("unknown worker {k}")),
+        k => return Err(crate::fail!("unknown worker {k}")),
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(crate::Error::msg)?;
     println!("{json}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// `e2elab report`.
-pub fn report(dir: &Path) -> Result<ExitCode, String> {
+pub fn report(dir: &Path) -> crate::Result<ExitCode> {
     let files = report::generate(dir)?;
     for f in files {
         println!("{}", f.display());
@@ -190,7 +191,7 @@ pub fn report(dir: &Path) -> Result<ExitCode, String> {
 pub const REPRODUCE_RUNS: usize = 2;
 
 /// `e2elab reproduce`: the full comparison and its report into `out`.
-pub fn reproduce(out: &Path, seed: u64) -> Result<ExitCode, String> {
+pub fn reproduce(out: &Path, seed: u64) -> crate::Result<ExitCode> {
     let t0 = std::time::Instant::now();
     if !crate::xmpp::server::installed() {
         return Err("reproduce measures through Prosody too, which is not installed (scripts/setup.sh installs it)".into());

@@ -21,7 +21,7 @@ use e2elab_core::{
 };
 
 /// Result of one check.
-pub type Check = Result<(), String>;
+pub type Check = crate::Result<()>;
 
 /// A check over one protocol.
 pub type CheckFn = fn(&dyn Protocol) -> Check;
@@ -41,7 +41,7 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
 const SEED: u64 = 0x5eed_c0f0;
 
 /// An established link (handshake done, phase `Data`).
-pub fn established(proto: &dyn Protocol, seed: u64) -> Result<Link, String> {
+pub fn established(proto: &dyn Protocol, seed: u64) -> crate::Result<Link> {
     let ids = driver::provision(proto, seed)?;
     established_with(proto, &ids, seed)
 }
@@ -53,7 +53,7 @@ pub fn established_with(
     proto: &dyn Protocol,
     ids: &driver::Identities,
     seed: u64,
-) -> Result<Link, String> {
+) -> crate::Result<Link> {
     let mut link = driver::link_for(proto, ids, seed, &Options::new())?;
     link.handshake()?;
     link.set_phase(Phase::Data);
@@ -64,12 +64,12 @@ fn el(name: &str, ns: &str) -> Element {
     Element::bare(name, ns)
 }
 
-fn attr(mut e: Element, k: &str, v: &str) -> Result<Element, String> {
-    stanza::set_attr(&mut e, k, v).map_err(|e| e.to_string())?;
+fn attr(mut e: Element, k: &str, v: &str) -> crate::Result<Element> {
+    stanza::set_attr(&mut e, k, v).map_err(crate::Error::msg)?;
     Ok(e)
 }
 
-fn addressed(kind: StanzaKind, from: usize, jids: [&str; 2]) -> Result<Element, String> {
+fn addressed(kind: StanzaKind, from: usize, jids: [&str; 2]) -> crate::Result<Element> {
     let e = stanza::new(kind);
     let e = attr(e, "from", jids[from])?;
     attr(e, "to", jids[1 - from])
@@ -79,7 +79,7 @@ fn addressed(kind: StanzaKind, from: usize, jids: [&str; 2]) -> Result<Element, 
 pub fn varied_stanzas(
     proto: &dyn Protocol,
     from: usize,
-) -> Result<Vec<(&'static str, Element)>, String> {
+) -> crate::Result<Vec<(&'static str, Element)>> {
     varied_stanzas_between(proto, from, [&full_jid(0), &full_jid(1)])
 }
 
@@ -88,9 +88,9 @@ pub fn varied_stanzas_between(
     proto: &dyn Protocol,
     from: usize,
     jids: [&str; 2],
-) -> Result<Vec<(&'static str, Element)>, String> {
+) -> crate::Result<Vec<(&'static str, Element)>> {
     let ns = stanza::NS_CLIENT;
-    let msg = |id: &str| -> Result<Element, String> {
+    let msg = |id: &str| -> crate::Result<Element> {
         let m = addressed(StanzaKind::Message, from, jids)?;
         let m = attr(m, "type", "chat")?;
         attr(m, "id", id)
@@ -176,13 +176,13 @@ pub fn varied_stanzas_between(
 fn send_expect(link: &mut Link, from: usize, e: &Element, what: &str) -> Check {
     let mark = link.delivery_mark(1 - from);
     link.send(from, e.clone())
-        .map_err(|x| format!("{what}: send failed: {x}"))?;
-    link.pump().map_err(|x| format!("{what}: {x}"))?;
+        .map_err(|x| crate::fail!("{what}: send failed: {x}"))?;
+    link.pump().map_err(|x| crate::fail!("{what}: {x}"))?;
     // Delivered once: protected, or (a stanza with nothing the profile
     // protects, which its sender put on the wire as it was) unprotected.
     let got = link.delivered_since(1 - from, mark);
     if got != std::slice::from_ref(e) {
-        return Err(format!(
+        return Err(crate::fail!(
             "{what}: expected the original stanza delivered once, got {} stanza(s){}; receiver errors: {:?}",
             got.len(),
             got.first()
@@ -195,9 +195,9 @@ fn send_expect(link: &mut Link, from: usize, e: &Element, what: &str) -> Check {
 }
 
 /// Send `el` from `from` and take what it put on the wire, without delivering it.
-fn capture(link: &mut Link, from: usize, e: &Element) -> Result<Vec<(Dir, String)>, String> {
+fn capture(link: &mut Link, from: usize, e: &Element) -> crate::Result<Vec<(Dir, String)>> {
     link.send(from, e.clone())
-        .map_err(|x| format!("send failed: {x}"))?;
+        .map_err(|x| crate::fail!("send failed: {x}"))?;
     let w = link.take_in_flight();
     if w.is_empty() {
         return Err("send emitted no stanza".into());
@@ -217,7 +217,7 @@ fn judge(proto: &dyn Protocol, d: &Delivery, genuine: &[Element], what: &str) ->
     if info.claims(Property::Integrity) {
         for got in &d.delivered {
             if !genuine.iter().any(|g| content_eq(g, got)) {
-                return Err(format!(
+                return Err(crate::fail!(
                     "{what}: modified content delivered as protected: {}",
                     stanza::serialize(got)
                 ));
@@ -228,16 +228,20 @@ fn judge(proto: &dyn Protocol, d: &Delivery, genuine: &[Element], what: &str) ->
         match info.after_bad_input {
             AfterBadInput::Unchanged => {
                 if d.state_after != d.state_before {
-                    return Err(format!(
+                    return Err(crate::fail!(
                         "{what}: error changed state {:?} -> {:?}",
-                        d.state_before, d.state_after
+                        d.state_before,
+                        d.state_after
                     ));
                 }
                 if d.emitted != 0 {
-                    return Err(format!("{what}: error but {} stanza(s) emitted", d.emitted));
+                    return Err(crate::fail!(
+                        "{what}: error but {} stanza(s) emitted",
+                        d.emitted
+                    ));
                 }
                 if !d.delivered.is_empty() {
-                    return Err(format!("{what}: error but stanzas delivered"));
+                    return Err(crate::fail!("{what}: error but stanzas delivered"));
                 }
             }
             AfterBadInput::Terminate => {
@@ -248,7 +252,7 @@ fn judge(proto: &dyn Protocol, d: &Delivery, genuine: &[Element], what: &str) ->
                     SessionState::Closed | SessionState::Idle | SessionState::Handshaking
                 );
                 if !ended && d.state_after != d.state_before {
-                    return Err(format!("{what}: error left state {:?}", d.state_after));
+                    return Err(crate::fail!("{what}: error left state {:?}", d.state_after));
                 }
             }
         }
@@ -296,8 +300,8 @@ pub fn labels(proto: &dyn Protocol) -> Check {
     for (name, e) in varied_stanzas(proto, 0)? {
         let l0 = link.party(1).labels.len();
         link.send(0, e.clone())
-            .map_err(|x| format!("{name}: send failed: {x}"))?;
-        link.pump().map_err(|x| format!("{name}: {x}"))?;
+            .map_err(|x| crate::fail!("{name}: send failed: {x}"))?;
+        link.pump().map_err(|x| crate::fail!("{name}: {x}"))?;
         let p = link.party(1);
         for (d, l) in p.delivered[l0..].iter().zip(&p.labels[l0..]) {
             let mut named: Vec<String> = l.covered.iter().chain(&l.clear).cloned().collect();
@@ -305,17 +309,17 @@ pub fn labels(proto: &dyn Protocol) -> Check {
             named.sort();
             kids.sort();
             if named != kids {
-                return Err(format!(
+                return Err(crate::fail!(
                     "{name}: the label names {named:?}, the delivered stanza has {kids:?}"
                 ));
             }
             if l.covered.is_empty() && (l.confidential || l.authenticated) {
-                return Err(format!(
+                return Err(crate::fail!(
                     "{name}: a label covering nothing claims protection"
                 ));
             }
             if !l.covered.is_empty() && l.key.is_empty() {
-                return Err(format!(
+                return Err(crate::fail!(
                     "{name}: a label covering {:?} names no key",
                     l.covered
                 ));
@@ -335,14 +339,14 @@ pub fn labels(proto: &dyn Protocol) -> Check {
         let d = link.deliver_raw(Dir::AtoB, &stanza::serialize(&el));
         let p = link.party(1);
         if let Some(l) = p.labels[l0..].iter().find(|l| !l.covered.is_empty()) {
-            return Err(format!(
+            return Err(crate::fail!(
                 "{what} injected in clear: delivered under a label covering {:?}",
                 l.covered
             ));
         }
         if protects {
             if !d.delivered.is_empty() {
-                return Err(format!(
+                return Err(crate::fail!(
                     "{what} injected in clear: delivered as an ordinary delivery"
                 ));
             }
@@ -352,7 +356,7 @@ pub fn labels(proto: &dyn Protocol) -> Check {
                 .filter(|w| matches!(w, e2elab_core::Warning::UnprotectedStanza { .. }))
                 .count();
             if d.result.is_ok() && (unprotected != 1 || warned != 1) {
-                return Err(format!(
+                return Err(crate::fail!(
                     "{what} injected in clear: accepted with {unprotected} unprotected deliveries and {warned} UnprotectedStanza warnings (want 1 and 1)"
                 ));
             }
@@ -508,9 +512,9 @@ impl ChildEdit for Element {
     }
 }
 
-fn probe_message(from: usize, id: &str, body: &str) -> Result<Element, String> {
+fn probe_message(from: usize, id: &str, body: &str) -> crate::Result<Element> {
     let mut m = stanza::chat_message(&full_jid(from), &full_jid(1 - from), id, body)
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::Error::msg)?;
     let mut x = el("x", "urn:example:e2elab:ext");
     x.append_child(stanza::text_element(
         "item",
@@ -567,7 +571,7 @@ pub fn tamper(proto: &dyn Protocol) -> Check {
             let d = link.deliver_raw(Dir::AtoB, w);
             if !delivered_genuine {
                 d.result
-                    .map_err(|e| format!("genuine stanza rejected after tampering: {e}"))?;
+                    .map_err(|e| crate::fail!("genuine stanza rejected after tampering: {e}"))?;
             }
         }
         if !delivered_genuine && link.party(1).delivered[before..] != [m.clone()] {
@@ -628,7 +632,7 @@ pub fn replay(proto: &dyn Protocol) -> Check {
     for (_, w) in &wires {
         link.deliver_raw(Dir::AtoB, w)
             .result
-            .map_err(|e| format!("first delivery rejected: {e}"))?;
+            .map_err(|e| crate::fail!("first delivery rejected: {e}"))?;
     }
     if link.party(1).delivered != [m.clone()] {
         return Err("first delivery did not deliver the stanza".into());
@@ -666,7 +670,7 @@ pub fn reorder(proto: &dyn Protocol) -> Check {
     let got = &link.party(1).delivered;
     if proto.info().claims(Property::LossReorderTolerance) {
         if got.len() != 2 || !got.contains(&m1) || !got.contains(&m2) {
-            return Err(format!(
+            return Err(crate::fail!(
                 "claims loss/reorder tolerance but delivered {} of 2",
                 got.len()
             ));
@@ -726,10 +730,11 @@ pub fn garbage(proto: &dyn Protocol) -> Check {
 pub fn close(proto: &dyn Protocol) -> Check {
     let mut link = established(proto, SEED)?;
     link.set_phase(Phase::Close);
-    link.close(0).map_err(|e| format!("close failed: {e}"))?;
-    link.pump().map_err(|e| e.to_string())?;
+    link.close(0)
+        .map_err(|e| crate::fail!("close failed: {e}"))?;
+    link.pump().map_err(crate::Error::msg)?;
     if link.party(0).session().state() != SessionState::Closed {
-        return Err(format!(
+        return Err(crate::fail!(
             "state after close: {:?}",
             link.party(0).session().state()
         ));

@@ -17,8 +17,8 @@ pub const BOB: &str = "bob@example.net";
 pub const RESOURCE: &str = "lab";
 
 /// A JID from text (typed error naming it).
-pub fn jid(s: &str) -> Result<e2elab_core::Jid, String> {
-    e2elab_core::Jid::new(s).map_err(|e| format!("{s}: not a JID ({e})"))
+pub fn jid(s: &str) -> crate::Result<e2elab_core::Jid> {
+    e2elab_core::Jid::new(s).map_err(|e| crate::fail!("{s}: not a JID ({e})"))
 }
 
 /// Full JID of party `idx`.
@@ -35,16 +35,12 @@ pub struct Identities {
 }
 
 /// Generate both parties' identities from the run seed.
-pub fn provision(proto: &dyn Protocol, seed: u64) -> Result<Identities, String> {
+pub fn provision(proto: &dyn Protocol, seed: u64) -> crate::Result<Identities> {
     provision_as(proto, seed, [ALICE, BOB])
 }
 
 /// Generate identities for these two bare JIDs (initiator first) from the run seed.
-pub fn provision_as(
-    proto: &dyn Protocol,
-    seed: u64,
-    bare: [&str; 2],
-) -> Result<Identities, String> {
+pub fn provision_as(proto: &dyn Protocol, seed: u64, bare: [&str; 2]) -> crate::Result<Identities> {
     let mut ids = Vec::new();
     let mut cpus = [Duration::ZERO; 2];
     for (i, jid) in bare.iter().enumerate() {
@@ -69,7 +65,7 @@ pub fn link_for(
     ids: &Identities,
     seed: u64,
     options: &Options,
-) -> Result<Link, String> {
+) -> crate::Result<Link> {
     link_between(proto, ids, seed, options, [&full_jid(0), &full_jid(1)])
 }
 
@@ -100,7 +96,7 @@ pub fn sessions_between(
     seed: u64,
     options: &Options,
     jids: [&str; 2],
-) -> Result<[SessionWithEnv; 2], String> {
+) -> crate::Result<[SessionWithEnv; 2]> {
     let start = next_link_start();
     let make = |idx: usize| {
         let role = if idx == 0 {
@@ -120,8 +116,8 @@ pub fn sessions_between(
         };
         let s = proto
             .new_session(&mut env, cfg)
-            .map_err(|e| format!("{}: new session ({}): {e}", proto.info().id, role.name()))?;
-        Ok::<_, String>((s, env))
+            .map_err(|e| crate::fail!("{}: new session ({}): {e}", proto.info().id, role.name()))?;
+        Ok::<_, crate::Error>((s, env))
     };
     Ok([make(0)?, make(1)?])
 }
@@ -133,7 +129,7 @@ pub fn link_between(
     seed: u64,
     options: &Options,
     jids: [&str; 2],
-) -> Result<Link, String> {
+) -> crate::Result<Link> {
     let [a, b] = sessions_between(proto, ids, seed, options, jids)?;
     Ok(Link::new(a, b))
 }
@@ -155,7 +151,7 @@ pub fn body_text(seed: u64, n: u64, len: usize) -> String {
 }
 
 /// The workload's application stanza number `n` from party `from`.
-pub fn workload_stanza(seed: u64, from: usize, n: u64, size: usize) -> Result<Element, String> {
+pub fn workload_stanza(seed: u64, from: usize, n: u64, size: usize) -> crate::Result<Element> {
     workload_stanza_between(seed, from, n, size, [&full_jid(0), &full_jid(1)])
 }
 
@@ -166,14 +162,14 @@ pub fn workload_stanza_between(
     n: u64,
     size: usize,
     jids: [&str; 2],
-) -> Result<Element, String> {
+) -> crate::Result<Element> {
     stanza::chat_message(
         jids[from],
         jids[1 - from],
         &format!("m{from}-{n}"),
         &body_text(seed.wrapping_add(from as u64), n, size),
     )
-    .map_err(|e| e.to_string())
+    .map_err(crate::Error::msg)
 }
 
 /// What one protocol cost on one workload.
@@ -265,11 +261,11 @@ pub fn run_workload(
     size: usize,
     options: &Options,
     mut progress: impl FnMut(u64),
-) -> Result<(RunReport, Link), String> {
+) -> crate::Result<(RunReport, Link)> {
     let id = proto.info().id;
     let ids = provision(proto, seed)?;
     let mut link = link_for(proto, &ids, seed, options)?;
-    link.handshake().map_err(|e| format!("{id}: {e}"))?;
+    link.handshake().map_err(|e| crate::fail!("{id}: {e}"))?;
     link.set_phase(Phase::Data);
     let mut plaintext_bytes = 0u64;
     for n in 0..messages {
@@ -279,11 +275,11 @@ pub fn run_workload(
             link.advance(MESSAGE_INTERVAL);
             let mark = link.delivery_mark(1 - from);
             link.send(from, el.clone())
-                .map_err(|e| format!("{id}: send #{n} from {}: {e}", full_jid(from)))?;
-            link.pump().map_err(|e| format!("{id}: {e}"))?;
+                .map_err(|e| crate::fail!("{id}: send #{n} from {}: {e}", full_jid(from)))?;
+            link.pump().map_err(|e| crate::fail!("{id}: {e}"))?;
             let got = link.delivered_since(1 - from, mark);
             if got != [el] {
-                return Err(format!(
+                return Err(crate::fail!(
                     "{id}: message #{n} from {} was not delivered intact ({} delivered; errors: {:?})",
                     full_jid(from),
                     got.len(),

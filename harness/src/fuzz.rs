@@ -432,7 +432,7 @@ fn deliver(link: &mut Link, id: &str, after: AfterBadInput, text: &str) {
 /// Seed inputs for a target: wire stanzas of real runs (handshake, a few
 /// messages each way of the workload and the varied stanzas, close), each
 /// with the selector bytes that reach the profile fresh and established.
-pub fn seeds(target: Target) -> Result<Vec<Vec<u8>>, String> {
+pub fn seeds(target: Target) -> crate::Result<Vec<Vec<u8>>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     let push = |out: &mut Vec<Vec<u8>>, sel: Option<u8>, xml: &str| {
         let mut v = Vec::with_capacity(xml.len() + 1);
@@ -472,7 +472,7 @@ pub fn seeds(target: Target) -> Result<Vec<Vec<u8>>, String> {
         }
         _ => {
             for (i, id) in target.profiles().iter().enumerate() {
-                let sel = u8::try_from(i).map_err(|e| e.to_string())?;
+                let sel = u8::try_from(i).map_err(crate::Error::msg)?;
                 for x in transcript_of(id)? {
                     push(&mut out, Some(sel), &x);
                     if target.keeps_established() {
@@ -487,7 +487,7 @@ pub fn seeds(target: Target) -> Result<Vec<Vec<u8>>, String> {
 
 /// Every stanza a real run of `id` put on the wire, both directions:
 /// handshake, three workload messages each way, the varied stanzas, close.
-fn transcript_of(id: &str) -> Result<Vec<String>, String> {
+fn transcript_of(id: &str) -> crate::Result<Vec<String>> {
     let p = proto(id);
     let (_, mut link) = driver::run_workload(p.as_ref(), 1, 3, 64, &Options::new(), |_| {})?;
     for from in 0..2 {
@@ -507,19 +507,19 @@ fn transcript_of(id: &str) -> Result<Vec<String>, String> {
 }
 
 /// Write `dir/seeds/<target>/<n>` and `dir/dict/<target>.dict`; the number of seeds.
-pub fn write_seeds(target: Target, dir: &std::path::Path) -> Result<usize, String> {
+pub fn write_seeds(target: Target, dir: &std::path::Path) -> crate::Result<usize> {
     let seeds = seeds(target)?;
     let sd = dir.join("seeds").join(target.name());
     if sd.exists() {
-        std::fs::remove_dir_all(&sd).map_err(|e| format!("{}: {e}", sd.display()))?;
+        std::fs::remove_dir_all(&sd).map_err(|e| crate::Error::io(sd.display().to_string(), e))?;
     }
-    std::fs::create_dir_all(&sd).map_err(|e| format!("{}: {e}", sd.display()))?;
+    std::fs::create_dir_all(&sd).map_err(|e| crate::Error::io(sd.display().to_string(), e))?;
     for (i, s) in seeds.iter().enumerate() {
         let p = sd.join(format!("seed-{i:04}"));
-        std::fs::write(&p, s).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::write(&p, s).map_err(|e| crate::Error::io(p.display().to_string(), e))?;
     }
     let dd = dir.join("dict");
-    std::fs::create_dir_all(&dd).map_err(|e| format!("{}: {e}", dd.display()))?;
+    std::fs::create_dir_all(&dd).map_err(|e| crate::Error::io(dd.display().to_string(), e))?;
     let mut dict = String::new();
     for w in target.dictionary() {
         dict.push('"');
@@ -533,7 +533,7 @@ pub fn write_seeds(target: Target, dir: &std::path::Path) -> Result<usize, Strin
         dict.push_str("\"\n");
     }
     let p = dd.join(format!("{}.dict", target.name()));
-    std::fs::write(&p, dict).map_err(|e| format!("{}: {e}", p.display()))?;
+    std::fs::write(&p, dict).map_err(|e| crate::Error::io(p.display().to_string(), e))?;
     Ok(seeds.len())
 }
 
@@ -542,7 +542,7 @@ pub fn write_seeds(target: Target, dir: &std::path::Path) -> Result<usize, Strin
 pub fn replay(
     target: Target,
     dir: &std::path::Path,
-) -> Result<(usize, std::time::Duration), String> {
+) -> crate::Result<(usize, std::time::Duration)> {
     let t0 = std::time::Instant::now();
     let mut n = 0;
     for sub in ["seeds", "corpus", "regressions"] {
@@ -553,10 +553,11 @@ pub fn replay(
         let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         files.sort();
         for f in files {
-            let data = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+            let data =
+                std::fs::read(&f).map_err(|e| crate::Error::io(f.display().to_string(), e))?;
             let r = std::panic::catch_unwind(|| run(target, &data));
             if r.is_err() {
-                return Err(format!(
+                return Err(crate::fail!(
                     "{}: {} fails its target",
                     target.name(),
                     f.display()
@@ -566,7 +567,7 @@ pub fn replay(
         }
     }
     if n == 0 {
-        return Err(format!(
+        return Err(crate::fail!(
             "{}: nothing to replay under {}",
             target.name(),
             dir.display()
@@ -577,13 +578,13 @@ pub fn replay(
 
 /// The report's fuzzing section, from DIR/fuzz.json (written by
 /// `scripts/fuzz.sh results`); a missing file is an error naming it.
-pub fn report_blocks(dir: &std::path::Path) -> Result<Vec<crate::doc::Block>, String> {
+pub fn report_blocks(dir: &std::path::Path) -> crate::Result<Vec<crate::doc::Block>> {
     use crate::doc::Block;
     let p = dir.join("fuzz.json");
     let text = std::fs::read_to_string(&p)
-        .map_err(|e| format!("{}: {e} (written by scripts/fuzz.sh results)", p.display()))?;
+        .map_err(|e| crate::fail!("{}: {e} (written by scripts/fuzz.sh results)", p.display()))?;
     let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| crate::fail!("{}: {e}", p.display()))?;
     let field = |t: &serde_json::Value, k: &str| -> String {
         match &t[k] {
             serde_json::Value::Null => "-".into(),
@@ -602,7 +603,7 @@ pub fn report_blocks(dir: &std::path::Path) -> Result<Vec<crate::doc::Block>, St
     };
     let targets = v["targets"]
         .as_array()
-        .ok_or_else(|| format!("{}: no targets", p.display()))?;
+        .ok_or_else(|| crate::fail!("{}: no targets", p.display()))?;
     let mut rows = Vec::new();
     for t in targets {
         let execs = t["executions"].as_u64().unwrap_or(0);

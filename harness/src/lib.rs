@@ -15,6 +15,7 @@ pub mod cost;
 pub mod cpu;
 pub mod doc;
 pub mod driver;
+pub mod error;
 pub mod fuzz;
 pub mod link;
 pub mod output;
@@ -26,3 +27,4 @@ pub mod store;
 pub mod xmpp;
 
 pub use e2elab_core as core;
+pub use error::{Error, Result};

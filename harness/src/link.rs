@@ -660,17 +660,18 @@ impl Link {
 
     /// Run the handshake: `start` on the initiator, then pump until quiet.
     /// Fails if the link stalls or either side is not established at the end.
-    pub fn handshake(&mut self) -> Result<(), String> {
+    pub fn handshake(&mut self) -> crate::Result<()> {
         self.set_phase(Phase::Handshake);
-        self.start().map_err(|e| format!("start failed: {e}"))?;
-        self.pump().map_err(|e| e.to_string())?;
+        self.start()
+            .map_err(|e| crate::fail!("start failed: {e}"))?;
+        self.pump().map_err(crate::Error::msg)?;
         if !self.both_established() {
             let errs: Vec<String> = self
                 .parties
                 .iter()
                 .flat_map(|p| p.errors.iter().map(|e| e.to_string()))
                 .collect();
-            return Err(format!(
+            return Err(crate::fail!(
                 "handshake did not complete (initiator {:?}, responder {:?}); errors: [{}]",
                 self.parties[0].session.state(),
                 self.parties[1].session.state(),

@@ -245,14 +245,14 @@ enum Cmd {
     },
 }
 
-fn fuzz_cmd(action: &str, dir: &std::path::Path, names: &[String]) -> Result<ExitCode, String> {
+fn fuzz_cmd(action: &str, dir: &std::path::Path, names: &[String]) -> e2elab::Result<ExitCode> {
     use e2elab::fuzz::{self, Target};
     let targets: Vec<Target> = if names.is_empty() {
         fuzz::ALL.to_vec()
     } else {
         names
             .iter()
-            .map(|n| Target::from_name(n).ok_or_else(|| format!("no fuzz target {n}")))
+            .map(|n| Target::from_name(n).ok_or_else(|| e2elab::fail!("no fuzz target {n}")))
             .collect::<Result<_, _>>()?
     };
     match action {
@@ -276,7 +276,11 @@ fn fuzz_cmd(action: &str, dir: &std::path::Path, names: &[String]) -> Result<Exi
                 );
             }
         }
-        other => return Err(format!("fuzz: unknown action {other} (seeds or replay)")),
+        other => {
+            return Err(e2elab::fail!(
+                "fuzz: unknown action {other} (seeds or replay)"
+            ))
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -292,25 +296,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn one(id: &str) -> Result<Box<dyn Protocol>, String> {
+fn one(id: &str) -> e2elab::Result<Box<dyn Protocol>> {
     registry::resolve(&[id.to_string()])?
         .into_iter()
         .next()
-        .ok_or_else(|| "no protocol".to_string())
+        .ok_or_else(|| e2elab::Error::from("no protocol"))
 }
 
-fn options(opts: &[String]) -> Result<Options, String> {
-    Options::parse(opts.iter().map(String::as_str)).map_err(|e| e.to_string())
+fn options(opts: &[String]) -> e2elab::Result<Options> {
+    Options::parse(opts.iter().map(String::as_str))
+        .map_err(|e| e2elab::Error::session("options", e))
 }
 
 /// 32 bytes of OS entropy for an unseeded session; no fallback: without
 /// `/dev/urandom` the peer does not start (fail closed).
-fn os_seed() -> Result<[u8; 32], String> {
+fn os_seed() -> e2elab::Result<[u8; 32]> {
     use std::io::Read;
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| format!("no OS entropy for the session's seed (/dev/urandom: {e})"))?;
+        .map_err(|e| e2elab::fail!("no OS entropy for the session's seed (/dev/urandom: {e})"))?;
     Ok(b)
 }
 
@@ -332,7 +337,7 @@ fn progress(len: u64, msg: String) -> ProgressBar {
     pb
 }
 
-fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
+fn dispatch(cmd: Cmd) -> e2elab::Result<ExitCode> {
     match cmd {
         Cmd::List { format } => list(format),
         Cmd::Run {
@@ -367,7 +372,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             env.set_now(wall_clock());
             let id = proto
                 .generate_identity(&mut env, &bare)
-                .map_err(|e| format!("keygen: {e}"))?;
+                .map_err(|e| e2elab::fail!("keygen: {e}"))?;
             store::save(&out, &id)?;
             println!(
                 "{} identity for {} in {} (fingerprint {})",
@@ -397,7 +402,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             let proto = one(&protocol)?;
             let id = store::load(&identity)?;
             if id.jid() != stanza::bare_jid(&jid) {
-                return Err(format!(
+                return Err(e2elab::fail!(
                     "identity is for {}, not {}",
                     id.jid(),
                     stanza::bare_jid(&jid)
@@ -425,7 +430,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                         options: options(&opts)?,
                     },
                 )
-                .map_err(|e| format!("session: {e}"))?;
+                .map_err(|e| e2elab::fail!("session: {e}"))?;
             let stdin = std::io::stdin();
             let errors = peer::run(
                 session.as_mut(),
@@ -472,7 +477,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             ];
             if transport != "xmpp" {
                 if let Some((flag, _)) = xmpp_only.iter().find(|(_, set)| *set) {
-                    return Err(format!("{flag} needs --transport xmpp"));
+                    return Err(e2elab::fail!("{flag} needs --transport xmpp"));
                 }
             }
             if tls_ca.is_some() && server.is_none() {
@@ -554,14 +559,14 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
     }
 }
 
-fn list(format: ListFormat) -> Result<ExitCode, String> {
+fn list(format: ListFormat) -> e2elab::Result<ExitCode> {
     let all = registry::all();
     match format {
         ListFormat::Json => {
             let infos: Vec<_> = all.iter().map(|p| p.info()).collect();
             println!(
                 "{}",
-                serde_json::to_string_pretty(&infos).map_err(|e| e.to_string())?
+                serde_json::to_string_pretty(&infos).map_err(e2elab::Error::msg)?
             );
         }
         ListFormat::Table => {
@@ -620,7 +625,7 @@ fn run(
     seed: u64,
     format: Format,
     opts: &Options,
-) -> Result<ExitCode, String> {
+) -> e2elab::Result<ExitCode> {
     let protos = registry::resolve(protocols)?;
     let mut reports: Vec<RunReport> = Vec::new();
     for p in &protos {
@@ -639,8 +644,8 @@ fn run(
             } else {
                 serde_json::to_string_pretty(&reports)
             }
-            .map_err(|e| e.to_string())?;
-            writeln!(stdout, "{s}").map_err(|e| e.to_string())?;
+            .map_err(e2elab::Error::msg)?;
+            writeln!(stdout, "{s}").map_err(e2elab::Error::msg)?;
         }
         Format::Table | Format::Csv => {
             let t = run_table(&reports, format == Format::Table);
@@ -649,7 +654,7 @@ fn run(
             } else {
                 t.csv()
             };
-            write!(stdout, "{s}").map_err(|e| e.to_string())?;
+            write!(stdout, "{s}").map_err(e2elab::Error::msg)?;
             if format == Format::Table {
                 writeln!(
                     stdout,
@@ -657,7 +662,7 @@ fn run(
                      pk ops = modexp+sign+verify+pk-enc+pk-dec; overhead = wire/plaintext serialized stanza bytes.",
                     messages
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(e2elab::Error::msg)?;
             }
         }
     }
@@ -746,7 +751,7 @@ fn transcript(
     seed: u64,
     out: Option<PathBuf>,
     opts: &Options,
-) -> Result<ExitCode, String> {
+) -> e2elab::Result<ExitCode> {
     let proto = one(id)?;
     let (report, link) = driver::run_workload(proto.as_ref(), seed, messages, size, opts, |_| {})?;
     let mut s = String::new();
@@ -782,7 +787,9 @@ fn transcript(
     }
     s.push_str("</transcript>\n");
     match out {
-        Some(p) => std::fs::write(&p, s).map_err(|e| format!("{}: {e}", p.display()))?,
+        Some(p) => {
+            std::fs::write(&p, s).map_err(|e| e2elab::Error::io(p.display().to_string(), e))?
+        }
         None => print!("{s}"),
     }
     Ok(ExitCode::SUCCESS)

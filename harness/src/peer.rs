@@ -57,7 +57,7 @@ pub fn run(
     mut out: impl Write,
     mut log: impl Write,
     mut clock: impl FnMut() -> Timestamp,
-) -> Result<usize, String> {
+) -> crate::Result<usize> {
     let io = |e: std::io::Error| format!("i/o: {e}");
     let mut outbox = Outbox::new();
     let mut errors = 0usize;
@@ -89,7 +89,7 @@ pub fn run(
         let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
         let result = match cmd {
             "send" | "recv" => match stanza::parse(rest) {
-                Err(e) => Err(format!("bad stanza: {e}")),
+                Err(e) => Err(crate::fail!("bad stanza: {e}")),
                 Ok(el) => {
                     let r = if cmd == "send" {
                         if session.role() == Role::Initiator
@@ -104,13 +104,13 @@ pub fn run(
                     } else {
                         session.handle_inbound(env, el, &mut outbox)
                     };
-                    r.map_err(|e| format!("{}: {e}", e.kind()))
+                    r.map_err(|e| crate::fail!("{}: {e}", e.kind()))
                 }
             },
             "close" => session
                 .close(env, &mut outbox)
-                .map_err(|e| format!("{}: {e}", e.kind())),
-            other => Err(format!(
+                .map_err(|e| crate::fail!("{}: {e}", e.kind())),
+            other => Err(crate::fail!(
                 "unknown command '{other}' (expected send, recv or close)"
             )),
         };

@@ -162,20 +162,25 @@ pub fn ids() -> Vec<&'static str> {
 /// Resolve a list of ids (`all`, or none, means the compared profiles:
 /// every real one and the unprotected row); unknown ids are an error naming
 /// the known ones.
-pub fn resolve(ids_in: &[String]) -> Result<Vec<Box<dyn Protocol>>, String> {
+pub fn resolve(ids_in: &[String]) -> crate::Result<Vec<Box<dyn Protocol>>> {
     if ids_in.is_empty() || ids_in.iter().any(|i| i == "all") {
         return Ok(compared());
     }
     ids_in
         .iter()
         .map(|id| {
-            get(id).ok_or_else(|| format!("unknown protocol '{id}'; known: {}", ids().join(", ")))
+            get(id).ok_or_else(|| {
+                crate::Error::usage(format!(
+                    "unknown protocol '{id}'; known: {}",
+                    ids().join(", ")
+                ))
+            })
         })
         .collect()
 }
 
 /// Resolve to registry entries (same rules as [`resolve`]).
-pub fn resolve_entries(ids_in: &[String]) -> Result<Vec<&'static Entry>, String> {
+pub fn resolve_entries(ids_in: &[String]) -> crate::Result<Vec<&'static Entry>> {
     if ids_in.is_empty() || ids_in.iter().any(|i| i == "all") {
         return Ok(entries()
             .iter()
@@ -185,7 +190,12 @@ pub fn resolve_entries(ids_in: &[String]) -> Result<Vec<&'static Entry>, String>
     ids_in
         .iter()
         .map(|id| {
-            entry(id).ok_or_else(|| format!("unknown protocol '{id}'; known: {}", ids().join(", ")))
+            entry(id).ok_or_else(|| {
+                crate::Error::usage(format!(
+                    "unknown protocol '{id}'; known: {}",
+                    ids().join(", ")
+                ))
+            })
         })
         .collect()
 }

@@ -14,10 +14,10 @@ pub const IDENTITY_FILE: &str = "identity.json";
 pub const PUBLIC_FILE: &str = "public.json";
 
 /// Write both files into `dir` (created if needed).
-pub fn save(dir: &Path, id: &Identity) -> Result<(), String> {
-    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn save(dir: &Path, id: &Identity) -> crate::Result<()> {
+    fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir.display().to_string(), e))?;
     let rec = id.to_record();
-    let json = serde_json::to_string_pretty(&rec).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(&rec).map_err(crate::Error::msg)?;
     let path = dir.join(IDENTITY_FILE);
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -28,31 +28,34 @@ pub fn save(dir: &Path, id: &Identity) -> Result<(), String> {
     }
     let mut f = opts
         .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| crate::fail!("{}: {e}", path.display()))?;
     f.write_all(json.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let pub_json = serde_json::to_string_pretty(&id.public).map_err(|e| e.to_string())?;
+        .map_err(|e| crate::fail!("{}: {e}", path.display()))?;
+    let pub_json = serde_json::to_string_pretty(&id.public).map_err(crate::Error::msg)?;
     let ppath = dir.join(PUBLIC_FILE);
-    fs::write(&ppath, pub_json).map_err(|e| format!("{}: {e}", ppath.display()))?;
+    fs::write(&ppath, pub_json).map_err(|e| crate::Error::io(ppath.display().to_string(), e))?;
     Ok(())
 }
 
 /// Load the whole identity from `dir` (or from the file itself if a file is given).
-pub fn load(dir: &Path) -> Result<Identity, String> {
+pub fn load(dir: &Path) -> crate::Result<Identity> {
     let path = file_in(dir, IDENTITY_FILE);
-    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let rec: IdentityRecord =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Identity::from_record(&rec).map_err(|e| format!("{}: {e}", path.display()))
+    let text =
+        fs::read_to_string(&path).map_err(|e| crate::Error::io(path.display().to_string(), e))?;
+    let rec: IdentityRecord = serde_json::from_str(&text)
+        .map_err(|e| crate::Error::data(path.display().to_string(), e))?;
+    Identity::from_record(&rec).map_err(|e| crate::fail!("{}: {e}", path.display()))
 }
 
 /// Load a public identity from `dir/public.json`, from `dir/identity.json`, or
 /// from the file itself.
-pub fn load_public(dir: &Path) -> Result<PublicIdentity, String> {
+pub fn load_public(dir: &Path) -> crate::Result<PublicIdentity> {
     let p = file_in(dir, PUBLIC_FILE);
     if p.exists() {
-        let text = fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()));
+        let text =
+            fs::read_to_string(&p).map_err(|e| crate::Error::io(p.display().to_string(), e))?;
+        return serde_json::from_str(&text)
+            .map_err(|e| crate::Error::data(p.display().to_string(), e));
     }
     load(dir).map(|i| i.public)
 }

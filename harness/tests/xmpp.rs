@@ -153,7 +153,7 @@ fn starttls_refuses_an_untrusted_certificate() {
     let e = r
         .err()
         .expect("login must fail against an untrusted certificate");
-    assert!(e.contains("TLS handshake"), "{e}");
+    assert!(e.to_string().contains("TLS handshake"), "{e}");
 }
 
 #[test]
@@ -327,4 +327,48 @@ fn prosody_counted_bytes_match_the_sockets_over_tcp() {
             assert!(server_out < sock_in, "{server_out} vs {sock_in}");
         }
     }
+}
+
+/// XEP-0274's question through the real server: the unprotected baseline
+/// and the exclusive canonicalization deliver everything; a signature over
+/// inclusive C14N, which imports the stanza's `xml:lang` into every child's
+/// canonical form, is refused exactly when the server stamped `xml:lang`.
+#[test]
+fn xml_signatures_through_prosody_depend_on_the_servers_xml_lang_stamp() {
+    let p = Prosody::start(DEFAULT_STANZA_LIMIT, 4).unwrap();
+    let spec = ServerSpec::plain(p.addr);
+    let rt = rt();
+    for (id, options) in e2elab::xmpp::SIGNATURE_RUNS {
+        let proto = (registry::entry(id).unwrap().make)();
+        let row = rt.block_on(e2elab::xmpp::signature_run(
+            &spec,
+            proto.as_ref(),
+            options,
+            7,
+        ));
+        eprintln!("{row:?}");
+        assert!(row.error.is_none(), "{id} {options}: {:?}", row.error);
+        assert_eq!(row.sent, e2elab::xmpp::SIGNATURE_STANZAS);
+        assert_eq!(row.lost, 0, "{id} {options}");
+        assert_eq!(row.sent, row.delivered + row.refused, "{id} {options}");
+        if options.contains("inclusive") {
+            // Every stamped stanza breaks the signature, and only those.
+            assert_eq!(
+                row.refused,
+                row.lang_stamped.min(row.sent),
+                "{id} {options}: {row:?}"
+            );
+            if row.refused > 0 {
+                assert!(
+                    row.receiver_errors
+                        .iter()
+                        .any(|e| e.contains("signature") || e.contains("decryption")),
+                    "{row:?}"
+                );
+            }
+        } else {
+            assert_eq!(row.refused, 0, "{id} {options}: {row:?}");
+        }
+    }
+    p.stop().unwrap();
 }

@@ -34,28 +34,25 @@ pub fn first_contact(
     proto: &dyn Protocol,
     ids: &driver::Identities,
     seed: u64,
-) -> Result<(), String> {
+) -> crate::Result<()> {
     let id = proto.info().id;
     let mut link = driver::link_for(proto, ids, seed, &Options::new())?;
-    link.handshake().map_err(|e| format!("{id}: {e}"))?;
+    link.handshake().map_err(|e| crate::fail!("{id}: {e}"))?;
     link.set_phase(Phase::Data);
     if link.flights(Phase::Handshake) == 0 {
         let m = driver::workload_stanza(seed, 0, 0, super::FIRST_MESSAGE_SIZE)?;
-        link.send(0, m.clone()).map_err(|e| format!("{id}: {e}"))?;
-        link.pump().map_err(|e| format!("{id}: {e}"))?;
+        link.send(0, m.clone())
+            .map_err(|e| crate::fail!("{id}: {e}"))?;
+        link.pump().map_err(|e| crate::fail!("{id}: {e}"))?;
         if link.party(1).delivered != [m] {
-            return Err(format!("{id}: first message not delivered"));
+            return Err(crate::fail!("{id}: first message not delivered"));
         }
     }
     Ok(())
 }
 
 /// The worker: measure in this (fresh) process.
-pub fn worker(
-    proto: &dyn Protocol,
-    ids: &driver::Identities,
-    seed: u64,
-) -> Result<ColdOut, String> {
+pub fn worker(proto: &dyn Protocol, ids: &driver::Identities, seed: u64) -> crate::Result<ColdOut> {
     let mut times = Vec::new();
     for i in 0..=WARM {
         let (r, c, _) = cpu::measure(|| first_contact(proto, ids, seed.wrapping_add(i as u64)));
@@ -76,8 +73,8 @@ pub fn run(
     seed: u64,
     res: &mut Results,
     mut progress: impl FnMut(&str),
-) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+) -> crate::Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| crate::fail!("temp dir: {e}"))?;
     let mut jobs = Vec::new();
     for (p, i) in protos.iter().zip(ids) {
         let id = p.info().id;
@@ -103,7 +100,8 @@ pub fn run(
         let mut ratio = Vec::new();
         for _ in 0..plan.cold_processes {
             let o = outs.next().ok_or("cold: missing worker output")?;
-            let c: ColdOut = serde_json::from_str(&o).map_err(|e| format!("cold worker: {e}"))?;
+            let c: ColdOut =
+                serde_json::from_str(&o).map_err(|e| crate::fail!("cold worker: {e}"))?;
             let w = Stat::of(&c.warm_us, seed, "w").median;
             cold.push(c.cold_us);
             warm.push(w);

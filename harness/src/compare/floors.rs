@@ -38,10 +38,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 /// One call of a primitive on prepared inputs.
-pub type PrimFn = Box<dyn FnMut() -> Result<(), String>>;
+pub type PrimFn = Box<dyn FnMut() -> crate::Result<()>>;
 
-fn e<T: std::fmt::Display>(what: &'static str) -> impl Fn(T) -> String {
-    move |x| format!("{what}: {x}")
+fn e<T: std::fmt::Display>(what: &'static str) -> impl Fn(T) -> crate::Error {
+    move |x| crate::fail!("{what}: {x}")
 }
 
 struct RsaKey {
@@ -53,11 +53,11 @@ struct RsaKey {
 }
 
 impl RsaKey {
-    fn new(bits: u16) -> Result<RsaKey, String> {
+    fn new(bits: u16) -> crate::Result<RsaKey> {
         RsaKey::from_rsa(Rsa::generate(u32::from(bits)).map_err(e("RSA key"))?)
     }
 
-    fn from_rsa(r: Rsa<Private>) -> Result<RsaKey, String> {
+    fn from_rsa(r: Rsa<Private>) -> crate::Result<RsaKey> {
         let pub_der = r.public_key_to_der().map_err(e("RSA key"))?;
         Ok(RsaKey {
             n: r.n().to_vec(),
@@ -69,7 +69,7 @@ impl RsaKey {
     }
 
     /// The key as Sequoia's backend makes it for every operation.
-    fn without_crt(n: &[u8], e_: &[u8], d: &[u8]) -> Result<PKey<Private>, String> {
+    fn without_crt(n: &[u8], e_: &[u8], d: &[u8]) -> crate::Result<PKey<Private>> {
         let b = RsaPrivateKeyBuilder::new(
             BigNum::from_slice(n).map_err(e("n"))?,
             BigNum::from_slice(e_).map_err(e("e"))?,
@@ -88,7 +88,7 @@ fn md(h: HashAlg) -> MessageDigest {
     }
 }
 
-fn group_id(bits: u16) -> Result<u32, String> {
+fn group_id(bits: u16) -> crate::Result<u32> {
     Ok(match bits {
         1024 => 2,
         1536 => 5,
@@ -97,7 +97,7 @@ fn group_id(bits: u16) -> Result<u32, String> {
         4096 => 16,
         6144 => 17,
         8192 => 18,
-        b => return Err(format!("no MODP group of {b} bits")),
+        b => return Err(crate::fail!("no MODP group of {b} bits")),
     })
 }
 
@@ -150,7 +150,7 @@ impl Replayer {
     }
 
     /// Write the keys made so far to `path` (secret test keys).
-    pub fn save_keys(&self, path: &std::path::Path) -> Result<(), String> {
+    pub fn save_keys(&self, path: &std::path::Path) -> crate::Result<()> {
         let mut rsa = Vec::new();
         for (bits, k) in &self.rsa {
             rsa.push((
@@ -162,15 +162,16 @@ impl Replayer {
             rsa,
             otr: self.otr_key.as_ref().map(hex::encode),
         };
-        let j = serde_json::to_string(&keys).map_err(|x| x.to_string())?;
-        std::fs::write(path, j).map_err(|x| format!("{}: {x}", path.display()))
+        let j = serde_json::to_string(&keys).map_err(crate::Error::msg)?;
+        std::fs::write(path, j).map_err(|x| crate::fail!("{}: {x}", path.display()))
     }
 
     /// A replayer with the keys of `path` (from [`Replayer::save_keys`]).
-    pub fn with_keys(path: &std::path::Path) -> Result<Replayer, String> {
-        let s = std::fs::read_to_string(path).map_err(|x| format!("{}: {x}", path.display()))?;
+    pub fn with_keys(path: &std::path::Path) -> crate::Result<Replayer> {
+        let s =
+            std::fs::read_to_string(path).map_err(|x| crate::fail!("{}: {x}", path.display()))?;
         let keys: Keys =
-            serde_json::from_str(&s).map_err(|x| format!("{}: {x}", path.display()))?;
+            serde_json::from_str(&s).map_err(|x| crate::fail!("{}: {x}", path.display()))?;
         let mut r = Replayer::new(1);
         for (bits, der) in keys.rsa {
             let der = hex::decode(der).map_err(e("key hex"))?;
@@ -184,7 +185,7 @@ impl Replayer {
         Ok(r)
     }
 
-    fn rsa(&mut self, bits: u16) -> Result<Rc<RsaKey>, String> {
+    fn rsa(&mut self, bits: u16) -> crate::Result<Rc<RsaKey>> {
         if let Some(k) = self.rsa.get(&bits) {
             return Ok(k.clone());
         }
@@ -193,7 +194,7 @@ impl Replayer {
         Ok(k)
     }
 
-    fn otr(&mut self) -> Result<Rc<RefCell<e2elab_otr::ffi::Primitives>>, String> {
+    fn otr(&mut self) -> crate::Result<Rc<RefCell<e2elab_otr::ffi::Primitives>>> {
         if let Some(p) = &self.otr {
             return Ok(p.clone());
         }
@@ -221,7 +222,7 @@ impl Replayer {
     }
 
     /// Prepare one call of `op` on `n` bytes.
-    fn make(&mut self, op: &Op, n: usize) -> Result<PrimFn, String> {
+    fn make(&mut self, op: &Op, n: usize) -> crate::Result<PrimFn> {
         Ok(match *op {
             Op::ModexpBase2 {
                 group_bits,
@@ -247,10 +248,10 @@ impl Replayer {
                     b
                 };
                 Box::new(move || {
-                    let mut ctx = BigNumContext::new_secure().map_err(|x| x.to_string())?;
-                    let mut r = BigNum::new_secure().map_err(|x| x.to_string())?;
+                    let mut ctx = BigNumContext::new_secure().map_err(crate::Error::msg)?;
+                    let mut r = BigNum::new_secure().map_err(crate::Error::msg)?;
                     r.mod_exp(&base, &x, &g.p, &mut ctx)
-                        .map_err(|x| x.to_string())
+                        .map_err(crate::Error::msg)
                 })
             }
             Op::RsaSign { bits, hash, crt } => {
@@ -263,9 +264,9 @@ impl Replayer {
                     } else {
                         RsaKey::without_crt(&k.n, &k.e, &k.d)?
                     };
-                    let mut s = Signer::new(m, &key).map_err(|x| x.to_string())?;
-                    s.update(&data).map_err(|x| x.to_string())?;
-                    s.sign_to_vec().map(|_| ()).map_err(|x| x.to_string())
+                    let mut s = Signer::new(m, &key).map_err(crate::Error::msg)?;
+                    s.update(&data).map_err(crate::Error::msg)?;
+                    s.sign_to_vec().map(|_| ()).map_err(crate::Error::msg)
                 })
             }
             Op::RsaVerify { bits, hash } => {
@@ -276,8 +277,8 @@ impl Replayer {
                 s.update(&data).map_err(e("sign"))?;
                 let sig = s.sign_to_vec().map_err(e("sign"))?;
                 Box::new(move || {
-                    let mut v = Verifier::new(m, &k.public).map_err(|x| x.to_string())?;
-                    v.update(&data).map_err(|x| x.to_string())?;
+                    let mut v = Verifier::new(m, &k.public).map_err(crate::Error::msg)?;
+                    v.update(&data).map_err(crate::Error::msg)?;
                     match v.verify(&sig) {
                         Ok(true) => Ok(()),
                         _ => Err("RSA verify: bad signature".into()),
@@ -292,7 +293,7 @@ impl Replayer {
                     let mut c = vec![0u8; r.size() as usize];
                     r.public_encrypt(&key, &mut c, Padding::PKCS1)
                         .map(|_| ())
-                        .map_err(|x| x.to_string())
+                        .map_err(crate::Error::msg)
                 })
             }
             Op::RsaDecrypt { bits, crt } => {
@@ -310,12 +311,12 @@ impl Replayer {
                     } else {
                         RsaKey::without_crt(&k.n, &k.e, &k.d)?
                     };
-                    let r = pk.rsa().map_err(|x| x.to_string())?;
+                    let r = pk.rsa().map_err(crate::Error::msg)?;
                     let mut p = vec![0u8; r.size() as usize];
                     match r.private_decrypt(&ct, &mut p, Padding::PKCS1) {
                         Ok(32) if p[..32] == key[..] => Ok(()),
                         Ok(_) => Err("RSA decrypt: wrong plaintext".into()),
-                        Err(x) => Err(x.to_string()),
+                        Err(x) => Err(crate::Error::msg(x)),
                     }
                 })
             }
@@ -327,7 +328,7 @@ impl Replayer {
                     let mut c = vec![0u8; r.size() as usize];
                     r.public_encrypt(&key, &mut c, Padding::PKCS1_OAEP)
                         .map(|_| ())
-                        .map_err(|x| x.to_string())
+                        .map_err(crate::Error::msg)
                 })
             }
             Op::RsaOaepDecrypt { bits, crt } => {
@@ -345,12 +346,12 @@ impl Replayer {
                     } else {
                         RsaKey::without_crt(&k.n, &k.e, &k.d)?
                     };
-                    let r = pk.rsa().map_err(|x| x.to_string())?;
+                    let r = pk.rsa().map_err(crate::Error::msg)?;
                     let mut p = vec![0u8; r.size() as usize];
                     match r.private_decrypt(&ct, &mut p, Padding::PKCS1_OAEP) {
                         Ok(16) if p[..16] == key[..] => Ok(()),
                         Ok(_) => Err("RSA-OAEP decrypt: wrong plaintext".into()),
-                        Err(x) => Err(x.to_string()),
+                        Err(x) => Err(crate::Error::msg(x)),
                     }
                 })
             }
@@ -361,7 +362,7 @@ impl Replayer {
                     Signer::new_without_digest(&k)
                         .and_then(|mut s| s.sign_oneshot_to_vec(&data))
                         .map(|_| ())
-                        .map_err(|x| x.to_string())
+                        .map_err(crate::Error::msg)
                 })
             }
             Op::Ed25519Verify => {
@@ -396,23 +397,23 @@ impl Replayer {
                 Box::new(move || {
                     let fresh;
                     let k = if ephemeral {
-                        fresh = PKey::generate_x25519().map_err(|x| x.to_string())?;
+                        fresh = PKey::generate_x25519().map_err(crate::Error::msg)?;
                         &fresh
                     } else {
                         &mine
                     };
-                    let mut d = openssl::derive::Deriver::new(k).map_err(|x| x.to_string())?;
-                    d.set_peer(&peer_pub).map_err(|x| x.to_string())?;
-                    d.derive_to_vec().map(|_| ()).map_err(|x| x.to_string())
+                    let mut d = openssl::derive::Deriver::new(k).map_err(crate::Error::msg)?;
+                    d.set_peer(&peer_pub).map_err(crate::Error::msg)?;
+                    d.derive_to_vec().map(|_| ()).map_err(crate::Error::msg)
                 })
             }
             Op::OtrDhKeypair => {
                 let p = self.otr()?;
-                Box::new(move || p.borrow_mut().dh_keygen().map_err(|x| x.to_string()))
+                Box::new(move || p.borrow_mut().dh_keygen().map_err(crate::Error::msg))
             }
             Op::OtrDhSession => {
                 let p = self.otr()?;
-                Box::new(move || p.borrow_mut().dh_session().map_err(|x| x.to_string()))
+                Box::new(move || p.borrow_mut().dh_session().map_err(crate::Error::msg))
             }
             Op::OtrDsaSign => {
                 let p = self.otr()?;
@@ -420,13 +421,13 @@ impl Replayer {
                     p.borrow_mut()
                         .dsa_sign()
                         .map(|_| ())
-                        .map_err(|x| x.to_string())
+                        .map_err(crate::Error::msg)
                 })
             }
             Op::OtrDsaVerify => {
                 let p = self.otr()?;
                 let sig = p.borrow_mut().dsa_sign().map_err(e("dsa"))?;
-                Box::new(move || p.borrow_mut().dsa_verify(&sig).map_err(|x| x.to_string()))
+                Box::new(move || p.borrow_mut().dsa_verify(&sig).map_err(crate::Error::msg))
             }
             Op::Cipher {
                 alg,
@@ -434,13 +435,13 @@ impl Replayer {
                 lib: Lib::Libgcrypt,
             } => {
                 if alg != CipherAlg::Aes128Ctr {
-                    return Err(format!("no libgcrypt floor for {}", alg.name()));
+                    return Err(crate::fail!("no libgcrypt floor for {}", alg.name()));
                 }
                 let _ = decrypt; // CTR: the same operation both ways.
                 let mut data = self.bytes(n);
                 let key: [u8; 16] = self.env.random_array();
                 Box::new(move || {
-                    e2elab_otr::ffi::gcry::aes128_ctr(&key, &mut data).map_err(|x| x.to_string())
+                    e2elab_otr::ffi::gcry::aes128_ctr(&key, &mut data).map_err(crate::Error::msg)
                 })
             }
             Op::Cipher {
@@ -460,12 +461,12 @@ impl Replayer {
                     if decrypt {
                         openssl::symm::decrypt_aead(c, &key, Some(&iv), &[], &ct, &tag)
                             .map(|_| ())
-                            .map_err(|x| x.to_string())
+                            .map_err(crate::Error::msg)
                     } else {
                         let mut t = [0u8; 16];
                         openssl::symm::encrypt_aead(c, &key, Some(&iv), &[], &data, &mut t)
                             .map(|_| ())
-                            .map_err(|x| x.to_string())
+                            .map_err(crate::Error::msg)
                     }
                 })
             }
@@ -489,13 +490,13 @@ impl Replayer {
                 };
                 Box::new(move || {
                     let mut cr =
-                        Crypter::new(c, mode, &key, iv.as_deref()).map_err(|x| x.to_string())?;
+                        Crypter::new(c, mode, &key, iv.as_deref()).map_err(crate::Error::msg)?;
                     cr.pad(false);
                     let mut out = vec![0u8; data.len() + block];
-                    let k = cr.update(&data, &mut out).map_err(|x| x.to_string())?;
+                    let k = cr.update(&data, &mut out).map_err(crate::Error::msg)?;
                     cr.finalize(&mut out[k..])
                         .map(|_| ())
-                        .map_err(|x| x.to_string())
+                        .map_err(crate::Error::msg)
                 })
             }
             Op::Hmac { hash, lib } => {
@@ -507,16 +508,16 @@ impl Replayer {
                         Box::new(move || {
                             e2elab_otr::ffi::gcry::hmac(sha1, &key, &data)
                                 .map(|_| ())
-                                .map_err(|x| x.to_string())
+                                .map_err(crate::Error::msg)
                         })
                     }
                     _ => {
                         let m = md(hash);
                         Box::new(move || {
-                            let k = PKey::hmac(&key).map_err(|x| x.to_string())?;
-                            let mut s = Signer::new(m, &k).map_err(|x| x.to_string())?;
-                            s.update(&data).map_err(|x| x.to_string())?;
-                            s.sign_to_vec().map(|_| ()).map_err(|x| x.to_string())
+                            let k = PKey::hmac(&key).map_err(crate::Error::msg)?;
+                            let mut s = Signer::new(m, &k).map_err(crate::Error::msg)?;
+                            s.update(&data).map_err(crate::Error::msg)?;
+                            s.sign_to_vec().map(|_| ()).map_err(crate::Error::msg)
                         })
                     }
                 }
@@ -536,7 +537,7 @@ impl Replayer {
                         Box::new(move || {
                             openssl::hash::hash(m, &data)
                                 .map(|_| ())
-                                .map_err(|x| x.to_string())
+                                .map_err(crate::Error::msg)
                         })
                     }
                 }
@@ -568,7 +569,7 @@ impl Replayer {
                     Box::new(move || {
                         e2elab_core::b64::decode(&text)
                             .map(|_| ())
-                            .map_err(|x| x.to_string())
+                            .map_err(crate::Error::msg)
                     })
                 }
             }
@@ -580,13 +581,13 @@ impl Replayer {
                         Ok(())
                     })
                 } else {
-                    Box::new(move || stanza::parse(&xml).map(|_| ()).map_err(|x| x.to_string()))
+                    Box::new(move || stanza::parse(&xml).map(|_| ()).map_err(crate::Error::msg))
                 }
             }
         })
     }
 
-    fn call(&mut self, op: &Op, per_call: u64) -> Result<&mut PrimFn, String> {
+    fn call(&mut self, op: &Op, per_call: u64) -> crate::Result<&mut PrimFn> {
         let key = (*op, per_call);
         if !self.calls.contains_key(&key) {
             let f = ops::paused(|| self.make(op, per_call as usize))?;
@@ -594,11 +595,11 @@ impl Replayer {
         }
         self.calls
             .get_mut(&key)
-            .ok_or_else(|| "replayer cache".to_string())
+            .ok_or_else(|| crate::Error::from("replayer cache"))
     }
 
     /// Make every input `log` needs (outside any timing).
-    pub fn prepare(&mut self, log: &OpLog) -> Result<(), String> {
+    pub fn prepare(&mut self, log: &OpLog) -> crate::Result<()> {
         for (op, t) in log.iter() {
             if t.calls > 0 {
                 self.call(op, per_call(t))?;
@@ -609,13 +610,13 @@ impl Replayer {
 
     /// Run the operations of `log` (prepared or not: unprepared inputs are
     /// made first, untimed by the caller's measure only if prepared).
-    pub fn run(&mut self, log: &OpLog) -> Result<(), String> {
+    pub fn run(&mut self, log: &OpLog) -> crate::Result<()> {
         ops::paused(|| {
             for (op, t) in log.iter() {
                 let n = per_call(t);
                 let f = self.call(op, n)?;
                 for _ in 0..t.calls {
-                    f().map_err(|x| format!("floor {op}: {x}"))?;
+                    f().map_err(|x| crate::fail!("floor {op}: {x}"))?;
                 }
             }
             Ok(())
@@ -623,7 +624,7 @@ impl Replayer {
     }
 
     /// The thread CPU time of running `log` once (inputs made first).
-    pub fn time(&mut self, log: &OpLog) -> Result<Duration, String> {
+    pub fn time(&mut self, log: &OpLog) -> crate::Result<Duration> {
         self.prepare(log)?;
         let (r, c, _) = cpu::measure(|| self.run(log));
         r?;
@@ -631,11 +632,11 @@ impl Replayer {
     }
 
     /// The thread CPU time of one call of `op` on `n` bytes.
-    pub fn time_one(&mut self, op: &Op, n: u64) -> Result<Duration, String> {
+    pub fn time_one(&mut self, op: &Op, n: u64) -> crate::Result<Duration> {
         self.call(op, n)?;
         let f = self.call(op, n)?;
         let (r, c, _) = cpu::measure(|| ops::paused(f));
-        r.map_err(|x| format!("primitive {op}: {x}"))?;
+        r.map_err(|x| crate::fail!("primitive {op}: {x}"))?;
         Ok(c)
     }
 }
@@ -646,7 +647,7 @@ pub fn per_call(t: &Tally) -> u64 {
 }
 
 /// A document of about `n` serialized bytes: one element holding text.
-fn xml_of_size(n: usize) -> Result<(Element, String), String> {
+fn xml_of_size(n: usize) -> crate::Result<(Element, String)> {
     let empty = ops::paused(|| stanza::serialize(&Element::bare("x", "urn:e2elab:floor")));
     // `<x xmlns='…'/>` becomes `<x xmlns='…'>text</x>`: 3 more bytes.
     let text = "a".repeat(n.saturating_sub(empty.len() + 3));

@@ -66,13 +66,13 @@ pub struct SizeRegions {
     pub floor: (u64, Option<u64>),
 }
 
-fn floor_regions(rp: &mut Replayer, log: &OpLog) -> Result<(u64, Option<u64>), String> {
+fn floor_regions(rp: &mut Replayer, log: &OpLog) -> crate::Result<(u64, Option<u64>)> {
     let ideal = log.map(Op::ideal);
-    let mut one = |l: &OpLog| -> Result<u64, String> {
+    let mut one = |l: &OpLog| -> crate::Result<u64> {
         rp.prepare(l)?;
         let (r, _, _) = cpu::measure(|| rp.run(l));
         r?;
-        cpu::last_region().ok_or_else(|| "not instrumented".to_string())
+        cpu::last_region().ok_or_else(|| crate::Error::from("not instrumented"))
     };
     let p = one(&ideal)?;
     let l = if ideal == *log { None } else { Some(one(log)?) };
@@ -86,10 +86,10 @@ pub fn worker(
     sizes: &[usize],
     seed: u64,
     keys: &Path,
-) -> Result<WorkerOut, String> {
+) -> crate::Result<WorkerOut> {
     cpu::instrument();
     let mut out = WorkerOut::default();
-    let region = || cpu::last_region().ok_or_else(|| "not instrumented".to_string());
+    let region = || cpu::last_region().ok_or_else(|| crate::Error::from("not instrumented"));
     let (r, _, _) = cpu::measure(|| cold::first_contact(proto, ids, seed));
     r?;
     out.cold = region()?;
@@ -116,9 +116,10 @@ pub fn worker(
     }
     // The primitives the in-memory run timed (the parent's list).
     let list = keys.with_file_name("primitives.json");
-    let text = std::fs::read_to_string(&list).map_err(|e| format!("{}: {e}", list.display()))?;
-    let prims: Vec<(Op, u64)> =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", list.display()))?;
+    let text = std::fs::read_to_string(&list)
+        .map_err(|e| crate::Error::io(list.display().to_string(), e))?;
+    let prims: Vec<(Op, u64)> = serde_json::from_str(&text)
+        .map_err(|e| crate::Error::data(list.display().to_string(), e))?;
     for (op, n) in prims {
         let mut l = OpLog::new();
         l.add(op, 1, n, false);
@@ -170,10 +171,10 @@ pub fn parse_dump(text: &str) -> Dump {
 }
 
 /// Read every dump `prefix.<pid>.<n>` of a run: region n -> dump.
-fn read_dumps(dir: &Path, prefix: &str) -> Result<HashMap<u64, Dump>, String> {
+fn read_dumps(dir: &Path, prefix: &str) -> crate::Result<HashMap<u64, Dump>> {
     let mut m = HashMap::new();
-    for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let e = e.map_err(|e| e.to_string())?;
+    for e in std::fs::read_dir(dir).map_err(|e| crate::Error::io(dir.display().to_string(), e))? {
+        let e = e.map_err(crate::Error::msg)?;
         let name = e.file_name().to_string_lossy().to_string();
         let Some(rest) = name.strip_prefix(prefix) else {
             continue;
@@ -186,11 +187,11 @@ fn read_dumps(dir: &Path, prefix: &str) -> Result<HashMap<u64, Dump>, String> {
         let Ok(n) = parts[1].parse::<u64>() else {
             continue;
         };
-        let text = std::fs::read_to_string(e.path()).map_err(|x| format!("{name}: {x}"))?;
+        let text = std::fs::read_to_string(e.path()).map_err(|x| crate::fail!("{name}: {x}"))?;
         m.insert(n, parse_dump(&text));
     }
     if m.is_empty() {
-        return Err(format!(
+        return Err(crate::fail!(
             "no callgrind dumps {prefix}.* in {}",
             dir.display()
         ));
@@ -223,16 +224,19 @@ pub fn run(
     seed: u64,
     res: &mut Results,
     mut progress: impl FnMut(&str),
-) -> Result<(), String> {
+) -> crate::Result<()> {
     if std::process::Command::new("valgrind")
         .arg("--version")
         .output()
         .map(|o| !o.status.success())
         .unwrap_or(true)
     {
-        return Err("instruction counts need valgrind (scripts/setup.sh installs it)".into());
+        return Err(crate::Error::tool(
+            "valgrind",
+            "instruction counts need it (scripts/setup.sh installs it)",
+        ));
     }
-    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let dir = tempfile::tempdir().map_err(|e| crate::Error::io("temp dir", e))?;
     let keys = dir.path().join("floor-keys.json");
     rp.save_keys(&keys)?;
     // The primitives the in-memory phase timed, for the workers to count.
@@ -240,9 +244,9 @@ pub fn run(
     let list = dir.path().join("primitives.json");
     std::fs::write(
         &list,
-        serde_json::to_string(&prims).map_err(|e| e.to_string())?,
+        serde_json::to_string(&prims).map_err(crate::Error::msg)?,
     )
-    .map_err(|e| format!("{}: {e}", list.display()))?;
+    .map_err(|e| crate::fail!("{}: {e}", list.display()))?;
     let sizes = plan
         .sizes
         .iter()
@@ -282,7 +286,7 @@ pub fn run(
         for _ in 0..plan.instruction_runs {
             let (o, prefix) = it.next().ok_or("callgrind: missing run")?;
             let w: WorkerOut =
-                serde_json::from_str(o).map_err(|e| format!("{id}: instr worker: {e}"))?;
+                serde_json::from_str(o).map_err(|e| crate::fail!("{id}: instr worker: {e}"))?;
             runs.push((w, read_dumps(dir.path(), prefix)?));
         }
         outs.push(runs);
@@ -293,13 +297,13 @@ pub fn run(
     fill(protos, &outs, res)
 }
 
-fn sum(d: &HashMap<u64, Dump>, regions: &[u64]) -> Result<u64, String> {
+fn sum(d: &HashMap<u64, Dump>, regions: &[u64]) -> crate::Result<u64> {
     regions
         .iter()
         .map(|r| {
             d.get(r)
                 .map(|x| x.ir)
-                .ok_or_else(|| format!("no callgrind dump for region {r}"))
+                .ok_or_else(|| crate::fail!("no callgrind dump for region {r}"))
         })
         .sum()
 }
@@ -313,7 +317,7 @@ fn calls(d: &HashMap<u64, Dump>, regions: &[u64], f: &str) -> u64 {
 }
 
 /// Instructions of one phase of a run, from its output and dumps.
-type Count<'a> = dyn Fn(&WorkerOut, &HashMap<u64, Dump>) -> Result<u64, String> + 'a;
+type Count<'a> = dyn Fn(&WorkerOut, &HashMap<u64, Dump>) -> crate::Result<u64> + 'a;
 
 /// Turn the runs into rows and the instruction columns of floors, cold and
 /// primitives.
@@ -321,12 +325,12 @@ fn fill(
     protos: &[Box<dyn Protocol>],
     outs: &[Vec<(WorkerOut, HashMap<u64, Dump>)>],
     res: &mut Results,
-) -> Result<(), String> {
+) -> crate::Result<()> {
     let mut rows = Vec::new();
     let mut powm = Vec::new();
     for (p, runs) in protos.iter().zip(outs) {
         let id = p.info().id;
-        let mut add = |what: String, headline: bool, f: &Count<'_>| -> Result<Vec<u64>, String> {
+        let mut add = |what: String, headline: bool, f: &Count<'_>| -> crate::Result<Vec<u64>> {
             let v = runs
                 .iter()
                 .map(|(w, d)| f(w, d))

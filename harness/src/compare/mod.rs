@@ -236,16 +236,16 @@ fn sum_cpu(link: &Link, from: usize, kind: Option<CallKind>, party: Option<usize
 }
 
 /// Send one stanza from party `from` and check it arrives intact.
-fn one_stanza(link: &mut Link, from: usize, el: e2elab_core::Element) -> Result<u64, String> {
+fn one_stanza(link: &mut Link, from: usize, el: e2elab_core::Element) -> crate::Result<u64> {
     let pt = e2elab_core::ops::paused(|| stanza::wire_size(&el)) as u64;
     link.advance(driver::MESSAGE_INTERVAL);
     let mark = link.delivery_mark(1 - from);
     link.send(from, el.clone())
-        .map_err(|x| format!("send from party {from}: {x}"))?;
-    link.pump().map_err(|x| x.to_string())?;
+        .map_err(|x| crate::fail!("send from party {from}: {x}"))?;
+    link.pump().map_err(crate::Error::msg)?;
     let got = link.delivered_since(1 - from, mark);
     if got != [el] {
-        return Err(format!(
+        return Err(crate::fail!(
             "stanza from party {from} not delivered intact ({} delivered; errors {:?})",
             got.len(),
             link.party(1 - from).errors
@@ -255,7 +255,7 @@ fn one_stanza(link: &mut Link, from: usize, el: e2elab_core::Element) -> Result<
 }
 
 /// A directed presence (show, status, priority) from party `from`.
-pub fn presence_stanza(seed: u64, from: usize, n: u64) -> Result<e2elab_core::Element, String> {
+pub fn presence_stanza(seed: u64, from: usize, n: u64) -> crate::Result<e2elab_core::Element> {
     let mut p = stanza::new(e2elab_core::StanzaKind::Presence);
     let to = driver::full_jid(1 - from);
     let me = driver::full_jid(from);
@@ -264,7 +264,7 @@ pub fn presence_stanza(seed: u64, from: usize, n: u64) -> Result<e2elab_core::El
         ("to", to.as_str()),
         ("id", &format!("p{from}-{n}")),
     ] {
-        stanza::set_attr(&mut p, k, v).map_err(|x| x.to_string())?;
+        stanza::set_attr(&mut p, k, v).map_err(crate::Error::msg)?;
     }
     p.append_child(stanza::text_element("show", stanza::NS_CLIENT, "away"));
     p.append_child(stanza::text_element(
@@ -283,8 +283,8 @@ fn sweep_window(
     size: usize,
     k: u64,
     n: &mut u64,
-    mut make: impl FnMut(usize, u64) -> Result<e2elab_core::Element, String>,
-) -> Result<SizeOut, String> {
+    mut make: impl FnMut(usize, u64) -> crate::Result<e2elab_core::Element>,
+) -> crate::Result<SizeOut> {
     let mark = link.samples.len();
     let c0 = [
         link.counters(Phase::Data, Dir::AtoB),
@@ -333,12 +333,12 @@ pub fn one_rep(
     messages_per_size: u64,
     seed: u64,
     mut step: impl FnMut(&str),
-) -> Result<RepOut, String> {
+) -> crate::Result<RepOut> {
     let id = proto.info().id;
-    let ctx = |x: String| format!("{id}: {x}");
+    let ctx = |x: crate::Error| crate::fail!("{id}: {x}");
     let mut link = driver::link_for(proto, ids, seed, &Options::new())?;
     step("handshake");
-    link.handshake().map_err(|x| ctx(x.to_string()))?;
+    link.handshake().map_err(|x| crate::fail!("{id}: {x}"))?;
     let hs = Phase::Handshake;
     let mut out = RepOut {
         hs_messages: link.counters(hs, Dir::AtoB).messages + link.counters(hs, Dir::BtoA).messages,
@@ -401,8 +401,8 @@ pub struct FloorOut {
 }
 
 /// Time the floors of `out` on `rp`.
-pub fn floors_of(out: &RepOut, rp: &mut Replayer) -> Result<FloorOut, String> {
-    let both = |rp: &mut Replayer, log: &OpLog| -> Result<(f64, f64), String> {
+pub fn floors_of(out: &RepOut, rp: &mut Replayer) -> crate::Result<FloorOut> {
+    let both = |rp: &mut Replayer, log: &OpLog| -> crate::Result<(f64, f64)> {
         let ideal = log.map(e2elab_core::Op::ideal);
         let p = rp.time(&ideal)?.as_nanos() as f64 / 1000.0;
         let l = if ideal == *log {
@@ -465,7 +465,7 @@ pub fn in_memory(
     plan: &Plan,
     seed: u64,
     mut progress: impl FnMut(&str),
-) -> Result<InMemory, String> {
+) -> crate::Result<InMemory> {
     let mut rp = Replayer::new(seed);
     let mut order_rng = Env::for_party(seed, "order");
     let total = plan.warmup + plan.reps;
@@ -497,7 +497,7 @@ pub fn in_memory(
                 |what| progress(&format!("{tag} {id}: {what}")),
             )?;
             progress(&format!("{tag} {id}: floors"));
-            let fl = floors_of(&out, &mut rp).map_err(|x| format!("{id}: {x}"))?;
+            let fl = floors_of(&out, &mut rp).map_err(|x| crate::fail!("{id}: {x}"))?;
             if keep && rep - plan.warmup < plan.keygen_reps {
                 progress(&format!("{tag} {id}: long-term key generation"));
                 // A fresh JID per profile and repetition: libotr keys are cached per
@@ -505,7 +505,7 @@ pub fn in_memory(
                 let jid = format!("keygen-{id}-{rep}-{seed}@example.org");
                 let mut env = Env::for_party(rseed, &format!("identity:{jid}"));
                 let (r, c, _) = cpu::measure(|| p.generate_identity(&mut env, &jid));
-                r.map_err(|x| format!("{id}: keygen: {x}"))?;
+                r.map_err(|x| crate::fail!("{id}: keygen: {x}"))?;
                 keygen[i].push(c.as_nanos() as f64 / 1000.0);
             }
             this_rep.push((i, out, fl));
@@ -551,13 +551,13 @@ pub fn rows(
     plan: &Plan,
     seed: u64,
     res: &mut Results,
-) -> Result<(), String> {
+) -> crate::Result<()> {
     let st = |v: &[f64], label: &str| Stat::of(v, seed, label);
     for (p, reps) in protos.iter().zip(&m.reps) {
         let info = p.info();
         let id = info.id.to_string();
         let Some((last, _)) = reps.last() else {
-            return Err(format!("{id}: no measured repetition"));
+            return Err(crate::fail!("{id}: no measured repetition"));
         };
         let col = |f: &dyn Fn(&RepOut, &FloorOut) -> f64| -> Vec<f64> {
             reps.iter().map(|(o, fl)| f(o, fl)).collect()
@@ -820,7 +820,7 @@ fn empty(plan: &Plan, provenance: Provenance) -> Results {
 
 /// Run the comparison. `progress(message)` is called at every step; the
 /// phase names go to `phase(name)`.
-pub fn run(cfg: &Config, mut progress: impl FnMut(&str)) -> Result<Results, String> {
+pub fn run(cfg: &Config, mut progress: impl FnMut(&str)) -> crate::Result<Results> {
     let t0 = std::time::Instant::now();
     let mut clock = provenance::Clock::start();
     let plan = Plan::new(cfg.quick);
@@ -863,25 +863,25 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(&str)) -> Result<Results, Stri
 }
 
 /// Write `DIR/results.json` and the CSV files.
-pub fn write(r: &Results, dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
-    let json = serde_json::to_string_pretty(r).map_err(|x| x.to_string())?;
+pub fn write(r: &Results, dir: &Path) -> crate::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|x| crate::fail!("{}: {x}", dir.display()))?;
+    let json = serde_json::to_string_pretty(r).map_err(crate::Error::msg)?;
     let p = dir.join("results.json");
-    std::fs::write(&p, json + "\n").map_err(|x| format!("{}: {x}", p.display()))?;
+    std::fs::write(&p, json + "\n").map_err(|x| crate::fail!("{}: {x}", p.display()))?;
     for (name, content) in tables::csv_files(r) {
         let p = dir.join(name);
-        std::fs::write(&p, content).map_err(|x| format!("{}: {x}", p.display()))?;
+        std::fs::write(&p, content).map_err(|x| crate::fail!("{}: {x}", p.display()))?;
     }
     Ok(())
 }
 
 /// Read `DIR/results.json`.
-pub fn read(dir: &Path) -> Result<Results, String> {
+pub fn read(dir: &Path) -> crate::Result<Results> {
     let p = dir.join("results.json");
-    let s = std::fs::read_to_string(&p).map_err(|x| format!("{}: {x}", p.display()))?;
-    let r: Results = serde_json::from_str(&s).map_err(|x| format!("{}: {x}", p.display()))?;
+    let s = std::fs::read_to_string(&p).map_err(|x| crate::fail!("{}: {x}", p.display()))?;
+    let r: Results = serde_json::from_str(&s).map_err(|x| crate::fail!("{}: {x}", p.display()))?;
     if r.schema != SCHEMA {
-        return Err(format!(
+        return Err(crate::fail!(
             "{}: schema {:?}, expected {SCHEMA:?} (regenerate with e2elab compare)",
             p.display(),
             r.schema

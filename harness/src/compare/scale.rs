@@ -41,7 +41,7 @@ fn bare_pump(
     p: &mut Bare,
     out: &mut e2elab_core::Outbox,
     from: usize,
-) -> Result<([Vec<e2elab_core::Element>; 2], u64), String> {
+) -> crate::Result<([Vec<e2elab_core::Element>; 2], u64)> {
     let mut wire: Vec<(usize, String)> = std::iter::from_fn(|| out.poll_transmit())
         .map(|e| (1 - from, stanza::serialize(&e)))
         .collect();
@@ -54,11 +54,11 @@ fn bare_pump(
             return Err("scale: link stalled".into());
         }
         let (to, w) = wire.remove(0);
-        let el = stanza::parse(&w).map_err(|x| x.to_string())?;
+        let el = stanza::parse(&w).map_err(crate::Error::msg)?;
         let mut o = e2elab_core::Outbox::new();
         p.s[to]
             .handle_inbound(&mut p.env[to], el, &mut o)
-            .map_err(|x| x.to_string())?;
+            .map_err(crate::Error::msg)?;
         while let Some(e) = o.poll_transmit() {
             let w = stanza::serialize(&e);
             bytes += w.len() as u64;
@@ -81,7 +81,7 @@ pub fn worker(
     points: &[usize],
     seed: u64,
     run: usize,
-) -> Result<Vec<ScaleRow>, String> {
+) -> crate::Result<Vec<ScaleRow>> {
     let id = proto.info().id;
     let heap0 = heap_in_use();
     let mut all: Vec<Bare> = Vec::new();
@@ -106,13 +106,14 @@ pub fn worker(
             let mut out = e2elab_core::Outbox::new();
             p.s[0]
                 .start(&mut p.env[0], &mut out)
-                .map_err(|x| format!("{id}: scale start: {x}"))?;
-            bare_pump(&mut p, &mut out, 0).map_err(|x| format!("{id}: scale handshake: {x}"))?;
+                .map_err(|x| crate::fail!("{id}: scale start: {x}"))?;
+            bare_pump(&mut p, &mut out, 0)
+                .map_err(|x| crate::fail!("{id}: scale handshake: {x}"))?;
             if p.s
                 .iter()
                 .any(|s| s.state() != e2elab_core::SessionState::Established)
             {
-                return Err(format!("{id}: scale: pair {i} not established"));
+                return Err(crate::fail!("{id}: scale: pair {i} not established"));
             }
             all.push(p);
         }
@@ -122,7 +123,7 @@ pub fn worker(
         let total = MIX_MESSAGES.min(4 * pairs as u64);
         let (mut body, mut wire) = (0u64, 0u64);
         let t = std::time::Instant::now();
-        let (r, cpu, _) = cpu::measure(|| -> Result<(), String> {
+        let (r, cpu, _) = cpu::measure(|| -> crate::Result<()> {
             for j in 0..total {
                 let i = (k % pairs as u64) as usize;
                 let from = ((k / pairs as u64) % 2) as usize;
@@ -137,11 +138,11 @@ pub fn worker(
                 let mut out = e2elab_core::Outbox::new();
                 p.s[from]
                     .send(&mut p.env[from], el.clone(), &mut out)
-                    .map_err(|x| format!("{id}: scale send: {x}"))?;
+                    .map_err(|x| crate::fail!("{id}: scale send: {x}"))?;
                 let (got, b) = bare_pump(p, &mut out, from)?;
                 wire += b;
                 if got[1 - from] != [el] {
-                    return Err(format!("{id}: scale message {j} not delivered intact"));
+                    return Err(crate::fail!("{id}: scale message {j} not delivered intact"));
                 }
                 k += 1;
             }
@@ -173,7 +174,7 @@ pub fn run(
     seed: u64,
     res: &mut Results,
     mut progress: impl FnMut(&str),
-) -> Result<(), String> {
+) -> crate::Result<()> {
     let list = |v: &[usize]| {
         v.iter()
             .map(|p| p.to_string())
@@ -225,7 +226,7 @@ pub fn run(
     let outs = workers::run_parallel(jobs, 2, &mut progress)?;
     for o in outs {
         let rows: Vec<ScaleRow> =
-            serde_json::from_str(&o).map_err(|x| format!("scale worker output: {x}"))?;
+            serde_json::from_str(&o).map_err(|x| crate::fail!("scale worker output: {x}"))?;
         res.scale.extend(rows);
     }
     for p in protos {
@@ -243,7 +244,7 @@ pub fn run(
                     1
                 };
             if rs.len() != want {
-                return Err(format!(
+                return Err(crate::fail!(
                     "{id}: {} scale reading(s) at {n} pairs, expected {want}",
                     rs.len()
                 ));

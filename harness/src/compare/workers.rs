@@ -9,14 +9,14 @@ use std::process::{Command, Stdio};
 /// The `e2elab` binary workers run: `E2ELAB_EXE` if set (tests running
 /// the library in-process point it at the built binary), else this
 /// executable.
-pub fn exe() -> Result<PathBuf, String> {
+pub fn exe() -> crate::Result<PathBuf> {
     if let Some(p) = std::env::var_os("E2ELAB_EXE") {
         return Ok(PathBuf::from(p));
     }
-    std::env::current_exe().map_err(|e| format!("own executable: {e}"))
+    std::env::current_exe().map_err(|e| crate::fail!("own executable: {e}"))
 }
 
-fn one(label: &str, prefix: &[String], args: &[String]) -> Result<String, String> {
+fn one(label: &str, prefix: &[String], args: &[String]) -> crate::Result<String> {
     let exe = exe()?;
     let mut cmd = match prefix.split_first() {
         Some((first, rest)) => {
@@ -31,9 +31,9 @@ fn one(label: &str, prefix: &[String], args: &[String]) -> Result<String, String
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("{label}: cannot start {}: {e}", exe.display()))?;
+        .map_err(|e| crate::fail!("{label}: cannot start {}: {e}", exe.display()))?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(crate::fail!(
             "{label}: worker failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
@@ -47,7 +47,7 @@ fn one(label: &str, prefix: &[String], args: &[String]) -> Result<String, String
                 .join("\n")
         ));
     }
-    String::from_utf8(out.stdout).map_err(|e| format!("{label}: worker output: {e}"))
+    String::from_utf8(out.stdout).map_err(|e| crate::fail!("{label}: worker output: {e}"))
 }
 
 /// One worker process.
@@ -96,13 +96,14 @@ pub fn run_parallel(
     jobs: Vec<Job>,
     parallel: usize,
     progress: &mut dyn FnMut(&str),
-) -> Result<Vec<String>, String> {
+) -> crate::Result<Vec<String>> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{mpsc, Mutex};
     let n = jobs.len();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let outs: Mutex<Vec<Option<Result<String, String>>>> = Mutex::new(vec![None; n]);
+    let outs: Mutex<Vec<Option<crate::Result<String>>>> =
+        Mutex::new((0..n).map(|_| None).collect());
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::scope(|s| {
         for _ in 0..parallel.max(1).min(n.max(1)) {
@@ -132,8 +133,11 @@ pub fn run_parallel(
     let outs = outs
         .into_inner()
         .map_err(|_| "worker results poisoned".to_string())?;
-    if let Some(Some(Err(e))) = outs.iter().find(|o| matches!(o, Some(Err(_)))) {
-        return Err(e.clone());
+    let mut outs = outs;
+    if let Some(i) = outs.iter().position(|o| matches!(o, Some(Err(_)))) {
+        if let Some(Err(e)) = outs.swap_remove(i) {
+            return Err(e);
+        }
     }
     let mut v = Vec::with_capacity(n);
     for o in outs {
@@ -151,27 +155,28 @@ pub fn save_ids(
     dir: &std::path::Path,
     id: &str,
     ids: &crate::driver::Identities,
-) -> Result<(), String> {
+) -> crate::Result<()> {
     let d = dir.join(id);
-    std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+    std::fs::create_dir_all(&d).map_err(|e| crate::Error::io(d.display().to_string(), e))?;
     for (i, x) in ids.ids.iter().enumerate() {
         let p = d.join(format!("{i}.json"));
-        let j = serde_json::to_string(&x.to_record()).map_err(|e| e.to_string())?;
-        std::fs::write(&p, j).map_err(|e| format!("{}: {e}", p.display()))?;
+        let j = serde_json::to_string(&x.to_record()).map_err(crate::Error::msg)?;
+        std::fs::write(&p, j).map_err(|e| crate::Error::io(p.display().to_string(), e))?;
     }
     Ok(())
 }
 
 /// Load what [`save_ids`] wrote.
-pub fn load_ids(dir: &std::path::Path, id: &str) -> Result<crate::driver::Identities, String> {
-    let load = |i: usize| -> Result<std::sync::Arc<e2elab_core::Identity>, String> {
+pub fn load_ids(dir: &std::path::Path, id: &str) -> crate::Result<crate::driver::Identities> {
+    let load = |i: usize| -> crate::Result<std::sync::Arc<e2elab_core::Identity>> {
         let p = dir.join(id).join(format!("{i}.json"));
-        let s = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let s = std::fs::read_to_string(&p)
+            .map_err(|e| crate::Error::io(p.display().to_string(), e))?;
         let r: e2elab_core::IdentityRecord =
-            serde_json::from_str(&s).map_err(|e| format!("{}: {e}", p.display()))?;
+            serde_json::from_str(&s).map_err(|e| crate::Error::data(p.display().to_string(), e))?;
         e2elab_core::Identity::from_record(&r)
             .map(std::sync::Arc::new)
-            .map_err(|e| format!("{}: {e}", p.display()))
+            .map_err(|e| crate::fail!("{}: {e}", p.display()))
     };
     Ok(crate::driver::Identities {
         ids: [load(0)?, load(1)?],

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 pub const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// Register the charts' font with plotters (once).
-pub fn register_font() -> Result<(), String> {
+pub fn register_font() -> crate::Result<()> {
+    // Kept as text: the first outcome is every later caller's.
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
         let bytes = std::fs::read(FONT_PATH).map_err(|e| {
@@ -19,13 +20,14 @@ pub fn register_font() -> Result<(), String> {
             .map_err(|_| format!("{FONT_PATH}: not a usable font"))
     })
     .clone()
+    .map_err(|e| crate::Error::tool("fonts-dejavu-core", e))
 }
 
 /// A named line: (x, y) points.
 pub type Series = (String, Vec<(f64, f64)>);
 
-fn perr<E: std::fmt::Debug>(e: E) -> String {
-    format!("chart: {e:?}")
+fn perr<E: std::fmt::Debug>(e: E) -> crate::Error {
+    crate::fail!("chart: {e:?}")
 }
 
 /// Horizontal bars, stacked: `stacks` = (legend, value per label).
@@ -35,7 +37,7 @@ fn hbars<DB: DrawingBackend>(
     xdesc: &str,
     labels: &[String],
     stacks: &[(String, Vec<f64>)],
-) -> Result<(), String>
+) -> crate::Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -124,7 +126,7 @@ fn loglog<DB: DrawingBackend>(
     xdesc: &str,
     ydesc: &str,
     series: &[Series],
-) -> Result<(), String>
+) -> crate::Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -198,7 +200,7 @@ pub enum Chart<'a> {
     Lines(&'a str, &'a str, &'a str, Vec<Series>),
 }
 
-fn draw_on<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, c: &Chart) -> Result<(), String>
+fn draw_on<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, c: &Chart) -> crate::Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -209,7 +211,7 @@ where
 }
 
 /// Write `name.svg` and `name.png`.
-pub fn render(dir: &Path, name: &str, c: &Chart, files: &mut Vec<PathBuf>) -> Result<(), String> {
+pub fn render(dir: &Path, name: &str, c: &Chart, files: &mut Vec<PathBuf>) -> crate::Result<()> {
     let rows = match c {
         Chart::Bars(_, _, l, _) => l.len(),
         _ => 12,

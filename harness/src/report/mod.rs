@@ -50,11 +50,11 @@ pub(crate) fn size_label(s: usize) -> String {
 }
 
 /// Generate the report from DIR's JSON files; returns the files written.
-pub fn generate(dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn generate(dir: &Path) -> crate::Result<Vec<PathBuf>> {
     let r = compare::read(dir)?;
     let sec_path = dir.join("security.json");
     if !sec_path.exists() {
-        return Err(format!(
+        return Err(crate::fail!(
             "{}: missing (written by e2elab compare with the run)",
             sec_path.display()
         ));
@@ -65,7 +65,7 @@ pub fn generate(dir: &Path) -> Result<Vec<PathBuf>, String> {
         match crate::xmpp::read(dir)? {
             Some(s) => Some(s),
             None => {
-                return Err(format!(
+                return Err(crate::fail!(
                     "{}: missing (results.json says this run measured through a server)",
                     p.display()
                 ))
@@ -95,10 +95,11 @@ pub fn generate(dir: &Path) -> Result<Vec<PathBuf>, String> {
     }
     d.extend(closing(&r));
     let md = dir.join("report.md");
-    std::fs::write(&md, doc::markdown(&d)).map_err(|e| format!("{}: {e}", md.display()))?;
+    std::fs::write(&md, doc::markdown(&d))
+        .map_err(|e| crate::Error::io(md.display().to_string(), e))?;
     let h = dir.join("report.html");
     std::fs::write(&h, doc::html(&d, "xmpp-e2e-lab: comparison report"))
-        .map_err(|e| format!("{}: {e}", h.display()))?;
+        .map_err(|e| crate::Error::io(h.display().to_string(), e))?;
     files.push(md);
     files.push(h);
     Ok(files)
@@ -302,7 +303,7 @@ fn pivot(r: &Results, ids: &[String], f: &dyn Fn(&compare::MessageRow) -> String
     )
 }
 
-fn build(r: &Results, dir: &Path, files: &mut Vec<PathBuf>) -> Result<Vec<Block>, String> {
+fn build(r: &Results, dir: &Path, files: &mut Vec<PathBuf>) -> crate::Result<Vec<Block>> {
     let p = &r.provenance;
     let ids: Vec<String> = r.profiles.iter().map(|x| x.id.clone()).collect();
     let mut d = vec![

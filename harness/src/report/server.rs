@@ -14,7 +14,7 @@ pub fn section(
     ids: &[String],
     dir: &Path,
     files: &mut Vec<PathBuf>,
-) -> Result<Vec<Block>, String> {
+) -> crate::Result<Vec<Block>> {
     let mut d = vec![Block::H(2, "Through a real XMPP server".into())];
     let limit = sv
         .stanza_limit
@@ -269,6 +269,58 @@ pub fn section(
             "Lost ({}, {}, {}, {} B): {}",
             l.protocol, l.phase, l.dir, l.bytes, l.why
         )));
+    }
+
+    // Signature survival (XEP-0274)
+    if !sv.signatures.is_empty() {
+        d.push(Block::H(
+            3,
+            "Do XML signatures survive the server? (XEP-0274)".into(),
+        ));
+        d.push(Block::P(format!(
+            "XEP-0274 warns that a server may change a stanza in ways that break a signature over its XML: it stamps \
+             `from` and `xml:lang` (RFC 6120 §8.1.2.1, §8.1.5) and re-serializes. Each row sends {} application stanzas \
+             (alternating directions) through the server over plain TCP and counts what the receiving session delivered \
+             as protected and intact, refused, or the server lost. XEP-0290's signed manifest repeats the bare `from`, so \
+             the `from` stamp cannot break it; whether `xml:lang` does depends on the canonicalization: Canonical XML \
+             (inclusive) imports the stanza's `xml:lang` into every child's canonical form, Exclusive C14N does not \
+             (crates/xmldsig DECISIONS 2). The unprotected row is the baseline, where nothing may be refused.",
+            crate::xmpp::SIGNATURE_STANZAS
+        )));
+        d.push(Block::Table(
+            vec![
+                "protocol".into(),
+                "options".into(),
+                "sent".into(),
+                "delivered".into(),
+                "refused".into(),
+                "lost".into(),
+                "xml:lang stamped".into(),
+                "receiver's error".into(),
+            ],
+            sv.signatures
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.protocol.clone(),
+                        if r.options.is_empty() {
+                            "defaults".into()
+                        } else {
+                            r.options.clone()
+                        },
+                        r.sent.to_string(),
+                        r.delivered.to_string(),
+                        r.refused.to_string(),
+                        r.lost.to_string(),
+                        r.lang_stamped.to_string(),
+                        r.error
+                            .clone()
+                            .or_else(|| r.receiver_errors.first().cloned())
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+        ));
     }
 
     // Stanza-limit probe

@@ -65,7 +65,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         }
         let intact = got.iter().filter(|g| same_content(g, &el)).count();
         if intact == 0 {
-            return Err(format!(
+            return Err(crate::fail!(
                 "baseline: the honest receiver did not deliver the {} intact",
                 kind.name()
             ));
@@ -91,7 +91,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             .iter()
             .any(|(_, x)| wire::readable_in(x, ghost.as_bytes()))
         {
-            return Err(format!(
+            return Err(crate::fail!(
                 "baseline: the wire search found {ghost}, which was never sent"
             ));
         }

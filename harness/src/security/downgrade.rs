@@ -62,9 +62,9 @@ pub fn injected() -> R<Vec<(&'static str, Element)>> {
     let ns = stanza::NS_CLIENT;
     let base = || -> R<Element> {
         let mut m = stanza::new(StanzaKind::Message);
-        stanza::set_attr(&mut m, "from", &full_jid(0)).map_err(|e| e.to_string())?;
-        stanza::set_attr(&mut m, "to", &full_jid(1)).map_err(|e| e.to_string())?;
-        stanza::set_attr(&mut m, "type", "chat").map_err(|e| e.to_string())?;
+        stanza::set_attr(&mut m, "from", &full_jid(0)).map_err(crate::Error::msg)?;
+        stanza::set_attr(&mut m, "to", &full_jid(1)).map_err(crate::Error::msg)?;
+        stanza::set_attr(&mut m, "type", "chat").map_err(crate::Error::msg)?;
         Ok(m)
     };
     let clear = message(0, "strip1", &canary("STRIP", 1))?;
@@ -110,7 +110,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
                 .flat_map(|i| h.party(i).warnings.iter().map(warning_kind))
                 .collect();
             if !ok || !warned.is_empty() {
-                return Err(format!("baseline: the honest session with the weak offer delivered {ok}, warned {warned:?}"));
+                return Err(crate::fail!("baseline: the honest session with the weak offer delivered {ok}, warned {warned:?}"));
             }
             let base = w.hooks.negotiated(&seen(&h));
             let [a, b] = w.honest_sessions(Some(&opts))?;
@@ -132,7 +132,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
                 .collect();
             let n = edited.load(std::sync::atomic::Ordering::SeqCst);
             if n == 0 {
-                return Err(format!(
+                return Err(crate::fail!(
                     "the hooks declare an offer ({what}) but the attacker found nothing to strip in Alice's handshake"
                 ));
             }

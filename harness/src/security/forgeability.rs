@@ -40,14 +40,14 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
                     .party(1)
                     .session()
                     .dangerous_export_state()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(crate::Error::msg)?;
                 states.insert(link.emissions.len(), st);
             }
             let before = link.party(1 - from).delivered.len();
-            link.send(from, el).map_err(|e| e.to_string())?;
-            link.pump().map_err(|e| e.to_string())?;
+            link.send(from, el).map_err(crate::Error::msg)?;
+            link.pump().map_err(crate::Error::msg)?;
             if link.party(1 - from).delivered.len() == before {
-                return Err(format!(
+                return Err(crate::fail!(
                     "baseline: message {n} from party {from} was not delivered"
                 ));
             }
@@ -82,7 +82,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         let j = judge_for(st, t[f.index].at);
         let original = w.hooks.judge(w, &t[f.index].xml, &j)?;
         if !original.authentic {
-            return Err(format!(
+            return Err(crate::fail!(
                 "baseline: holding Bob's state, the judge rejects Alice's genuine stanza #{}: the judge is broken ({})",
                 f.index + 1,
                 original.reason
@@ -112,7 +112,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
                 .party(1)
                 .session()
                 .dangerous_export_state()
-                .map_err(|e| e.to_string())?;
+                .map_err(crate::Error::msg)?;
             let v = w.hooks.judge(w, &x, &judge_for(st, now))?;
             let got = v
                 .content

@@ -60,11 +60,11 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         .party(1)
         .session()
         .dangerous_export_state()
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::Error::msg)?;
     let mark = link.emissions.len();
     let second = converse(&mut link, 1, "FT")?;
     link.set_phase(Phase::Close);
-    link.close(0).map_err(|e| e.to_string())?;
+    link.close(0).map_err(crate::Error::msg)?;
     let _ = link.pump();
     let t = seen(&link);
     let all: Vec<(Dir, String)> = first.iter().chain(second.iter()).cloned().collect();
@@ -72,7 +72,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
     let (r0, _) = read_transcript(w, &t, &Knowledge::none())?;
     let (by_key0, clear) = canaries_read(&all, &r0, &t);
     if !by_key0.is_empty() {
-        return Err(format!(
+        return Err(crate::fail!(
             "baseline: the attacker read {by_key0:?} holding no secret although they are not in clear"
         ));
     }

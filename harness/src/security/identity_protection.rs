@@ -203,7 +203,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         let others: Vec<&PublicIdentity> = all.iter().copied().filter(|o| *o != k).collect();
         let hits = search(k, &others, &t);
         if !hits.is_empty() {
-            return Err(format!("baseline: the search found {name}'s key material, which is not in the session: {hits:?}"));
+            return Err(crate::fail!("baseline: the search found {name}'s key material, which is not in the session: {hits:?}"));
         }
     }
     let mut found = Vec::new();
@@ -248,7 +248,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         .collect();
     for (i, shown) in shown.iter().enumerate() {
         if real(i).is_some() && shown.is_some() && *shown != real(i) {
-            return Err(format!(
+            return Err(crate::fail!(
                 "baseline: in the honest session the peer was shown {shown:?}, not the real fingerprint"
             ));
         }

@@ -48,7 +48,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
     }
     let _ = link.pump();
     if !got.iter().any(|g| same_content(g, &el)) || link.party(1).errors.len() > e0 {
-        return Err(format!(
+        return Err(crate::fail!(
             "baseline: the unmodified stanza was not delivered intact (errors: {:?})",
             error_kinds(&link, 1, e0)
         ));
@@ -67,7 +67,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             return Err("Alice's send put nothing on the wire towards Bob".into());
         };
         let Some(forged) = mutate_payload(&wires[ci].1, *m) else {
-            return Err(format!(
+            return Err(crate::fail!(
                 "no protected payload to change in {}",
                 short(&wires[ci].1)
             ));

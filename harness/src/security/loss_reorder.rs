@@ -32,7 +32,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             .iter()
             .any(|g| same_content(g, &m))
         {
-            return Err(format!(
+            return Err(crate::fail!(
                 "baseline: in-order stanza {} was not delivered",
                 i + 1
             ));

@@ -60,7 +60,7 @@ impl Adversary for Relay {
                     Ok(false) => {}
                     Err(e) => {
                         if let Ok(mut slot) = self.error.lock() {
-                            slot.get_or_insert(e);
+                            slot.get_or_insert(e.to_string());
                         }
                     }
                 }
@@ -106,7 +106,7 @@ fn relayed(
     initiator_side: bool,
     eve_key: Option<PublicIdentity>,
     substitute: bool,
-) -> R<Result<serde_json::Value, String>> {
+) -> R<crate::Result<serde_json::Value>> {
     let ca = w.fresh_client();
     let cb = w.fresh_client();
     let (a_peer, a_key, b_peer, b_key) = if initiator_side {
@@ -194,7 +194,7 @@ fn relayed(
     let _ = link.send(1, r.clone());
     let _ = link.pump();
     if let Some(e) = error.lock().map_err(|_| "relay poisoned")?.take() {
-        return Err(format!("Eve's identity substitution: {e}"));
+        return Err(crate::fail!("Eve's identity substitution: {e}"));
     }
     let (victim, msg) = if initiator_side { (1, &m) } else { (0, &r) };
     let misbound = link

@@ -141,7 +141,7 @@ fn clients(w: &World, first_contact: bool) -> R<[Box<dyn Protocol>; 2]> {
         )?;
         let mut l = Link::new(a, b);
         l.handshake()
-            .map_err(|e| format!("earlier honest session: {e}"))?;
+            .map_err(|e| crate::fail!("earlier honest session: {e}"))?;
         l.set_phase(Phase::Data);
         let _ = l.send(0, message(0, "earlier", "an earlier session")?);
         let _ = l.pump();
@@ -240,7 +240,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         let h = honest(w, first, oob)?;
         let alarms: Vec<&String> = h.signals.iter().filter(|s| is_alarm(s)).collect();
         if !alarms.is_empty() {
-            return Err(format!(
+            return Err(crate::fail!(
                 "baseline ({variant}): the honest run raised {alarms:?}"
             ));
         }
@@ -251,7 +251,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         if a.facts["mallory_read"] == false
             && new.iter().all(|s| s.as_str() == "message not delivered")
         {
-            return Err(format!(
+            return Err(crate::fail!(
                 "{variant}: Mallory's relay failed on her side ({}) and the victims saw nothing else: nothing can be concluded",
                 a.facts["mallory_errors"]
             ));

@@ -94,7 +94,7 @@ use serde_json::Value;
 use world::World;
 
 /// Experiment results: `Err` is an experiment that could not run.
-pub type R<T> = Result<T, String>;
+pub type R<T> = crate::Result<T>;
 
 /// A measured outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,11 +341,12 @@ impl SecurityRun {
 
     /// Read `security.json`.
     pub fn read(path: &std::path::Path) -> R<SecurityRun> {
-        let s = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let r: SecurityRun =
-            serde_json::from_str(&s).map_err(|e| format!("{}: {e}", path.display()))?;
+        let s = std::fs::read_to_string(path)
+            .map_err(|e| crate::Error::io(path.display().to_string(), e))?;
+        let r: SecurityRun = serde_json::from_str(&s)
+            .map_err(|e| crate::Error::data(path.display().to_string(), e))?;
         if r.schema != SCHEMA {
-            return Err(format!(
+            return Err(crate::fail!(
                 "{}: schema {} (this e2elab reads {SCHEMA}); run e2elab security again",
                 path.display(),
                 r.schema
@@ -409,7 +410,7 @@ pub fn run_profile(entry: &'static Entry, seed: u64) -> R<(Vec<Cell>, ProfileOut
     let mut cells = Vec::new();
     for (name, f) in EXPERIMENTS {
         let got =
-            f(&w).map_err(|e| format!("{}: {name}: experiment could not run: {e}", w.id()))?;
+            f(&w).map_err(|e| crate::fail!("{}: {name}: experiment could not run: {e}", w.id()))?;
         cells.extend(got);
     }
     for r in ROWS {
@@ -417,7 +418,7 @@ pub fn run_profile(entry: &'static Entry, seed: u64) -> R<(Vec<Cell>, ProfileOut
             .iter()
             .any(|c| c.property == r.property.name() && c.variant == r.variant)
         {
-            return Err(format!(
+            return Err(crate::fail!(
                 "{}: no cell for {} {}",
                 w.id(),
                 r.property.name(),
@@ -522,7 +523,7 @@ pub fn run(
             .map(|e| e.info().id.to_string())
             .collect();
         if known_bad.is_empty() {
-            return Err(format!(
+            return Err(crate::fail!(
                 "no known-bad control for {} {}: every row needs one",
                 r.property.name(),
                 r.variant
@@ -615,12 +616,13 @@ pub fn run(
 
 /// Write `security.json` and `security.md` (rendered from the JSON just written).
 pub fn write(run: &SecurityRun, dir: &std::path::Path) -> R<()> {
-    let json = serde_json::to_string_pretty(run).map_err(|e| e.to_string())? + "\n";
+    let json = serde_json::to_string_pretty(run).map_err(crate::Error::msg)? + "\n";
     let path = dir.join("security.json");
-    std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, json).map_err(|e| crate::Error::io(path.display().to_string(), e))?;
     let back = SecurityRun::read(&path)?;
     let md = dir.join("security.md");
-    std::fs::write(&md, render::markdown(&back)).map_err(|e| format!("{}: {e}", md.display()))
+    std::fs::write(&md, render::markdown(&back))
+        .map_err(|e| crate::Error::io(md.display().to_string(), e))
 }
 
 /// `e2elab security`: run and render as `table`, `json` or `md`; a control
@@ -633,14 +635,14 @@ pub fn cli(ids: &[String], seed: u64, format: &str) -> R<String> {
         }
     })?;
     let out = match format {
-        "json" => serde_json::to_string_pretty(&run).map_err(|e| e.to_string())? + "\n",
+        "json" => serde_json::to_string_pretty(&run).map_err(crate::Error::msg)? + "\n",
         "md" => render::markdown(&run),
         _ => render::table(&run),
     };
     let bad = run.control_failures();
     if !bad.is_empty() {
         print!("{out}");
-        return Err(format!(
+        return Err(crate::fail!(
             "{} control check(s) came out wrong: {}",
             bad.len(),
             bad.iter()

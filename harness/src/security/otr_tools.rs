@@ -16,21 +16,23 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 /// Run one of libotr's tools with `args` and `stdin`; stdout and stderr together.
-pub fn run_tool(tool: &str, args: &[&str], stdin: &str) -> Result<String, String> {
+pub fn run_tool(tool: &str, args: &[&str], stdin: &str) -> crate::Result<String> {
     let mut child = Command::new(tool)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("{tool} is required (apt-get install libotr5-bin): {e}"))?;
+        .map_err(|e| {
+            crate::Error::tool(tool, format!("required (apt-get install libotr5-bin): {e}"))
+        })?;
     if let Some(mut i) = child.stdin.take() {
         i.write_all(stdin.as_bytes())
-            .map_err(|e| format!("{tool}: {e}"))?;
+            .map_err(|e| crate::Error::tool(tool, e))?;
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("{tool}: {e}"))?;
+        .map_err(|e| crate::Error::tool(tool, e))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
@@ -50,7 +52,7 @@ impl DataMsg {
 }
 
 /// Parse one OTR wire message; `None` unless it is a data message.
-pub fn parse(body: &str) -> Result<Option<DataMsg>, String> {
+pub fn parse(body: &str) -> crate::Result<Option<DataMsg>> {
     let out = run_tool("otr_parse", &[], &format!("{body}\n"))?;
     let mut lines = out.lines().filter(|l| !l.trim().is_empty());
     if lines.next().map(str::trim) != Some("Data Message:") {
@@ -72,7 +74,7 @@ pub fn parse(body: &str) -> Result<Option<DataMsg>, String> {
 }
 
 /// `otr_remac` with `m`'s parts (ciphertext replaced by `encdata`) under `mackey`.
-pub fn remac(m: &DataMsg, mackey: &str, encdata: &str) -> Result<String, String> {
+pub fn remac(m: &DataMsg, mackey: &str, encdata: &str) -> crate::Result<String> {
     let num = |k: &str| -> String {
         let v = m.get(k);
         if v.is_empty() {
@@ -99,15 +101,15 @@ pub fn remac(m: &DataMsg, mackey: &str, encdata: &str) -> Result<String, String>
         .map(str::trim)
         .find(|l| l.starts_with("?OTR:"))
         .map(str::to_string)
-        .ok_or_else(|| format!("otr_remac printed no message: {}", out.trim()))
+        .ok_or_else(|| crate::fail!("otr_remac printed no message: {}", out.trim()))
 }
 
-fn hmac_sha1(key: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
+fn hmac_sha1(key: &[u8], data: &[u8]) -> crate::Result<Vec<u8>> {
     use openssl::{hash::MessageDigest, pkey::PKey, sign::Signer};
-    let k = PKey::hmac(key).map_err(|e| e.to_string())?;
-    let mut s = Signer::new(MessageDigest::sha1(), &k).map_err(|e| e.to_string())?;
-    s.update(data).map_err(|e| e.to_string())?;
-    s.sign_to_vec().map_err(|e| e.to_string())
+    let k = PKey::hmac(key).map_err(crate::Error::msg)?;
+    let mut s = Signer::new(MessageDigest::sha1(), &k).map_err(crate::Error::msg)?;
+    s.update(data).map_err(crate::Error::msg)?;
+    s.sign_to_vec().map_err(crate::Error::msg)
 }
 
 /// A data message's bytes split as the spec lays them out: the MACed part,
@@ -145,7 +147,7 @@ pub struct Forgery {
 /// (HMAC-SHA1 over its header and ciphertext) a later-revealed key
 /// reproduces, and forge a variant of each (last ciphertext byte flipped,
 /// MAC recomputed). Returns (data messages, revealed keys, forgeries).
-pub fn forge(bodies: &[String]) -> Result<(usize, usize, Vec<Forgery>), String> {
+pub fn forge(bodies: &[String]) -> crate::Result<(usize, usize, Vec<Forgery>)> {
     let mut found: Vec<Forgery> = Vec::new();
     let mut parsed = Vec::new();
     for b in bodies {

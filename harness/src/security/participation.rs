@@ -25,7 +25,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         .party(1)
         .session()
         .dangerous_export_state()
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::Error::msg)?;
     converse(&mut link, 1, "PR")?;
     // A presence too, where the profile protects it (a signed presence is
     // evidence of participation as much as a message).
@@ -40,14 +40,14 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         .as_ref()
         .map(|p| stanza::bare_jid(&p.jid).to_string());
     if bob_sees.as_deref() != Some(ALICE) {
-        return Err(format!(
+        return Err(crate::fail!(
             "baseline: Bob's session is established with {bob_sees:?}, not Alice"
         ));
     }
     let t = seen(&link);
     let test = w.hooks.participation(w, &t, &bob_state)?;
     if test.bob_verified && !test.genuine.authentic {
-        return Err(format!(
+        return Err(crate::fail!(
             "baseline: the judge rejects the identity proof Bob's session verified ({}): the judge is broken",
             test.genuine.reason
         ));

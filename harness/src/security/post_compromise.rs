@@ -38,7 +38,7 @@ fn leak(w: &World, link: &Link) -> R<Knowledge> {
             .party(0)
             .session()
             .dangerous_export_state()
-            .map_err(|e| e.to_string())?],
+            .map_err(crate::Error::msg)?],
     })
 }
 
@@ -87,7 +87,7 @@ impl Adversary for Hijacker {
                 }
             }
             Err(e) => {
-                log.error.get_or_insert(e);
+                log.error.get_or_insert(e.to_string());
                 vec![Forward::pass(wire)]
             }
         }
@@ -182,7 +182,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         Err(p) => p.into_inner(),
     };
     if let Some(e) = &log.error {
-        return Err(format!("active attacker: {e}"));
+        return Err(crate::fail!("active attacker: {e}"));
     }
     let t = delivered_seen(&link);
     let active_positions = positions(&sequence, &log.read, &t);
@@ -192,7 +192,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         .filter(|p| *p >= healed_at)
         .collect();
     if !passive_broken && log.replaced == 0 {
-        return Err(format!(
+        return Err(crate::fail!(
             "the passive attacker lost access after canary {healed_at}, but the active attacker found no healing value she could authenticate and replace: the hooks cannot attack this profile's healing, so nothing can be concluded"
         ));
     }

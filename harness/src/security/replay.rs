@@ -42,7 +42,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             let first = deliver_all(link, &wires);
             let n = first.iter().filter(|g| same_content(g, &el)).count();
             if n != 1 {
-                return Err(format!(
+                return Err(crate::fail!(
                     "baseline: the original was delivered {n} times, not once"
                 ));
             }

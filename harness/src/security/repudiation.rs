@@ -39,12 +39,12 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             .party(1)
             .session()
             .dangerous_export_state()
-            .map_err(|e| e.to_string())?;
+            .map_err(crate::Error::msg)?;
         let sent_at = link.now();
         let wires = capture(&mut link, 0, &el)?;
         let got = deliver_all(&mut link, &wires);
         if !got.iter().any(|g| same_content(g, &el)) {
-            return Err(format!(
+            return Err(crate::fail!(
                 "baseline: Bob did not deliver Alice's {} intact",
                 kind.name()
             ));
@@ -65,14 +65,14 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
                 at: sent_at,
             };
             if online && !w.hooks.judge(w, &genuine, &j)?.authentic {
-                return Err(format!(
+                return Err(crate::fail!(
                     "baseline: holding Bob's keys and state, the judge rejects Alice's {} that Bob's own session delivered: the judge is broken",
                     kind.name()
                 ));
             }
             let g = judge_checked(w.hooks.as_ref(), w, &genuine, &j)?;
             if g.authentic && !g.content.as_deref().is_some_and(|c| c.contains(&marker)) {
-                return Err(format!(
+                return Err(crate::fail!(
                     "baseline: the judge accepted Alice's {} but recovered other content",
                     kind.name()
                 ));

@@ -78,7 +78,7 @@ fn gen(proto: &dyn Protocol, seed: u64, label: &str, jid: &str) -> R<Identity> {
     let mut env = Env::for_party(seed, label);
     proto
         .generate_identity(&mut env, jid)
-        .map_err(|e| format!("{}: identity for {jid}: {e}", proto.info().id))
+        .map_err(|e| crate::fail!("{}: identity for {jid}: {e}", proto.info().id))
 }
 
 /// An identity of someone else's key for `jid`: generated for `jid`; if the
@@ -243,7 +243,7 @@ impl World {
         };
         let s = client
             .new_session(&mut env, cfg)
-            .map_err(|e| format!("{}: new session ({}): {e}", self.id(), role.name()))?;
+            .map_err(|e| crate::fail!("{}: new session ({}): {e}", self.id(), role.name()))?;
         Ok((s, env))
     }
 
@@ -305,7 +305,7 @@ impl World {
         let [a, b] = self.honest_sessions(options)?;
         let mut link = Link::new(a, b);
         link.handshake()
-            .map_err(|e| format!("{}: honest handshake: {e}", self.id()))?;
+            .map_err(|e| crate::fail!("{}: honest handshake: {e}", self.id()))?;
         link.set_phase(Phase::Data);
         Ok(link)
     }
@@ -317,13 +317,13 @@ pub fn canary(tag: &str, n: u64) -> String {
 }
 
 fn attr(mut e: Element, k: &str, v: &str) -> R<Element> {
-    stanza::set_attr(&mut e, k, v).map_err(|e| e.to_string())?;
+    stanza::set_attr(&mut e, k, v).map_err(crate::Error::msg)?;
     Ok(e)
 }
 
 /// A chat message from party `from` whose body carries `body`.
 pub fn message(from: usize, id: &str, body: &str) -> R<Element> {
-    stanza::chat_message(&full_jid(from), &full_jid(1 - from), id, body).map_err(|e| e.to_string())
+    stanza::chat_message(&full_jid(from), &full_jid(1 - from), id, body).map_err(crate::Error::msg)
 }
 
 /// A stanza of `kind` from `from` with a distinct canary in every part, and
@@ -412,7 +412,7 @@ pub fn same_content(a: &Element, b: &Element) -> bool {
 /// Send `el` from `from` and take what went on the wire, undelivered.
 pub fn capture(link: &mut Link, from: usize, el: &Element) -> R<Vec<(Dir, String)>> {
     link.send(from, el.clone())
-        .map_err(|e| format!("send failed: {e}"))?;
+        .map_err(|e| crate::fail!("send failed: {e}"))?;
     let w = link.take_in_flight();
     if w.is_empty() {
         return Err("send emitted no stanza".into());
@@ -507,8 +507,8 @@ pub fn converse(link: &mut Link, rounds: u64, tag: &str) -> R<Vec<(Dir, String)>
             let body = canary(&format!("{tag}{from}"), n);
             let el = message(from, &format!("{tag}{from}-{n}"), &body)?;
             link.advance(MESSAGE_INTERVAL);
-            link.send(from, el).map_err(|e| e.to_string())?;
-            link.pump().map_err(|e| e.to_string())?;
+            link.send(from, el).map_err(crate::Error::msg)?;
+            link.pump().map_err(crate::Error::msg)?;
             bodies.push((Dir::from_party(from), body));
         }
     }

@@ -176,12 +176,12 @@ pub struct Conn {
     queries: u64,
 }
 
-fn ncname(n: &str) -> Result<e2elab_core::minidom::rxml::NcName, String> {
-    e2elab_core::stanza::ncname(n).map_err(|e| e.to_string())
+fn ncname(n: &str) -> crate::Result<e2elab_core::minidom::rxml::NcName> {
+    e2elab_core::stanza::ncname(n).map_err(crate::Error::msg)
 }
 
-fn io_err(what: &str, e: impl std::fmt::Display) -> String {
-    format!("{what}: {e}")
+fn io_err(what: &str, e: impl std::fmt::Display) -> crate::Error {
+    crate::fail!("{what}: {e}")
 }
 
 fn header(domain: &str) -> StreamHeader<'_> {
@@ -201,25 +201,25 @@ fn timeouts() -> Timeouts {
     }
 }
 
-async fn next_element(s: &mut XmlStream<Stream, Element>, what: &str) -> Result<Element, String> {
+async fn next_element(s: &mut XmlStream<Stream, Element>, what: &str) -> crate::Result<Element> {
     loop {
         match s.next().await {
             Some(Ok(el)) => return Ok(el),
             Some(Err(xmlstream::ReadError::SoftTimeout)) => continue,
-            Some(Err(e)) => return Err(format!("{what}: {e:?}")),
-            None => return Err(format!("{what}: stream closed")),
+            Some(Err(e)) => return Err(crate::fail!("{what}: {e:?}")),
+            None => return Err(crate::fail!("{what}: stream closed")),
         }
     }
 }
 
 /// Open an XML stream to `domain` over `io` (the stream header exchange).
-async fn initiate(io: Box<dyn Io>, domain: &str) -> Result<PendingFeaturesRecv<Stream>, String> {
+async fn initiate(io: Box<dyn Io>, domain: &str) -> crate::Result<PendingFeaturesRecv<Stream>> {
     xmlstream::initiate_stream(BufStream::new(io), NS_CLIENT, header(domain), timeouts())
         .await
         .map_err(|e| io_err("stream header", e))
 }
 
-async fn starttls(io: Box<dyn Io>, spec: &ServerSpec, ca: &PathBuf) -> Result<Box<dyn Io>, String> {
+async fn starttls(io: Box<dyn Io>, spec: &ServerSpec, ca: &PathBuf) -> crate::Result<Box<dyn Io>> {
     let (features, mut s): (_, XmlStream<Stream, Element>) = initiate(io, &spec.domain)
         .await?
         .recv_features()
@@ -232,7 +232,7 @@ async fn starttls(io: Box<dyn Io>, spec: &ServerSpec, ca: &PathBuf) -> Result<Bo
     s.send(&req).await.map_err(|e| io_err("starttls", e))?;
     let answer = next_element(&mut s, "starttls").await?;
     if answer.name() != "proceed" {
-        return Err(format!("starttls refused: <{}/>", answer.name()));
+        return Err(crate::fail!("starttls refused: <{}/>", answer.name()));
     }
     let inner = s.into_inner().into_inner();
     let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client())
@@ -257,7 +257,7 @@ async fn login(
     node: &str,
     resource: &str,
     bytes: Arc<ByteCounter>,
-) -> Result<(XmlStream<Stream, Element>, String), String> {
+) -> crate::Result<(XmlStream<Stream, Element>, String)> {
     let tcp = TcpStream::connect(spec.addr)
         .await
         .map_err(|e| io_err(&format!("connect {}", spec.addr), e))?;
@@ -307,7 +307,7 @@ async fn login(
         let el = next_element(&mut s, "bind").await?;
         if el.name() == "iq" && el.attr("id") == Some("bind-1") {
             if el.attr("type") != Some("result") {
-                return Err(format!(
+                return Err(crate::fail!(
                     "bind refused: {}",
                     e2elab_core::stanza::serialize(&el)
                 ));
@@ -364,13 +364,15 @@ async fn pump(
 
 impl Conn {
     /// Connect, log in as `node@domain` and bind `resource`.
-    pub async fn open(spec: &ServerSpec, node: &str, resource: &str) -> Result<Conn, String> {
+    pub async fn open(spec: &ServerSpec, node: &str, resource: &str) -> crate::Result<Conn> {
         let bytes = Arc::new(ByteCounter::default());
         let t0 = Instant::now();
         let (s, jid) =
             tokio::time::timeout(spec.timeout, login(spec, node, resource, bytes.clone()))
                 .await
-                .map_err(|_| format!("login as {node} timed out after {:?}", spec.timeout))??;
+                .map_err(|_| {
+                    crate::fail!("login as {node} timed out after {:?}", spec.timeout)
+                })??;
         let login = t0.elapsed();
         let (tx, out) = mpsc::unbounded_channel();
         let (inbound, rx) = mpsc::unbounded_channel();
@@ -391,11 +393,11 @@ impl Conn {
     }
 
     /// Queue a stanza for writing; returns when it was handed over.
-    pub fn send(&self, el: Element) -> Result<Instant, String> {
+    pub fn send(&self, el: Element) -> crate::Result<Instant> {
         let t = Instant::now();
         self.tx
             .send(el)
-            .map_err(|_| format!("{}: connection task ended", self.jid))?;
+            .map_err(|_| crate::fail!("{}: connection task ended", self.jid))?;
         Ok(t)
     }
 
@@ -465,7 +467,7 @@ impl Conn {
     /// `bytes/in` and `bytes/out` filters: XML text, inside TLS). The query
     /// and its answer have a fixed size, so differences of two readings are
     /// exact up to one request and one answer.
-    pub async fn server_bytes(&mut self) -> Result<(u64, u64), String> {
+    pub async fn server_bytes(&mut self) -> crate::Result<(u64, u64)> {
         const NS: &str = "urn:e2elab:bytes";
         self.queries += 1;
         let id = format!("bq-{:09}", self.queries);
@@ -479,7 +481,7 @@ impl Conn {
         let (answer, _) = self
             .recv_matching(|e| e.name() == "iq" && e.attr("id") == Some(id.as_str()))
             .await
-            .map_err(|e| format!("byte-count query: {e}"))?;
+            .map_err(|e| crate::fail!("byte-count query: {e}"))?;
         let q = answer
             .get_child("query", NS)
             .filter(|_| answer.attr("type") == Some("result"))
@@ -489,10 +491,10 @@ impl Conn {
                     e2elab_core::stanza::serialize(&answer)
                 )
             })?;
-        let num = |k: &str| -> Result<u64, String> {
+        let num = |k: &str| -> crate::Result<u64> {
             q.attr(k)
                 .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("byte-count answer without a number '{k}'"))
+                .ok_or_else(|| crate::fail!("byte-count answer without a number '{k}'"))
         };
         Ok((num("in")?, num("out")?))
     }

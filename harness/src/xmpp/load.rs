@@ -106,11 +106,11 @@ async fn one_pair(
     let nodes = [format!("user{}", 2 * idx), format!("user{}", 2 * idx + 1)];
     // Figures go into `out` as they are measured, so a pair cut off by the
     // deadline still counts what it did.
-    let r: Result<(), String> = async {
+    let r: crate::Result<()> = async {
         let permit = logins
             .acquire()
             .await
-            .map_err(|e| format!("login admission: {e}"))?;
+            .map_err(|e| crate::fail!("login admission: {e}"))?;
         let (mut pair, _) = ServerPair::open(
             &spec,
             proto.as_ref(),
@@ -135,7 +135,7 @@ async fn one_pair(
         out.borrow_mut().ready = true;
         gate.wait_for(|open| *open)
             .await
-            .map_err(|e| format!("start gate: {e}"))?;
+            .map_err(|e| crate::fail!("start gate: {e}"))?;
         for n in 0..messages {
             for from in 0..2 {
                 let el = driver::workload_stanza_between(
@@ -162,7 +162,7 @@ async fn one_pair(
     o.finished = true;
     match r {
         Ok(()) => o.ok = true,
-        Err(e) => o.error = Some(e),
+        Err(e) => o.error = Some(e.to_string()),
     }
 }
 
@@ -173,7 +173,7 @@ pub fn provision(
     domain: &str,
     have: &mut Vec<Rc<Identities>>,
     pairs: usize,
-) -> Result<Duration, String> {
+) -> crate::Result<Duration> {
     let t0 = Instant::now();
     while have.len() < pairs {
         let i = have.len();

@@ -292,6 +292,98 @@ pub struct ProbeRow {
     pub why: Option<String>,
 }
 
+/// One profile and option set through the server, asking XEP-0274's
+/// question: do its signatures survive what the server does to a stanza?
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SignatureRow {
+    /// Profile id.
+    pub protocol: String,
+    /// Session options (`key=value`, comma-separated; empty: the defaults).
+    pub options: String,
+    /// Transport mode.
+    pub mode: String,
+    /// Application stanzas sent (alternating directions).
+    pub sent: u64,
+    /// Delivered as protected, content intact.
+    pub delivered: u64,
+    /// Arrived but refused or not delivered intact by the receiving session.
+    pub refused: u64,
+    /// Bounced or dropped by the server.
+    pub lost: u64,
+    /// Wire stanzas that arrived with the server's `xml:lang` stamp.
+    pub lang_stamped: u64,
+    /// The receiving sessions' errors (distinct, at most three).
+    pub receiver_errors: Vec<String>,
+    /// Why the run could not be carried out.
+    pub error: Option<String>,
+}
+
+/// The signature-survival runs: the unprotected row (the baseline, where
+/// nothing may be refused) and each XML-signature profile under each
+/// canonicalization (crates/xmldsig DECISIONS 2).
+pub const SIGNATURE_RUNS: &[(&str, &str)] = &[
+    ("plaintext", ""),
+    ("xep0290-dsig", "c14n=exclusive"),
+    ("xep0290-dsig", "c14n=inclusive"),
+    ("xmlenc-dsig", "c14n=exclusive"),
+    ("xmlenc-dsig", "c14n=inclusive"),
+];
+
+/// Application stanzas per signature-survival run.
+pub const SIGNATURE_STANZAS: u64 = 8;
+
+/// One signature-survival run.
+pub async fn signature_run(
+    spec: &ServerSpec,
+    proto: &dyn Protocol,
+    options: &str,
+    seed: u64,
+) -> SignatureRow {
+    let id = proto.info().id;
+    let mut row = SignatureRow {
+        protocol: id.to_string(),
+        options: options.to_string(),
+        mode: spec.mode().to_string(),
+        ..Default::default()
+    };
+    let r: crate::Result<()> = async {
+        let opts = Options::parse(options.split(',').filter(|s| !s.is_empty()))
+            .map_err(|e| crate::Error::session("signature run options", e))?;
+        let resource = format!("sig-{id}-{}", options.replace(['=', ','], "-"));
+        let (mut pair, _) =
+            ServerPair::open(spec, proto, ["alice", "bob"], &resource, None, seed, &opts).await?;
+        pair.handshake().await?;
+        let jids = [pair.jids[0].clone(), pair.jids[1].clone()];
+        for n in 0..SIGNATURE_STANZAS {
+            let from = (n % 2) as usize;
+            let el = driver::workload_stanza_between(seed, from, n, 64, [&jids[0], &jids[1]])?;
+            let errors_before = pair.link.party(1 - from).errors.len();
+            let lost_before = pair.rec.lost.len();
+            row.sent += 1;
+            match pair.send_expect(from, &el).await {
+                Ok(_) => row.delivered += 1,
+                Err(_) if pair.rec.lost.len() > lost_before => row.lost += 1,
+                Err(_) => {
+                    row.refused += 1;
+                    for e in &pair.link.party(1 - from).errors[errors_before..] {
+                        let e = e.to_string();
+                        if row.receiver_errors.len() < 3 && !row.receiver_errors.contains(&e) {
+                            row.receiver_errors.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        row.lang_stamped = pair.rec.lang_stamped;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = r {
+        row.error = Some(e.to_string());
+    }
+    row
+}
+
 /// Everything a server run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerResults {
@@ -321,6 +413,9 @@ pub struct ServerResults {
     pub probe: Vec<ProbeRow>,
     /// Load steps.
     pub load: Vec<LoadRowOut>,
+    /// Signature survival (XEP-0274), over the plain connection.
+    #[serde(default)]
+    pub signatures: Vec<SignatureRow>,
 }
 
 /// A load row (re-exported for the results file).
@@ -366,13 +461,13 @@ async fn profile(
         match ServerPair::open(spec, proto, ["alice", "bob"], &resource, None, seed, &opts).await {
             Ok(x) => x,
             Err(e) => {
-                row.error = Some(e);
+                row.error = Some(e.to_string());
                 res.profiles.push(row);
                 return;
             }
         };
     row.login_ms = Stat::summarize(&pair.conns.iter().map(|c| ms(c.login)).collect::<Vec<_>>());
-    let r: Result<(), String> = async {
+    let r: crate::Result<()> = async {
         let ids = ids.ok_or("identities missing")?;
         let (mut hs, mut tt, mut sock) = (Vec::new(), Vec::new(), Vec::new());
         for rep in 0..plan.warmup + plan.reps {
@@ -473,7 +568,7 @@ async fn profile(
                 row.varied_sent += 1;
                 match pair.send_expect(from, &el).await {
                     Ok(_) => row.varied_intact += 1,
-                    Err(e) => return Err(format!("varied stanza '{name}': {e}")),
+                    Err(e) => return Err(crate::fail!("varied stanza '{name}': {e}")),
                 }
             }
         }
@@ -481,7 +576,7 @@ async fn profile(
     }
     .await;
     if let Err(e) = r {
-        row.error = Some(e);
+        row.error = Some(e.to_string());
     }
     row.transit_us = Stat::summarize(&pair.rec.transit_us);
     row.stanzas = pair.rec.stanzas;
@@ -515,12 +610,12 @@ async fn probe(
     };
     let res = format!("probe-{id}-{}", opt_text.len());
     let mut lost: Vec<Loss> = Vec::new();
-    let r: Result<(u64, usize), String> = async {
+    let r: crate::Result<(u64, usize)> = async {
         let (mut pair, _) =
             ServerPair::open(spec, proto, ["alice", "bob"], &res, None, seed, options).await?;
         pair.handshake()
             .await
-            .map_err(|e| format!("handshake failed: {e}"))?;
+            .map_err(|e| crate::fail!("handshake failed: {e}"))?;
         let n0 = pair.rec.stanzas;
         let e0 = pair.link.emissions.len();
         let jids = [pair.jids[0].clone(), pair.jids[1].clone()];
@@ -546,7 +641,7 @@ async fn probe(
         }
         (Err(e), None) => {
             row.outcome = "failed".into();
-            row.why = Some(e.chars().take(300).collect());
+            row.why = Some(e.to_string().chars().take(300).collect());
         }
     }
     row
@@ -556,7 +651,7 @@ async fn probe(
 pub fn measure(
     cfg: &Config,
     mut progress: impl FnMut(u64, u64, &str),
-) -> Result<ServerResults, String> {
+) -> crate::Result<ServerResults> {
     let t0 = Instant::now();
     let plan = ServerPlan::new(cfg.quick);
     let protos = registry::resolve(&cfg.protocols)?;
@@ -613,11 +708,12 @@ pub fn measure(
         probe_limit: None,
         probe: Vec::new(),
         load: Vec::new(),
+        signatures: Vec::new(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
+        .map_err(|e| crate::fail!("tokio runtime: {e}"))?;
     let probes = if own.is_some() { protos.len() } else { 0 };
     let total = (specs.len() * protos.len() + probes + load_protos.len() * specs.len()) as u64;
     let mut done = 0u64;
@@ -630,6 +726,20 @@ pub fn measure(
             );
             rt.block_on(profile(spec, p.as_ref(), &plan, cfg.seed, &mut res));
             done += 1;
+        }
+    }
+    // Signature survival: the XML-signature profiles selected, each
+    // canonicalization, and the unprotected baseline beside them.
+    if protos.iter().any(|p| p.info().family == "xmldsig") {
+        for (id, options) in SIGNATURE_RUNS {
+            if *id != e2elab_plaintext::ID && !protos.iter().any(|p| p.info().id == *id) {
+                continue;
+            }
+            let e = registry::entry(id).ok_or_else(|| crate::fail!("{id} is not registered"))?;
+            let proto = (e.make)();
+            progress(done, total, &format!("server (signatures): {id} {options}"));
+            let row = rt.block_on(signature_run(&base, proto.as_ref(), options, cfg.seed));
+            res.signatures.push(row);
         }
     }
     // The stanza-limit probe needs a server of our own with a small limit.
@@ -753,11 +863,11 @@ fn o_users(p: &Option<server::Prosody>) -> usize {
 }
 
 /// Write `server.json` and CSV files into `dir`.
-pub fn write(r: &ServerResults, dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let j = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
-    let w = |name: &str, body: String| -> Result<(), String> {
-        std::fs::write(dir.join(name), body).map_err(|e| format!("{name}: {e}"))
+pub fn write(r: &ServerResults, dir: &Path) -> crate::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir.display().to_string(), e))?;
+    let j = serde_json::to_string_pretty(r).map_err(crate::Error::msg)?;
+    let w = |name: &str, body: String| -> crate::Result<()> {
+        std::fs::write(dir.join(name), body).map_err(|e| crate::fail!("{name}: {e}"))
     };
     w("server.json", j)?;
     let mut s = crate::output::Csv::new(&[
@@ -926,12 +1036,12 @@ pub fn write(r: &ServerResults, dir: &Path) -> Result<(), String> {
 }
 
 /// Read `dir/server.json` if a server run wrote one.
-pub fn read(dir: &Path) -> Result<Option<ServerResults>, String> {
+pub fn read(dir: &Path) -> crate::Result<Option<ServerResults>> {
     let p = dir.join("server.json");
     match std::fs::read_to_string(&p) {
         Ok(s) => serde_json::from_str(&s)
             .map(Some)
-            .map_err(|e| format!("{}: {e}", p.display())),
+            .map_err(|e| crate::fail!("{}: {e}", p.display())),
         Err(_) => Ok(None),
     }
 }

@@ -153,7 +153,7 @@ pub enum Arrival {
 /// the sender's full JID (RFC 6120 §8.1.2.1) and adding `xml:lang` where the
 /// stanza had none (§8.1.5) are expected; any other difference is an
 /// alteration, described.
-pub fn survived(sent: &Element, got: &Element, sender: &str) -> Result<Arrival, String> {
+pub fn survived(sent: &Element, got: &Element, sender: &str) -> crate::Result<Arrival> {
     let mut g = got.clone();
     if sent.attr("from").is_none() && g.attr("from") == Some(sender) {
         stanza::remove_attr(&mut g, "from");
@@ -168,19 +168,19 @@ pub fn survived(sent: &Element, got: &Element, sender: &str) -> Result<Arrival, 
     if a == b {
         Ok(arrival)
     } else {
-        Err(first_difference(&a, &b))
+        Err(crate::Error::msg(first_difference(&a, &b)))
     }
 }
 
 /// `later - earlier` of two server byte readings (the server's numbers are
 /// not trusted to grow).
-pub fn diff(earlier: (u64, u64), later: (u64, u64)) -> Result<(u64, u64), String> {
+pub fn diff(earlier: (u64, u64), later: (u64, u64)) -> crate::Result<(u64, u64)> {
     match (
         later.0.checked_sub(earlier.0),
         later.1.checked_sub(earlier.1),
     ) {
         (Some(a), Some(b)) => Ok((a, b)),
-        _ => Err(format!(
+        _ => Err(crate::fail!(
             "the server's byte counts went backwards: {earlier:?} then {later:?}"
         )),
     }
@@ -228,7 +228,7 @@ impl ServerPair {
         ids: Option<&Identities>,
         seed: u64,
         options: &Options,
-    ) -> Result<(ServerPair, Option<Identities>), String> {
+    ) -> crate::Result<(ServerPair, Option<Identities>)> {
         let a = Conn::open(spec, nodes[0], resource).await?;
         let b = Conn::open(spec, nodes[1], resource).await?;
         let jids = [a.jid.clone(), b.jid.clone()];
@@ -266,7 +266,7 @@ impl ServerPair {
         ids: &Identities,
         seed: u64,
         options: &Options,
-    ) -> Result<(), String> {
+    ) -> crate::Result<()> {
         self.link =
             driver::link_between(proto, ids, seed, options, [&self.jids[0], &self.jids[1]])?;
         Ok(())
@@ -274,7 +274,7 @@ impl ServerPair {
 
     /// Carry everything the sessions emit through the server until quiet.
     /// A stanza that does not arrive is recorded and ends the pump with an error.
-    pub async fn pump(&mut self) -> Result<(), String> {
+    pub async fn pump(&mut self) -> crate::Result<()> {
         loop {
             let out = self.link.take_in_flight();
             if out.is_empty() {
@@ -282,7 +282,8 @@ impl ServerPair {
             }
             let mut pending = Vec::with_capacity(out.len());
             for (dir, xml) in out {
-                let el = stanza::parse(&xml).map_err(|e| format!("re-parsing an emission: {e}"))?;
+                let el =
+                    stanza::parse(&xml).map_err(|e| crate::fail!("re-parsing an emission: {e}"))?;
                 let t = self.conns[dir.from_idx()].send(el.clone())?;
                 pending.push((dir, el, xml.len(), t));
             }
@@ -304,7 +305,7 @@ impl ServerPair {
                                 protocol: self.protocol.clone(),
                                 phase,
                                 dir: dir.label().into(),
-                                what,
+                                what: what.to_string(),
                                 sent: stanza::serialize(&el),
                                 received: stanza::serialize(&g),
                             }),
@@ -339,7 +340,7 @@ impl ServerPair {
                             why: why.clone(),
                             server_said: said,
                         });
-                        return Err(format!(
+                        return Err(crate::fail!(
                             "{}: a {bytes}-byte stanza {} did not arrive: {why}",
                             self.protocol,
                             dir.label()
@@ -392,16 +393,16 @@ impl ServerPair {
     }
 
     /// The handshake through the server; returns its wall time.
-    pub async fn handshake(&mut self) -> Result<Duration, String> {
+    pub async fn handshake(&mut self) -> crate::Result<Duration> {
         self.link.set_phase(Phase::Handshake);
         let t0 = Instant::now();
         self.link
             .start()
-            .map_err(|e| format!("{}: start: {e}", self.protocol))?;
+            .map_err(|e| crate::fail!("{}: start: {e}", self.protocol))?;
         self.pump().await?;
         let wall = t0.elapsed();
         if !self.link.both_established() {
-            return Err(format!(
+            return Err(crate::fail!(
                 "{}: handshake through the server did not complete (initiator {:?}, responder {:?}); errors: {:?} {:?}",
                 self.protocol,
                 self.link.party(0).session().state(),
@@ -419,13 +420,13 @@ impl ServerPair {
     /// server's `xml:lang` stamp where the original had none (counted apart
     /// in [`Record::delivered_with_stamp`]). Returns the wall time from the
     /// `send` call to the moment the receiving session delivered it.
-    pub async fn send_expect(&mut self, from: usize, el: &Element) -> Result<Duration, String> {
+    pub async fn send_expect(&mut self, from: usize, el: &Element) -> crate::Result<Duration> {
         let mark = self.link.delivery_mark(1 - from);
         self.delivered_at = None;
         let t0 = Instant::now();
         self.link
             .send(from, el.clone())
-            .map_err(|e| format!("{}: send: {e}", self.protocol))?;
+            .map_err(|e| crate::fail!("{}: send: {e}", self.protocol))?;
         self.pump().await?;
         // Up to the delivery, not to the end of the pump (a receiver may answer
         // with stanzas of its own, e.g. OTR's heartbeat).
@@ -443,7 +444,7 @@ impl ServerPair {
                 self.rec.delivered_with_stamp += 1
             }
             _ => {
-                return Err(format!(
+                return Err(crate::fail!(
                     "{}: stanza {} from {} not delivered intact through the server ({} delivered{}; receiver errors: {:?})",
                     self.protocol,
                     el.attr("id").unwrap_or("?"),
@@ -465,7 +466,7 @@ impl ServerPair {
     }
 
     /// The server's byte counts (read, written) for each party's session.
-    pub async fn server_bytes(&mut self) -> Result<[(u64, u64); 2], String> {
+    pub async fn server_bytes(&mut self) -> crate::Result<[(u64, u64); 2]> {
         let a = self.conns[0].server_bytes().await?;
         let b = self.conns[1].server_bytes().await?;
         Ok([a, b])
@@ -473,7 +474,7 @@ impl ServerPair {
 
     /// The server-counted size of one byte-count query and of its answer, per
     /// party: two queries back to back on a quiet pair.
-    pub async fn calibrate_server_bytes(&mut self) -> Result<[(u64, u64); 2], String> {
+    pub async fn calibrate_server_bytes(&mut self) -> crate::Result<[(u64, u64); 2]> {
         let x = self.server_bytes().await?;
         let y = self.server_bytes().await?;
         Ok([diff(x[0], y[0])?, diff(x[1], y[1])?])

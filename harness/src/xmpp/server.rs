@@ -31,11 +31,12 @@ pub struct Prosody {
     _tmp: Option<tempfile::TempDir>,
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
+fn free_port() -> crate::Result<u16> {
+    let l =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| crate::fail!("finding a free port: {e}"))?;
     l.local_addr()
         .map(|a| a.port())
-        .map_err(|e| format!("finding a free port: {e}"))
+        .map_err(|e| crate::fail!("finding a free port: {e}"))
 }
 
 /// Exit status the script uses when another process took the port.
@@ -67,11 +68,11 @@ fn script(args: &[String]) -> Result<(), (Option<i32>, String)> {
 
 impl Prosody {
     /// Start one in a fresh temporary directory on a free loopback port.
-    pub fn start(stanza_limit: u64, users: usize) -> Result<Prosody, String> {
+    pub fn start(stanza_limit: u64, users: usize) -> crate::Result<Prosody> {
         let tmp = tempfile::Builder::new()
             .prefix("e2elab-prosody-")
             .tempdir()
-            .map_err(|e| format!("temporary directory: {e}"))?;
+            .map_err(|e| crate::fail!("temporary directory: {e}"))?;
         let dir = tmp.path().to_path_buf();
         let mut p = Prosody::start_in(&dir, stanza_limit, users)?;
         p._tmp = Some(tmp);
@@ -81,7 +82,7 @@ impl Prosody {
     /// Start one in `dir` on a free loopback port. The port is free when
     /// chosen but may be taken before Prosody binds it (tests start servers in
     /// parallel): the script then reports it and another port is tried.
-    pub fn start_in(dir: &Path, stanza_limit: u64, users: usize) -> Result<Prosody, String> {
+    pub fn start_in(dir: &Path, stanza_limit: u64, users: usize) -> crate::Result<Prosody> {
         if stanza_limit == 0 {
             return Err("a stanza size limit of 0 bytes would refuse every stanza".into());
         }
@@ -105,10 +106,10 @@ impl Prosody {
                     })
                 }
                 Err((Some(PORT_TAKEN), e)) => last = e,
-                Err((_, e)) => return Err(e),
+                Err((_, e)) => return Err(crate::Error::tool("prosody", e)),
             }
         }
-        Err(format!("no free port after 5 tries: {last}"))
+        Err(crate::fail!("no free port after 5 tries: {last}"))
     }
 
     /// The self-signed certificate clients trust for STARTTLS.
@@ -124,8 +125,9 @@ impl Prosody {
     }
 
     /// Stop it (also done on drop).
-    pub fn stop(&self) -> Result<(), String> {
-        script(&["stop".into(), self.dir.display().to_string()]).map_err(|(_, e)| e)
+    pub fn stop(&self) -> crate::Result<()> {
+        script(&["stop".into(), self.dir.display().to_string()])
+            .map_err(|(_, e)| crate::Error::tool("prosody", e))
     }
 }
 

@@ -13,8 +13,8 @@ use e2elab_core::{minidom::Node, Element, Env, Options, StateExport};
 use e2elab_esessions::dangerous::{self, sigma as ds, ssh as dssh};
 use e2elab_esessions::Weakness;
 
-fn es(e: e2elab_core::Error) -> String {
-    e.to_string()
+fn es(e: e2elab_core::Error) -> crate::Error {
+    crate::Error::session("ESessions research hook", e)
 }
 
 fn knowledge(k: &Knowledge) -> dangerous::Knowledge {

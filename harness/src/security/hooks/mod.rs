@@ -295,7 +295,7 @@ pub fn reoriginate(s: &Substitution, el: &mut Element) -> R<bool> {
         };
         let session = client
             .new_session(&mut env, cfg)
-            .map_err(|e| format!("Eve's session: {e}"))?;
+            .map_err(|e| crate::fail!("Eve's session: {e}"))?;
         Ok(Solo::new((session, env), s.at))
     };
     // Eve reads it as the victim's peer would, with her own key.
@@ -317,7 +317,7 @@ pub fn reoriginate(s: &Substitution, el: &mut Element) -> R<bool> {
     let Some(x) = out.into_iter().max_by_key(String::len) else {
         return Ok(false);
     };
-    *el = stanza::parse(&x).map_err(|e| e.to_string())?;
+    *el = stanza::parse(&x).map_err(crate::Error::msg)?;
     Ok(true)
 }
 
@@ -354,7 +354,7 @@ impl SessionAttacker {
                 None,
             ) {
                 Ok(s) => s,
-                Err(e) => return Err(format!("attacker's receiving session: {e}")),
+                Err(e) => return Err(crate::fail!("attacker's receiving session: {e}")),
             };
             // Alice's leaked key reads what Bob sends, and vice versa.
             receivers.push((!is_alice, label, Solo::new(s, Timestamp::DEFAULT_START)));

@@ -21,8 +21,8 @@ use e2elab_otr::ffi::DangerousState;
 use openssl::bn::{BigNum, BigNumContext};
 use std::collections::HashMap;
 
-fn ssl(e: openssl::error::ErrorStack) -> String {
-    e.to_string()
+fn ssl(e: openssl::error::ErrorStack) -> crate::Error {
+    crate::Error::msg(e)
 }
 
 /// libotr's tools want MPIs without leading zero octets.
@@ -155,9 +155,9 @@ fn sesskeys(private: &str, public: &str) -> R<PairKeys> {
         let l = out
             .lines()
             .find(|l| l.trim_start().starts_with(label))
-            .ok_or_else(|| format!("otr_sesskeys printed no '{label}': {}", out.trim()))?;
+            .ok_or_else(|| crate::fail!("otr_sesskeys printed no '{label}': {}", out.trim()))?;
         let v = l.split(':').nth(1).unwrap_or("").trim();
-        hex::decode(v).map_err(|e| format!("otr_sesskeys {label}: {e}"))
+        hex::decode(v).map_err(|e| crate::fail!("otr_sesskeys {label}: {e}"))
     };
     Ok(PairKeys {
         keys: [
@@ -219,7 +219,7 @@ impl OtrAttacker {
         };
         for s in &k.states {
             let st: DangerousState = serde_json::from_slice(s.data.expose())
-                .map_err(|e| format!("not an OTR state export: {e}"))?;
+                .map_err(|e| crate::fail!("not an OTR state export: {e}"))?;
             let who = s.role.name();
             for d in &st.ours {
                 if let Some(p) = &d.private {
@@ -347,7 +347,7 @@ impl OtrAttacker {
 }
 
 fn with_body(xml: &str, body: &str) -> R<String> {
-    let mut el = stanza::parse(xml).map_err(|e| e.to_string())?;
+    let mut el = stanza::parse(xml).map_err(crate::Error::msg)?;
     let b = el
         .get_child_mut("body", stanza::NS_CLIENT)
         .ok_or("no body to replace")?;
@@ -675,7 +675,7 @@ impl Hooks for Otr {
 
     fn participation(&self, w: &World, t: &[Seen], bob: &StateExport) -> R<ParticipationTest> {
         let st: DangerousState = serde_json::from_slice(bob.data.expose())
-            .map_err(|e| format!("not an OTR state export: {e}"))?;
+            .map_err(|e| crate::fail!("not an OTR state export: {e}"))?;
         let (Some(x), Some(gx), Some(gy)) = (&st.ake_private, &st.ake_public, &st.ake_their_public)
         else {
             return Err("Bob's libotr context kept no AKE values".into());
@@ -809,7 +809,7 @@ impl Hooks for Otr {
         out.extend_from_slice(&mine);
         out.extend_from_slice(&env.random_array::<20>());
         let xml = with_body(&stanza::serialize(el), &encode(&out))?;
-        *el = stanza::parse(&xml).map_err(|e| e.to_string())?;
+        *el = stanza::parse(&xml).map_err(crate::Error::msg)?;
         Ok(true)
     }
 }
