@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod secret;
 pub mod session;
 pub mod stanza;
+pub mod timestamps;
 
 pub use claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 pub use env::{Env, Timestamp};

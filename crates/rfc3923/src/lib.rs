@@ -204,6 +204,7 @@ pub mod payload;
 
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::stanza::{self, bare_jid, NS_CLIENT};
+use e2elab_core::timestamps::{self, AcceptedTimestamps};
 use e2elab_core::{
     ApiMisuse, DecodeError, Element, Env, Event, Identity, IdentityError, Outbox, PeerIdentity,
     PeerMisbehaved, Protection, Protocol, PublicIdentity, Result, Role, SecretBytes, Session,
@@ -212,8 +213,7 @@ use e2elab_core::{
 use openssl::pkey::{PKey, Private};
 use openssl::symm::Cipher;
 use openssl::x509::X509;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -271,15 +271,11 @@ impl Profile {
     }
 }
 
-/// §6.9's memory of accepted timestamps, per (local bare JID, peer bare JID):
-/// (timestamp, virtual time accepted).
-type ReplayMemory = HashMap<(String, String), Vec<(Timestamp, Timestamp)>>;
-
 /// An RFC 3923 profile: one client, with the replay memory its sessions share.
 #[derive(Debug, Clone)]
 pub struct Rfc3923 {
     profile: Profile,
-    memory: Arc<Mutex<ReplayMemory>>,
+    memory: AcceptedTimestamps,
 }
 
 impl Rfc3923 {
@@ -287,7 +283,7 @@ impl Rfc3923 {
     pub fn classic() -> Self {
         Self {
             profile: Profile::Classic,
-            memory: Arc::default(),
+            memory: AcceptedTimestamps::default(),
         }
     }
 
@@ -295,7 +291,7 @@ impl Rfc3923 {
     pub fn modern() -> Self {
         Self {
             profile: Profile::Modern,
-            memory: Arc::default(),
+            memory: AcceptedTimestamps::default(),
         }
     }
 
@@ -448,7 +444,7 @@ pub struct Rfc3923Session {
     /// When we last attached our certificate (§6.6).
     last_cert_attached: Option<Timestamp>,
     /// The client's memory of accepted timestamps (§6.9), shared by its sessions.
-    memory: Arc<Mutex<ReplayMemory>>,
+    memory: AcceptedTimestamps,
     announced: bool,
     closed: bool,
 }
@@ -463,11 +459,6 @@ impl std::fmt::Debug for Rfc3923Session {
             .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
-}
-
-fn within(a: Timestamp, b: Timestamp, d: Duration) -> bool {
-    let gap = if a > b { a.since(b) } else { b.since(a) };
-    gap <= d
 }
 
 impl Rfc3923Session {
@@ -492,10 +483,7 @@ impl Rfc3923Session {
 
     /// The next outgoing timestamp: now, or one microsecond past the last.
     fn next_timestamp(&self, now: Timestamp) -> Timestamp {
-        match self.last_sent {
-            Some(last) if now <= last => Timestamp(last.0 + 1),
-            _ => now,
-        }
+        timestamps::next_after(now, self.last_sent, 1)
     }
 
     fn attach_cert(&self, now: Timestamp) -> bool {
@@ -659,38 +647,11 @@ impl Rfc3923Session {
             }
         }
         let ts = d.timestamp;
-        if !within(ts, now, TIMESTAMP_WINDOW) {
-            let which = if ts < now {
-                "old timestamp"
-            } else {
-                "future timestamp"
-            };
-            return Err(PeerMisbehaved::BadTimestamp(format!(
-                "{which}: {} at {}",
-                payload::format_timestamp(ts),
-                payload::format_timestamp(now)
-            ))
-            .into());
-        }
-        let memory = self
-            .memory
-            .lock()
-            .map_err(|_| e2elab_core::Error::Backend("replay memory poisoned".into()))?;
-        let accepted = memory
-            .get(&(self.local_bare.clone(), self.peer_bare.clone()))
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let recent = accepted
-            .iter()
-            .filter(|(_, at)| now.since(*at) <= TIMESTAMP_MEMORY);
-        let mut decreasing = false;
-        for (t, _) in recent {
-            if *t == ts {
-                return Err(PeerMisbehaved::Replay.into());
-            }
-            decreasing |= *t > ts;
-        }
-        if decreasing {
+        timestamps::check_window(ts, now, TIMESTAMP_WINDOW, payload::format_timestamp)?;
+        let seen =
+            self.memory
+                .check(&self.local_bare, &self.peer_bare, ts, now, TIMESTAMP_MEMORY)?;
+        if seen.decreasing {
             warnings.push(Warning::Suspicious {
                 reason: format!(
                     "decreasing timestamp: {} is older than one accepted in the last 10 minutes",
@@ -782,18 +743,13 @@ impl Session for Rfc3923Session {
             return Ok(());
         };
         let (delivered, ts, warnings) = self.unprotect(env, &el, &e2e)?;
-        let now = env.now();
-        {
-            let mut memory = self
-                .memory
-                .lock()
-                .map_err(|_| e2elab_core::Error::Backend("replay memory poisoned".into()))?;
-            let accepted = memory
-                .entry((self.local_bare.clone(), self.peer_bare.clone()))
-                .or_default();
-            accepted.retain(|(_, at)| now.since(*at) <= TIMESTAMP_MEMORY);
-            accepted.push((ts, now));
-        }
+        self.memory.record(
+            &self.local_bare,
+            &self.peer_bare,
+            ts,
+            env.now(),
+            TIMESTAMP_MEMORY,
+        )?;
         self.announce(out);
         for w in warnings {
             out.event(Event::Warning(w));

@@ -192,15 +192,15 @@ pub mod xmlenc;
 
 use e2elab_core::claims::{AfterBadInput, Claim, ClaimLevel, Property, ProtocolInfo};
 use e2elab_core::stanza::{self, NS_CLIENT};
+use e2elab_core::timestamps::{self, AcceptedTimestamps};
 use e2elab_core::{
     ApiMisuse, DecodeError, Element, Env, Error, Event, Identity, IdentityError, Outbox,
-    PeerIdentity, PeerMisbehaved, Protection, Protocol, PublicIdentity, Result, Role, SecretBytes,
-    Session, SessionConfig, SessionState, StanzaKind, Timestamp, Warning,
+    PeerIdentity, Protection, Protocol, PublicIdentity, Result, Role, SecretBytes, Session,
+    SessionConfig, SessionState, StanzaKind, Timestamp, Warning,
 };
 use e2elab_rfc3923::cert;
 use openssl::pkey::{PKey, Private, Public};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -235,15 +235,11 @@ impl Profile {
     }
 }
 
-/// Accepted timestamps per (local bare JID, peer bare JID): (timestamp,
-/// virtual time accepted).
-type ReplayMemory = HashMap<(String, String), Vec<(Timestamp, Timestamp)>>;
-
 /// One client of a profile, with the replay memory its sessions share.
 #[derive(Debug, Clone)]
 pub struct XmlDsig {
     profile: Profile,
-    memory: Arc<Mutex<ReplayMemory>>,
+    memory: AcceptedTimestamps,
 }
 
 impl XmlDsig {
@@ -251,7 +247,7 @@ impl XmlDsig {
     pub fn dsig() -> Self {
         Self {
             profile: Profile::Dsig,
-            memory: Arc::default(),
+            memory: AcceptedTimestamps::default(),
         }
     }
 
@@ -259,7 +255,7 @@ impl XmlDsig {
     pub fn xmlenc() -> Self {
         Self {
             profile: Profile::XmlEnc,
-            memory: Arc::default(),
+            memory: AcceptedTimestamps::default(),
         }
     }
 
@@ -477,7 +473,7 @@ pub struct XmlDsigSession {
     peer_fingerprint: String,
     last_sent: Option<Timestamp>,
     last_cert_attached: Option<Timestamp>,
-    memory: Arc<Mutex<ReplayMemory>>,
+    memory: AcceptedTimestamps,
     announced: bool,
     closed: bool,
 }
@@ -492,11 +488,6 @@ impl std::fmt::Debug for XmlDsigSession {
             .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
-}
-
-fn within(a: Timestamp, b: Timestamp, d: Duration) -> bool {
-    let gap = if a > b { a.since(b) } else { b.since(a) };
-    gap <= d
 }
 
 fn hex(b: &[u8]) -> String {
@@ -525,11 +516,7 @@ impl XmlDsigSession {
 
     /// Now at millisecond precision, or one millisecond past the last sent.
     fn next_timestamp(&self, now: Timestamp) -> Timestamp {
-        let ms = Timestamp(now.micros() / 1000 * 1000);
-        match self.last_sent {
-            Some(last) if ms <= last => Timestamp(last.micros() + 1000),
-            _ => ms,
-        }
+        timestamps::next_after(now, self.last_sent, 1000)
     }
 
     fn attach_cert(&self, now: Timestamp) -> bool {
@@ -658,32 +645,19 @@ impl XmlDsigSession {
                 .ok_or_else(|| DecodeError::invalid("delay stamp", stamp))?,
             None => now,
         };
-        if !within(v.timestamp, reference, TIMESTAMP_WINDOW) {
-            let which = if v.timestamp < reference {
-                "old timestamp"
-            } else {
-                "future timestamp"
-            };
-            return Err(PeerMisbehaved::BadTimestamp(format!(
-                "{which}: {} against {}",
-                dsig::format_timestamp(v.timestamp),
-                dsig::format_timestamp(reference)
-            ))
-            .into());
-        }
-        let memory = self
-            .memory
-            .lock()
-            .map_err(|_| Error::Backend("replay memory poisoned".into()))?;
-        if memory
-            .get(&(self.local_bare.clone(), self.peer_bare.clone()))
-            .is_some_and(|acc| {
-                acc.iter()
-                    .any(|(t, at)| *t == v.timestamp && now.since(*at) <= TIMESTAMP_MEMORY)
-            })
-        {
-            return Err(PeerMisbehaved::Replay.into());
-        }
+        timestamps::check_window(
+            v.timestamp,
+            reference,
+            TIMESTAMP_WINDOW,
+            dsig::format_timestamp,
+        )?;
+        self.memory.check(
+            &self.local_bare,
+            &self.peer_bare,
+            v.timestamp,
+            now,
+            TIMESTAMP_MEMORY,
+        )?;
         let mut warnings = Vec::new();
         if let Some(c) = &v.attached_cert {
             if *c != self.peer_cert_der {
@@ -772,18 +746,13 @@ impl Session for XmlDsigSession {
             return Ok(());
         }
         let (v, warnings) = self.unprotect(env, &el)?;
-        let now = env.now();
-        {
-            let mut memory = self
-                .memory
-                .lock()
-                .map_err(|_| Error::Backend("replay memory poisoned".into()))?;
-            let acc = memory
-                .entry((self.local_bare.clone(), self.peer_bare.clone()))
-                .or_default();
-            acc.retain(|(_, at)| now.since(*at) <= TIMESTAMP_MEMORY);
-            acc.push((v.timestamp, now));
-        }
+        self.memory.record(
+            &self.local_bare,
+            &self.peer_bare,
+            v.timestamp,
+            env.now(),
+            TIMESTAMP_MEMORY,
+        )?;
         self.announce(out);
         for w in warnings {
             out.event(Event::Warning(w));

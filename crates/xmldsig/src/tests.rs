@@ -1,7 +1,7 @@
 //! Session-level tests: every DECISION and the named bad inputs.
 
 use super::*;
-use e2elab_core::{Error, Options};
+use e2elab_core::{Error, Options, PeerMisbehaved};
 use std::sync::{Arc, OnceLock};
 
 const ALICE: &str = "alice@example.org";

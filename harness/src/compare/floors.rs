@@ -215,6 +215,50 @@ impl Replayer {
         Ok(p)
     }
 
+    /// One RSA key transport encryption of a `key_len`-byte key.
+    fn rsa_encrypt(&mut self, bits: u16, pad: Padding, key_len: usize) -> crate::Result<PrimFn> {
+        let k = self.rsa(bits)?;
+        let r = k.public.rsa().map_err(e("rsa"))?;
+        let key = self.bytes(key_len);
+        Ok(Box::new(move || {
+            let mut c = vec![0u8; r.size() as usize];
+            r.public_encrypt(&key, &mut c, pad)
+                .map(|_| ())
+                .map_err(crate::Error::msg)
+        }))
+    }
+
+    /// One RSA key transport decryption (with or without the CRT
+    /// parameters), checked against the `key_len`-byte key.
+    fn rsa_decrypt(
+        &mut self,
+        bits: u16,
+        crt: bool,
+        pad: Padding,
+        key_len: usize,
+    ) -> crate::Result<PrimFn> {
+        let k = self.rsa(bits)?;
+        let r = k.public.rsa().map_err(e("rsa"))?;
+        let key = self.bytes(key_len);
+        let mut ct = vec![0u8; r.size() as usize];
+        let len = r.public_encrypt(&key, &mut ct, pad).map_err(e("encrypt"))?;
+        ct.truncate(len);
+        Ok(Box::new(move || {
+            let pk = if crt {
+                k.crt.clone()
+            } else {
+                RsaKey::without_crt(&k.n, &k.e, &k.d)?
+            };
+            let r = pk.rsa().map_err(crate::Error::msg)?;
+            let mut p = vec![0u8; r.size() as usize];
+            match r.private_decrypt(&ct, &mut p, pad) {
+                Ok(n) if n == key_len && p[..n] == key[..] => Ok(()),
+                Ok(_) => Err(crate::Error::from("RSA decrypt: wrong plaintext")),
+                Err(x) => Err(crate::Error::msg(x)),
+            }
+        }))
+    }
+
     fn bytes(&mut self, n: usize) -> Vec<u8> {
         let mut v = vec![0u8; n];
         self.env.fill(&mut v);
@@ -285,75 +329,11 @@ impl Replayer {
                     }
                 })
             }
-            Op::RsaEncrypt { bits } => {
-                let k = self.rsa(bits)?;
-                let r = k.public.rsa().map_err(e("rsa"))?;
-                let key = self.bytes(32);
-                Box::new(move || {
-                    let mut c = vec![0u8; r.size() as usize];
-                    r.public_encrypt(&key, &mut c, Padding::PKCS1)
-                        .map(|_| ())
-                        .map_err(crate::Error::msg)
-                })
-            }
-            Op::RsaDecrypt { bits, crt } => {
-                let k = self.rsa(bits)?;
-                let r = k.public.rsa().map_err(e("rsa"))?;
-                let key = self.bytes(32);
-                let mut ct = vec![0u8; r.size() as usize];
-                let len = r
-                    .public_encrypt(&key, &mut ct, Padding::PKCS1)
-                    .map_err(e("encrypt"))?;
-                ct.truncate(len);
-                Box::new(move || {
-                    let pk = if crt {
-                        k.crt.clone()
-                    } else {
-                        RsaKey::without_crt(&k.n, &k.e, &k.d)?
-                    };
-                    let r = pk.rsa().map_err(crate::Error::msg)?;
-                    let mut p = vec![0u8; r.size() as usize];
-                    match r.private_decrypt(&ct, &mut p, Padding::PKCS1) {
-                        Ok(32) if p[..32] == key[..] => Ok(()),
-                        Ok(_) => Err("RSA decrypt: wrong plaintext".into()),
-                        Err(x) => Err(crate::Error::msg(x)),
-                    }
-                })
-            }
-            Op::RsaOaepEncrypt { bits } => {
-                let k = self.rsa(bits)?;
-                let r = k.public.rsa().map_err(e("rsa"))?;
-                let key = self.bytes(16);
-                Box::new(move || {
-                    let mut c = vec![0u8; r.size() as usize];
-                    r.public_encrypt(&key, &mut c, Padding::PKCS1_OAEP)
-                        .map(|_| ())
-                        .map_err(crate::Error::msg)
-                })
-            }
+            Op::RsaEncrypt { bits } => self.rsa_encrypt(bits, Padding::PKCS1, 32)?,
+            Op::RsaOaepEncrypt { bits } => self.rsa_encrypt(bits, Padding::PKCS1_OAEP, 16)?,
+            Op::RsaDecrypt { bits, crt } => self.rsa_decrypt(bits, crt, Padding::PKCS1, 32)?,
             Op::RsaOaepDecrypt { bits, crt } => {
-                let k = self.rsa(bits)?;
-                let r = k.public.rsa().map_err(e("rsa"))?;
-                let key = self.bytes(16);
-                let mut ct = vec![0u8; r.size() as usize];
-                let len = r
-                    .public_encrypt(&key, &mut ct, Padding::PKCS1_OAEP)
-                    .map_err(e("encrypt"))?;
-                ct.truncate(len);
-                Box::new(move || {
-                    let pk = if crt {
-                        k.crt.clone()
-                    } else {
-                        RsaKey::without_crt(&k.n, &k.e, &k.d)?
-                    };
-                    let r = pk.rsa().map_err(crate::Error::msg)?;
-                    let mut p = vec![0u8; r.size() as usize];
-                    match r.private_decrypt(&ct, &mut p, Padding::PKCS1_OAEP) {
-                        Ok(16) if p[..16] == key[..] => Ok(()),
-                        Ok(_) => Err("RSA-OAEP decrypt: wrong plaintext".into()),
-                        Err(x) => Err(crate::Error::msg(x)),
-                    }
-                })
+                self.rsa_decrypt(bits, crt, Padding::PKCS1_OAEP, 16)?
             }
             Op::Ed25519Sign => {
                 let k = PKey::generate_ed25519().map_err(e("ed25519"))?;
