@@ -21,6 +21,57 @@ pub fn next_after(now: Timestamp, last: Option<Timestamp>, step_micros: u64) -> 
     }
 }
 
+/// A sender's schedule: strictly increasing timestamps at a granularity,
+/// and its certificate attached at most once per interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendSchedule {
+    step_micros: u64,
+    cert_interval: Duration,
+    last_sent: Option<Timestamp>,
+    last_attached: Option<Timestamp>,
+}
+
+/// One send's timestamp and whether the certificate goes with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// The stanza's timestamp.
+    pub timestamp: Timestamp,
+    /// Attach the certificate.
+    pub attach: bool,
+    now: Timestamp,
+}
+
+impl SendSchedule {
+    /// Timestamps at `step_micros` granularity; the certificate every `cert_interval`.
+    pub fn new(step_micros: u64, cert_interval: Duration) -> Self {
+        Self {
+            step_micros,
+            cert_interval,
+            last_sent: None,
+            last_attached: None,
+        }
+    }
+
+    /// The next send at `now` (nothing changes until [`SendSchedule::commit`]).
+    pub fn next(&self, now: Timestamp) -> Slot {
+        Slot {
+            timestamp: next_after(now, self.last_sent, self.step_micros),
+            attach: self
+                .last_attached
+                .is_none_or(|t| now.since(t) >= self.cert_interval),
+            now,
+        }
+    }
+
+    /// The send of `slot` happened.
+    pub fn commit(&mut self, slot: Slot) {
+        self.last_sent = Some(slot.timestamp);
+        if slot.attach {
+            self.last_attached = Some(slot.now);
+        }
+    }
+}
+
 /// Whether `a` and `b` are at most `d` apart.
 pub fn within(a: Timestamp, b: Timestamp, d: Duration) -> bool {
     let gap = if a > b { a.since(b) } else { b.since(a) };
@@ -160,5 +211,22 @@ mod tests {
             shared.check("a", "b", t(10), t(700), ten),
             Ok(Seen { decreasing: false })
         );
+    }
+
+    #[test]
+    fn schedule_attaches_the_certificate_once_per_interval() {
+        let t = |s: u64| Timestamp(s * 1_000_000);
+        let mut sch = SendSchedule::new(1000, Duration::from_secs(300));
+        let a = sch.next(t(0));
+        assert!(a.attach);
+        // Nothing changes until the send happened.
+        assert_eq!(sch.next(t(0)), a);
+        sch.commit(a);
+        let b = sch.next(t(0));
+        assert_eq!(b.timestamp, Timestamp(1000));
+        assert!(!b.attach);
+        sch.commit(b);
+        assert!(!sch.next(t(299)).attach);
+        assert!(sch.next(t(300)).attach);
     }
 }

@@ -416,8 +416,7 @@ impl Protocol for Rfc3923 {
             peer_cert,
             peer_cert_der: peer.data.clone(),
             peer_fingerprint: cert::fingerprint(&peer.data)?,
-            last_sent: None,
-            last_cert_attached: None,
+            schedule: timestamps::SendSchedule::new(1, CERT_INTERVAL),
             memory: self.memory.clone(),
             announced: false,
             closed: false,
@@ -439,10 +438,8 @@ pub struct Rfc3923Session {
     peer_cert: X509,
     peer_cert_der: Vec<u8>,
     peer_fingerprint: String,
-    /// Last timestamp we sent (ours strictly increase, §6.9).
-    last_sent: Option<Timestamp>,
-    /// When we last attached our certificate (§6.6).
-    last_cert_attached: Option<Timestamp>,
+    /// Our timestamps (strictly increasing, §6.9) and certificate attachments (§6.6).
+    schedule: timestamps::SendSchedule,
     /// The client's memory of accepted timestamps (§6.9), shared by its sessions.
     memory: AcceptedTimestamps,
     announced: bool,
@@ -478,18 +475,6 @@ impl Rfc3923Session {
                 sas: None,
                 method: "pinned X.509 certificate, S/MIME signature".into(),
             }));
-        }
-    }
-
-    /// The next outgoing timestamp: now, or one microsecond past the last.
-    fn next_timestamp(&self, now: Timestamp) -> Timestamp {
-        timestamps::next_after(now, self.last_sent, 1)
-    }
-
-    fn attach_cert(&self, now: Timestamp) -> bool {
-        match self.last_cert_attached {
-            None => true,
-            Some(t) => now.since(t) >= CERT_INTERVAL,
         }
     }
 
@@ -696,14 +681,9 @@ impl Session for Rfc3923Session {
 
     fn send(&mut self, env: &mut Env, app: Element, out: &mut Outbox) -> Result<()> {
         self.check_open()?;
-        let now = env.now();
-        let ts = self.next_timestamp(now);
-        let attach = self.attach_cert(now);
-        let outer = self.protect(env, &app, ts, attach)?;
-        self.last_sent = Some(ts);
-        if attach {
-            self.last_cert_attached = Some(now);
-        }
+        let slot = self.schedule.next(env.now());
+        let outer = self.protect(env, &app, slot.timestamp, slot.attach)?;
+        self.schedule.commit(slot);
         self.announce(out);
         out.send(outer);
         Ok(())

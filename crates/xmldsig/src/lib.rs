@@ -448,8 +448,7 @@ impl Protocol for XmlDsig {
             peer_key,
             peer_cert_der: peer.data.clone(),
             peer_fingerprint: cert::fingerprint(&peer.data)?,
-            last_sent: None,
-            last_cert_attached: None,
+            schedule: timestamps::SendSchedule::new(1000, CERT_INTERVAL),
             memory: self.memory.clone(),
             announced: false,
             closed: false,
@@ -471,8 +470,8 @@ pub struct XmlDsigSession {
     peer_key: PKey<Public>,
     peer_cert_der: Vec<u8>,
     peer_fingerprint: String,
-    last_sent: Option<Timestamp>,
-    last_cert_attached: Option<Timestamp>,
+    /// Our timestamps (strictly increasing) and certificate attachments.
+    schedule: timestamps::SendSchedule,
     memory: AcceptedTimestamps,
     announced: bool,
     closed: bool,
@@ -511,18 +510,6 @@ impl XmlDsigSession {
                 sas: None,
                 method: "pinned X.509 certificate, XML signature".into(),
             }));
-        }
-    }
-
-    /// Now at millisecond precision, or one millisecond past the last sent.
-    fn next_timestamp(&self, now: Timestamp) -> Timestamp {
-        timestamps::next_after(now, self.last_sent, 1000)
-    }
-
-    fn attach_cert(&self, now: Timestamp) -> bool {
-        match self.last_cert_attached {
-            None => true,
-            Some(t) => now.since(t) >= CERT_INTERVAL,
         }
     }
 
@@ -709,14 +696,9 @@ impl Session for XmlDsigSession {
 
     fn send(&mut self, env: &mut Env, app: Element, out: &mut Outbox) -> Result<()> {
         self.check_open()?;
-        let now = env.now();
-        let ts = self.next_timestamp(now);
-        let attach = self.attach_cert(now);
-        let outer = self.protect(env, &app, ts, attach)?;
-        self.last_sent = Some(ts);
-        if attach {
-            self.last_cert_attached = Some(now);
-        }
+        let slot = self.schedule.next(env.now());
+        let outer = self.protect(env, &app, slot.timestamp, slot.attach)?;
+        self.schedule.commit(slot);
         self.announce(out);
         out.send(outer);
         Ok(())
