@@ -15,7 +15,7 @@
 #                                       SECONDS (default 20); any crash fails
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
-TARGETS=(stanza esessions_handshake esessions_content jep0027 ox rfc3923 otr)
+TARGETS=(stanza esessions_handshake esessions_content jep0027 ox rfc3923 otr xmldsig)
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET_DIR/x86_64-unknown-linux-gnu/release
 MAX_LEN=16384   # e2elab::fuzz::MAX_SEED
@@ -102,7 +102,7 @@ EOF
 results() {
     python3 - <<'EOF'
 import json, glob, os
-targets = ["stanza", "esessions_handshake", "esessions_content", "jep0027", "ox", "rfc3923", "otr"]
+targets = ["stanza", "esessions_handshake", "esessions_content", "jep0027", "ox", "rfc3923", "otr", "xmldsig"]
 stats = {}
 for t in targets:
     p = "stats/%s.json" % t

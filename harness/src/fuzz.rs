@@ -72,6 +72,8 @@ pub enum Target {
     Rfc3923,
     /// OTR v3 and v2 over libotr.
     Otr,
+    /// XEP-0290 signatures and XML Encryption: the manifest, C14N, references.
+    Xmldsig,
 }
 
 /// Every target, in the order the campaign runs them.
@@ -83,6 +85,7 @@ pub const ALL: &[Target] = &[
     Target::Ox,
     Target::Rfc3923,
     Target::Otr,
+    Target::Xmldsig,
 ];
 
 impl Target {
@@ -96,6 +99,7 @@ impl Target {
             Target::Ox => "ox",
             Target::Rfc3923 => "rfc3923",
             Target::Otr => "otr",
+            Target::Xmldsig => "xmldsig",
         }
     }
 
@@ -120,6 +124,7 @@ impl Target {
             Target::Ox => &["xep0373-ox"],
             Target::Rfc3923 => &["rfc3923", "rfc3923-modern"],
             Target::Otr => &["otr-v3", "otr-v2"],
+            Target::Xmldsig => &["xep0290-dsig", "xmlenc-dsig"],
         }
     }
 
@@ -127,7 +132,7 @@ impl Target {
     pub fn keeps_established(self) -> bool {
         matches!(
             self,
-            Target::Jep0027 | Target::Ox | Target::Rfc3923 | Target::Otr
+            Target::Jep0027 | Target::Ox | Target::Rfc3923 | Target::Otr | Target::Xmldsig
         )
     }
 
@@ -270,8 +275,54 @@ impl Target {
             ".",
             ",",
         ];
+        const DSIG: &[&str] = &[
+            "Signature",
+            "http://www.w3.org/2000/09/xmldsig#",
+            "SignedInfo",
+            "CanonicalizationMethod",
+            "SignatureMethod",
+            "Reference",
+            "Transforms",
+            "Transform",
+            "DigestMethod",
+            "DigestValue",
+            "SignatureValue",
+            "KeyInfo",
+            "X509Data",
+            "X509Certificate",
+            "Object",
+            "Algorithm",
+            "URI",
+            "#stanza-desc",
+            "stanza-desc",
+            "urn:xmpp:dsig:0",
+            "urn:xmpp:dsig:ref:0#",
+            "urn:xmpp:dsig:transform:0",
+            "d:id",
+            "signer",
+            "reference",
+            "timestamp",
+            "http://www.w3.org/2001/10/xml-exc-c14n#",
+            "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            "http://www.w3.org/2001/04/xmlenc#sha256",
+            "EncryptedData",
+            "EncryptedKey",
+            "EncryptionMethod",
+            "CipherData",
+            "CipherValue",
+            "http://www.w3.org/2001/04/xmlenc#",
+            "http://www.w3.org/2001/04/xmlenc#Content",
+            "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+            "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
+            "delay",
+            "urn:xmpp:delay",
+            "stamp",
+            "xml:lang",
+        ];
         match self {
             Target::Stanza => XML,
+            Target::Xmldsig => DSIG,
             Target::EsessionsHandshake | Target::EsessionsContent => ESS,
             Target::Jep0027 | Target::Ox => PGP,
             Target::Rfc3923 => SMIME,
