@@ -115,6 +115,18 @@ fn run(cmd: &mut Command) -> (bool, String) {
     )
 }
 
+/// `xmlsec1 --verify` of `file` with `cert` as the signer's key (trusted
+/// too, for a certificate attached in KeyInfo).
+fn xmlsec1_verify(cert: &Path, file: &Path) -> (bool, String) {
+    run(Command::new("xmlsec1")
+        .args(["--verify", "--pubkey-cert-pem"])
+        .arg(cert)
+        .args(["--trusted-pem"])
+        .arg(cert)
+        .args(["--id-attr:id", ID_ATTR])
+        .arg(file))
+}
+
 fn python() -> Command {
     // Debian's interpreter, where python3-lxml is installed.
     let mut c = Command::new("/usr/bin/python3");
@@ -177,13 +189,7 @@ fn our_signatures_verify_in_xmlsec1_and_lxml_recomputes_the_manifest() {
             assert_eq!(wire.contains("X509Certificate"), i == 0);
             let f = dir.path().join(format!("{c14n}-{i}.xml"));
             std::fs::write(&f, &wire).unwrap();
-            let (ok, log) = run(Command::new("xmlsec1")
-                .args(["--verify", "--pubkey-cert-pem"])
-                .arg(&k.alice.cert_pem)
-                .args(["--trusted-pem"])
-                .arg(&k.alice.cert_pem)
-                .args(["--id-attr:id", ID_ATTR])
-                .arg(&f));
+            let (ok, log) = xmlsec1_verify(&k.alice.cert_pem, &f);
             assert!(ok, "xmlsec1 --verify ({c14n}, {i}): {log}\n{wire}");
             let (ok, log) = run(python().arg("check").arg(&f).arg(c14n));
             assert!(ok && log.starts_with("ok 1"), "lxml ({c14n}): {log}");
@@ -200,11 +206,7 @@ fn our_signatures_verify_in_xmlsec1_and_lxml_recomputes_the_manifest() {
             assert!(!ok, "lxml accepted a changed body");
             // A changed manifest: xmlsec1 refuses.
             std::fs::write(&f, wire.replacen("<signer>alice@", "<signer>mallory@", 1)).unwrap();
-            let (ok, _) = run(Command::new("xmlsec1")
-                .args(["--verify", "--pubkey-cert-pem"])
-                .arg(&k.alice.cert_pem)
-                .args(["--id-attr:id", ID_ATTR])
-                .arg(&f));
+            let (ok, _) = xmlsec1_verify(&k.alice.cert_pem, &f);
             assert!(!ok, "xmlsec1 accepted a changed manifest");
         }
     }
@@ -235,13 +237,7 @@ fn our_encryption_decrypts_in_xmlsec1_and_the_content_verifies() {
         assert!(ok, "xmlsec1 --decrypt ({cipher}): {log}");
         let dec = std::fs::read_to_string(&d).unwrap();
         assert!(dec.contains(">for Bob only</body>"), "{dec}");
-        let (ok, log) = run(Command::new("xmlsec1")
-            .args(["--verify", "--pubkey-cert-pem"])
-            .arg(&k.alice.cert_pem)
-            .args(["--trusted-pem"])
-            .arg(&k.alice.cert_pem)
-            .args(["--id-attr:id", ID_ATTR])
-            .arg(&d));
+        let (ok, log) = xmlsec1_verify(&k.alice.cert_pem, &d);
         assert!(
             ok,
             "xmlsec1 --verify of the decrypted content ({cipher}): {log}"
@@ -296,11 +292,7 @@ fn xmlsec1_signatures_from_templates_are_accepted() {
     let prefixed = xmlsec1_signed(dir.path(), "ds", "prefixed");
     let f = dir.path().join("prefixed.xml");
     std::fs::write(&f, &prefixed).unwrap();
-    let (ok, log) = run(Command::new("xmlsec1")
-        .args(["--verify", "--pubkey-cert-pem"])
-        .arg(&k.alice.cert_pem)
-        .args(["--id-attr:id", ID_ATTR])
-        .arg(&f));
+    let (ok, log) = xmlsec1_verify(&k.alice.cert_pem, &f);
     assert!(ok, "xmlsec1 verifies its own prefixed signature: {log}");
     let mut b = session("xep0290-dsig", &k.bob, &k.alice, Options::new());
     let r = receive(b.as_mut(), &prefixed);
