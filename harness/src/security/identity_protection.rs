@@ -89,7 +89,7 @@ fn mallory_run(
     w: &World,
     victim: usize,
     victims_key: Option<PublicIdentity>,
-) -> R<Option<(bool, Option<String>, String)>> {
+) -> R<Result<(bool, Option<String>, String), String>> {
     let them = victim;
     let her = 1 - victim;
     // The victim knows its real peer's key: Mallory cannot pass as the
@@ -103,14 +103,17 @@ fn mallory_run(
         None,
     )?;
     let fresh = w.fresh_client();
-    let Ok(m) = w.side_session(
+    // A profile may refuse a session without the peer's key: the caller
+    // then retries with one, and reports both reasons if that fails too.
+    let m = match w.side_session(
         fresh.as_ref(),
         her,
         w.mallory[her].clone(),
         victims_key,
         None,
-    ) else {
-        return Ok(None);
+    ) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e.to_string())),
     };
     let mut link = if them == 0 {
         Link::new(v, m)
@@ -135,7 +138,7 @@ fn mallory_run(
     let accepted =
         (mallory_established || !p.delivered.is_empty()) && !warned && p.errors.is_empty();
     let fp = p.established.as_ref().and_then(|e| e.fingerprint.clone());
-    Ok(Some((
+    Ok(Ok((
         accepted,
         fp,
         format!(
@@ -159,16 +162,20 @@ fn mallory_run(
 /// (else no key was checked).
 fn mallory_learns(w: &World, victim: usize) -> R<(bool, serde_json::Value)> {
     let (first, how) = match mallory_run(w, victim, None)? {
-        Some(r) => (r, "no key for the victim (first contact)"),
-        None => (
-            mallory_run(w, victim, Some(w.ids()[victim].public.clone()))?
-                .ok_or("Mallory's session could not be created")?,
+        Ok(r) => (r, "no key for the victim (first contact)"),
+        Err(without) => (
+            mallory_run(w, victim, Some(w.ids()[victim].public.clone()))?.map_err(|with| {
+                crate::fail!(
+                    "Mallory's session could not be created: without the victim's key: \
+                     {without}; with it: {with}"
+                )
+            })?,
             "the victim's public key from a directory",
         ),
     };
     let mut wrong = w.mallory[victim].public.clone();
     wrong.jid = w.ids()[victim].public.jid.clone();
-    let control = mallory_run(w, victim, Some(wrong))?;
+    let control = mallory_run(w, victim, Some(wrong))?.ok();
     let real = w.ids()[victim].public.fingerprint.as_deref().map(norm);
     let checked = control.as_ref().is_none_or(|(acc, _, _)| !acc);
     let learned = first.0 && real.is_some() && first.1.as_deref().map(norm) == real && checked;

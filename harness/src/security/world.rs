@@ -102,15 +102,37 @@ fn foreign_identity(
         jid.replace('@', ".at.")
     );
     let id = gen(proto, seed, label, &own)?;
-    let secret = match std::str::from_utf8(id.secret().expose()) {
-        Ok(t) if t.contains(&own) => {
-            e2elab_core::SecretBytes::new(t.replace(&own, jid).into_bytes())
-        }
-        _ => id.secret().clone(),
+    // Bytes, not text: a libotr key file may hold a key part as a quoted
+    // binary string (libgcrypt's advanced S-expression format picks that
+    // for mostly printable values), so it is not always UTF-8.
+    let secret = match replace_bytes(id.secret().expose(), own.as_bytes(), jid.as_bytes()) {
+        Some(relabelled) => e2elab_core::SecretBytes::new(relabelled),
+        None => id.secret().clone(),
     };
     let mut public = id.public.clone();
     public.jid = jid.to_string();
     Ok(Identity::new(public, secret))
+}
+
+/// `haystack` with every `from` replaced by `to`; `None` when `from` does
+/// not occur.
+fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
+    if from.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(haystack.len() + to.len());
+    let (mut i, mut found) = (0, false);
+    while i < haystack.len() {
+        if haystack[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+            found = true;
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    found.then_some(out)
 }
 
 impl World {
@@ -602,4 +624,28 @@ impl Solo {
 /// Full JID of Eve.
 pub fn eve_full() -> String {
     format!("{EVE}/{RESOURCE}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_bytes;
+
+    #[test]
+    fn relabelling_works_on_key_files_that_are_not_utf8() {
+        // The shape of a libotr key file whose `x` libgcrypt printed as a
+        // quoted binary string (2 of 600 keys generated here).
+        let file = b"(name \"m@evil.example\")\n(x \"T\xe9\x92.\xff\")";
+        assert!(std::str::from_utf8(file).is_err());
+        let out = replace_bytes(file, b"m@evil.example", b"alice@example.org").unwrap();
+        assert_eq!(
+            out,
+            b"(name \"alice@example.org\")\n(x \"T\xe9\x92.\xff\")".to_vec()
+        );
+        assert_eq!(replace_bytes(file, b"absent", b"x"), None);
+        assert_eq!(replace_bytes(b"", b"a", b"b"), None);
+        assert_eq!(
+            replace_bytes(b"aXa", b"a", b"bb").unwrap(),
+            b"bbXbb".to_vec()
+        );
+    }
 }
