@@ -85,11 +85,15 @@ fn search(me: &PublicIdentity, others: &[&PublicIdentity], xmls: &[String]) -> V
 /// `victims_key` as what her client holds for the victim (`None`: first
 /// contact). Whether the victim's stanzas were accepted by Mallory's
 /// session, the fingerprint it shows, and a description.
+/// Mallory's run: (she accepted the victim's key, the fingerprint her
+/// session showed, a line of evidence).
+type MalloryRun = (bool, Option<String>, String);
+
 fn mallory_run(
     w: &World,
     victim: usize,
     victims_key: Option<PublicIdentity>,
-) -> R<Result<(bool, Option<String>, String), String>> {
+) -> R<Result<MalloryRun, String>> {
     let them = victim;
     let her = 1 - victim;
     // The victim knows its real peer's key: Mallory cannot pass as the
