@@ -1,7 +1,10 @@
 //! Integrity of the protected content: the attacker changes the protected
 //! payload of Alice's stanza (a canary message with a 1 KiB body) in flight
 //! (one bit at sixteen spread positions of the decoded payload, or half of
-//! it cut off) or replaces the
+//! it cut off), wraps it (a changed copy of the child that carries the
+//! payload placed before it, the same copy without its attributes so no
+//! referenced id is duplicated, or the copy in its place with the original
+//! moved into an unknown element: XML signature wrapping), or replaces the
 //! whole stanza with one Mallory wrote with her own key under Alice's JID.
 //! Clear parts of the stanza are left alone here: what they let an attacker
 //! rewrite is data of the coverage row.
@@ -11,7 +14,7 @@
 //! differs from what Alice sent.
 
 use super::hooks::forger_stanza;
-use super::wire::{mutate_payload, Mutation};
+use super::wire::{mutate_payload, wrap_payload, Mutation, Wrap};
 use super::world::{canary_stanza, capture, carrier, error_kinds, same_content, short, World};
 use super::{cell, Cell, Outcome, R};
 use crate::link::{Dir, Link};
@@ -53,11 +56,26 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             error_kinds(&link, 1, e0)
         ));
     }
+    type Change = Box<dyn Fn(&str) -> Option<String>>;
+    let mut changes: Vec<(String, Change)> = Vec::new();
     let mut mutations: Vec<Mutation> = (0..16).map(|k| Mutation::Flip(2 * k + 1, 32)).collect();
     mutations.push(Mutation::Truncate);
+    for m in mutations {
+        changes.push((m.describe(), Box::new(move |x: &str| mutate_payload(x, m))));
+    }
+    for how in [
+        Wrap::CopyBefore,
+        Wrap::BareCopyBefore,
+        Wrap::MoveIntoWrapper,
+    ] {
+        changes.push((
+            how.describe(),
+            Box::new(move |x: &str| wrap_payload(x, how)),
+        ));
+    }
     let mut attempts = Vec::new();
     let mut modified = Vec::new();
-    for (i, m) in mutations.iter().enumerate() {
+    for (i, (what, change)) in changes.iter().enumerate() {
         if !live(&link) {
             link = w.established()?;
         }
@@ -66,7 +84,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
         let Some(ci) = carrier(&wires, Dir::AtoB) else {
             return Err("Alice's send put nothing on the wire towards Bob".into());
         };
-        let Some(forged) = mutate_payload(&wires[ci].1, *m) else {
+        let Some(forged) = change(&wires[ci].1) else {
             return Err(crate::fail!(
                 "no protected payload to change in {}",
                 short(&wires[ci].1)
@@ -85,7 +103,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             .map(|g| short(&stanza::serialize(g)))
             .collect();
         let result = if !bad.is_empty() {
-            modified.push(m.describe());
+            modified.push(what.clone());
             "delivered_modified"
         } else if !got.is_empty() {
             "delivered_intact"
@@ -93,7 +111,7 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             "rejected"
         };
         attempts.push(json!({
-            "attack": m.describe(),
+            "attack": what,
             "result": result,
             "errors": error_kinds(&link, 1, e0),
             "delivered_modified": bad,

@@ -272,9 +272,119 @@ pub fn mutate_payload(xml: &str, m: Mutation) -> Option<String> {
     Some(e2elab_core::stanza::serialize(&el))
 }
 
+/// Signature-wrapping moves (McIntyre et al.'s XSW, on XMPP's terms): the
+/// top-level child of the stanza that holds the protected payload gets a
+/// copy whose payload is changed ([`Mutation::Flip`] at the middle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrap {
+    /// The changed copy placed before the original.
+    CopyBefore,
+    /// The changed copy, its attributes dropped (so an id a signature
+    /// references is not duplicated), placed before the original.
+    BareCopyBefore,
+    /// The changed copy in the original's place, the original moved into
+    /// an element of an unknown namespace.
+    MoveIntoWrapper,
+}
+
+impl Wrap {
+    /// A few words for evidence.
+    pub fn describe(self) -> String {
+        match self {
+            Wrap::CopyBefore => "wrapping: a changed copy of the protected child before it".into(),
+            Wrap::BareCopyBefore => {
+                "wrapping: a changed copy of the protected child, its attributes dropped, before it".into()
+            }
+            Wrap::MoveIntoWrapper => {
+                "wrapping: a changed copy in the protected child's place, the original moved into an unknown element".into()
+            }
+        }
+    }
+}
+
+/// Apply `how` to a serialized stanza. `None` when there is no payload.
+pub fn wrap_payload(xml: &str, how: Wrap) -> Option<String> {
+    let el = e2elab_core::stanza::parse(xml).ok()?;
+    let (len, path) = path_to_longest_text(&el);
+    let &i = path.first()?;
+    if len == 0 {
+        return None;
+    }
+    let original = el.children().nth(i)?.clone();
+    // The changed copy: the child alone in a stanza, mutated, taken back.
+    let mut alone = e2elab_core::Element::bare(el.name(), el.ns());
+    alone.append_child(original.clone());
+    let changed = mutate_payload(
+        &e2elab_core::stanza::serialize(&alone),
+        Mutation::Flip(1, 2),
+    )?;
+    let mut copy = e2elab_core::stanza::parse(&changed)
+        .ok()?
+        .children()
+        .next()?
+        .clone();
+    if how == Wrap::BareCopyBefore {
+        copy.attrs_mut().clear();
+    }
+    let mut out = e2elab_core::Element::bare(el.name(), el.ns());
+    *out.attrs_mut() = el.attrs().clone();
+    for (j, c) in el.children().enumerate() {
+        if j != i {
+            out.append_child(c.clone());
+            continue;
+        }
+        out.append_child(copy.clone());
+        match how {
+            Wrap::CopyBefore | Wrap::BareCopyBefore => out.append_child(original.clone()),
+            Wrap::MoveIntoWrapper => {
+                let mut w = e2elab_core::Element::bare("wrapper", "urn:e2elab:wrapping");
+                w.append_child(original.clone());
+                out.append_child(w)
+            }
+        };
+    }
+    Some(e2elab_core::stanza::serialize(&out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrapping_puts_a_changed_copy_beside_or_around_the_payload() {
+        let xml = "<message xmlns='jabber:client' to='b@x'><thread>t</thread><body>aGVsbG8gd29ybGQgaGVsbG8gd29ybGQ=</body></message>";
+        let a = wrap_payload(xml, Wrap::CopyBefore).unwrap();
+        let el = e2elab_core::stanza::parse(&a).unwrap();
+        let bodies: Vec<String> = el
+            .children()
+            .filter(|c| c.name() == "body")
+            .map(|c| c.text())
+            .collect();
+        assert_eq!(bodies.len(), 2);
+        assert_ne!(bodies[0], bodies[1]);
+        assert_eq!(bodies[1], "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQ=");
+        let xml_id = "<message xmlns='jabber:client'><body xmlns:d='urn:xmpp:dsig:0' d:id='b1'>aGVsbG8gd29ybGQgaGVsbG8gd29ybGQ=</body></message>";
+        let c = wrap_payload(xml_id, Wrap::BareCopyBefore).unwrap();
+        let el = e2elab_core::stanza::parse(&c).unwrap();
+        let ids: Vec<Option<&str>> = el
+            .children()
+            .map(|c| c.attr_ns("urn:xmpp:dsig:0", "id"))
+            .collect();
+        assert_eq!(ids, [None, Some("b1")]);
+        let b = wrap_payload(xml, Wrap::MoveIntoWrapper).unwrap();
+        let el = e2elab_core::stanza::parse(&b).unwrap();
+        let names: Vec<&str> = el.children().map(|c| c.name()).collect();
+        assert_eq!(names, ["thread", "body", "wrapper"]);
+        assert_eq!(
+            el.get_child("wrapper", "urn:e2elab:wrapping")
+                .unwrap()
+                .children()
+                .next()
+                .unwrap()
+                .text(),
+            "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQ="
+        );
+    }
 
     #[test]
     fn finds_clear_base64_and_hex_at_any_alignment() {
