@@ -10,8 +10,12 @@
 //!   with the leaked keys, putting in DH values of its own
 //!   ([`super::hooks::Attacker::hijack`]).
 //!
-//! Baseline: holding the leak, the reader reads the exchange right after it
-//! (the leak is real, and the reader reads this profile). Outcome,
+//! Baseline: holding the leak, the reader reads the next stanza Bob sends
+//! before anything else happens (a probe): Alice's own session decrypts it
+//! with exactly the state that leaked, so a reader that cannot is broken
+//! (the leak is real, and the reader reads this profile). A ratchet that
+//! heals on Alice's very next message (Olm) still leaves the probe
+//! readable; the exchange after it may not be. Outcome,
 //! *passive*: `fails` when either of the last two canaries is read. The
 //! passive run also shows where the protocol healed: the first canary
 //! after which the passive attacker read nothing more. *Active*: `fails`
@@ -94,6 +98,16 @@ impl Adversary for Hijacker {
     }
 }
 
+/// The baseline's probe: one canary from Bob, right after the leak.
+fn probe(link: &mut Link) -> R<Vec<(Dir, String)>> {
+    let body = super::world::canary("PB1", 0);
+    let el = super::world::message(1, "PB1-0", &body)?;
+    link.advance(crate::driver::MESSAGE_INTERVAL);
+    link.send(1, el).map_err(crate::Error::msg)?;
+    link.pump().map_err(crate::Error::msg)?;
+    Ok(vec![(Dir::from_party(1), body)])
+}
+
 /// Exchanges that tolerate a broken session (the active attack may break it).
 fn talk(link: &mut Link, rounds: u64, tag: &str) -> Vec<(Dir, String)> {
     let mut bodies = Vec::new();
@@ -118,15 +132,17 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
     converse(&mut link, 1, "PA")?;
     let k = leak(w, &link)?;
     let mark = link.emissions.len();
+    let probe = probe(&mut link)?;
     let first = converse(&mut link, 1, "PF")?;
     let middle = converse(&mut link, K, "PK")?;
     let last = converse(&mut link, 1, "PL")?;
     let t = seen(&link)[mark..].to_vec();
     let (read, notes) = read_transcript(w, &t, &k)?;
-    let (first_read, first_clear) = canaries_read(&first, &read, &t);
-    if first_read.is_empty() && first_clear.is_empty() {
-        return Err("baseline: with the leaked state the attacker read nothing of the exchange right after the leak: the leak or the reader does not work for this profile".into());
+    let (probe_read, probe_clear) = canaries_read(&probe, &read, &t);
+    if probe_read.is_empty() && probe_clear.is_empty() {
+        return Err("baseline: with the leaked state the attacker did not read Bob's next stanza, which Alice's session decrypts with that state: the leak or the reader does not work for this profile".into());
     }
+    let (first_read, first_clear) = canaries_read(&first, &read, &t);
     let (last_read, last_clear) = canaries_read(&last, &read, &t);
     let passive_broken = !last_read.is_empty() || !last_clear.is_empty();
     let sequence: Vec<(Dir, String)> = first.iter().chain(&middle).chain(&last).cloned().collect();
@@ -152,7 +168,12 @@ pub fn run(w: &World) -> R<Vec<Cell>> {
             "with Alice's whole state leaked, after {K} more exchanges a passive attacker read {} of the 2 last canaries",
             last_read.len() + last_clear.len()
         ),
-        json!({"right_after_the_leak_read": first_read, "in_clear": first_clear}),
+        json!({
+            "probe_read": probe_read,
+            "probe_in_clear": probe_clear,
+            "right_after_the_leak_read": first_read,
+            "in_clear": first_clear,
+        }),
         json!({
             "leaked": k.describe(),
             "exchanges_after_the_leak": K,
