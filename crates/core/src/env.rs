@@ -249,6 +249,21 @@ impl Env {
         self.rng.next_u64()
     }
 
+    /// Random padding text for an `<rpad>` affix (XEP-0373 §3.1, XEP-0420):
+    /// length uniform in `1..=max` characters (`max` at most 256), each
+    /// character uniform over the 64-character radix-64 alphabet.
+    pub fn rpad(&mut self, max: usize) -> String {
+        const ALPHA: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let len = 1 + usize::from(self.random_array::<1>()[0]) % max.clamp(1, 256);
+        let mut bytes = vec![0u8; len];
+        self.fill(&mut bytes);
+        bytes
+            .iter()
+            .map(|b| char::from(ALPHA[usize::from(b & 63)]))
+            .collect()
+    }
+
     /// The CSPRNG itself, for APIs that take a `rand_core` RNG.
     pub fn rng(&mut self) -> &mut impl CryptoRng {
         &mut self.rng

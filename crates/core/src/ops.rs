@@ -97,6 +97,10 @@ pub enum Lib {
     Libotr,
     /// Rust code in the tree (the `base64` crate, rxml through minidom).
     Rust,
+    /// The RustCrypto and dalek crates inside vodozemac (Olm) and openmls's
+    /// RustCrypto provider: protocol libraries whose primitives cannot be
+    /// swapped for OpenSSL's.
+    RustCrypto,
 }
 
 impl Lib {
@@ -107,6 +111,7 @@ impl Lib {
             Lib::Libgcrypt => "libgcrypt",
             Lib::Libotr => "libotr",
             Lib::Rust => "Rust",
+            Lib::RustCrypto => "RustCrypto",
         }
     }
 }
@@ -202,6 +207,16 @@ pub enum Op {
     X25519Encrypt,
     /// X25519 key transport, receiver: one agreement. OpenSSL.
     X25519Decrypt,
+    /// A fresh X25519 key pair (one fixed-base scalar multiplication).
+    X25519Keygen {
+        /// Library.
+        lib: Lib,
+    },
+    /// One X25519 agreement with a given key pair.
+    X25519Dh {
+        /// Library.
+        lib: Lib,
+    },
     /// libotr's `otrl_dh_gen_keypair`: a DH-1536 key pair (libgcrypt powm, base 2).
     OtrDhKeypair,
     /// libotr's `otrl_dh_session`: a DH-1536 agreement (libgcrypt powm, other
@@ -222,6 +237,13 @@ pub enum Op {
     },
     /// An HMAC over the recorded bytes.
     Hmac {
+        /// Hash.
+        hash: HashAlg,
+        /// Library.
+        lib: Lib,
+    },
+    /// HKDF (extract and expand) producing the recorded output bytes.
+    Hkdf {
         /// Hash.
         hash: HashAlg,
         /// Library.
@@ -254,9 +276,12 @@ impl Op {
     /// The class a summary counts it under.
     pub fn class(&self) -> OpClass {
         match self {
-            Op::ModexpBase2 { .. } | Op::Modexp { .. } | Op::OtrDhKeypair | Op::OtrDhSession => {
-                OpClass::Modexp
-            }
+            Op::ModexpBase2 { .. }
+            | Op::Modexp { .. }
+            | Op::X25519Keygen { .. }
+            | Op::X25519Dh { .. }
+            | Op::OtrDhKeypair
+            | Op::OtrDhSession => OpClass::Modexp,
             Op::RsaSign { .. } | Op::Ed25519Sign | Op::OtrDsaSign => OpClass::Sign,
             Op::RsaVerify { .. } | Op::Ed25519Verify | Op::OtrDsaVerify => OpClass::Verify,
             Op::RsaEncrypt { .. } | Op::RsaOaepEncrypt { .. } | Op::X25519Encrypt => {
@@ -265,7 +290,9 @@ impl Op {
             Op::RsaDecrypt { .. } | Op::RsaOaepDecrypt { .. } | Op::X25519Decrypt => {
                 OpClass::PkDecrypt
             }
-            Op::Cipher { .. } | Op::Hmac { .. } | Op::Digest { .. } => OpClass::Symmetric,
+            Op::Cipher { .. } | Op::Hmac { .. } | Op::Hkdf { .. } | Op::Digest { .. } => {
+                OpClass::Symmetric
+            }
             Op::Base64Encode { .. } | Op::Base64Decode { .. } => OpClass::Encoding,
             Op::XmlSerialize | Op::XmlParse => OpClass::Xml,
         }
@@ -290,6 +317,9 @@ impl Op {
                 Lib::Libgcrypt
             }
             Op::Cipher { lib, .. }
+            | Op::X25519Keygen { lib }
+            | Op::X25519Dh { lib }
+            | Op::Hkdf { lib, .. }
             | Op::Hmac { lib, .. }
             | Op::Digest { lib, .. }
             | Op::Base64Encode { lib }
@@ -368,6 +398,8 @@ impl fmt::Display for Op {
             Op::Ed25519Verify => f.write_str("Ed25519 verify"),
             Op::X25519Encrypt => f.write_str("X25519 keygen + derive"),
             Op::X25519Decrypt => f.write_str("X25519 derive"),
+            Op::X25519Keygen { lib } => write!(f, "X25519 keygen ({})", lib.name()),
+            Op::X25519Dh { lib } => write!(f, "X25519 agreement ({})", lib.name()),
             Op::OtrDhKeypair => f.write_str("otrl_dh_gen_keypair (DH-1536)"),
             Op::OtrDhSession => f.write_str("otrl_dh_session (DH-1536)"),
             Op::OtrDsaSign => f.write_str("otrl_privkey_sign (DSA-1024)"),
@@ -380,6 +412,7 @@ impl fmt::Display for Op {
                 lib.name()
             ),
             Op::Hmac { hash, lib } => write!(f, "HMAC-{} ({})", hash.name(), lib.name()),
+            Op::Hkdf { hash, lib } => write!(f, "HKDF-{} ({})", hash.name(), lib.name()),
             Op::Digest { hash, lib } => write!(f, "{} ({})", hash.name(), lib.name()),
             Op::Base64Encode { lib } => write!(f, "base64 encode ({})", lib.name()),
             Op::Base64Decode { lib } => write!(f, "base64 decode ({})", lib.name()),

@@ -186,14 +186,7 @@ impl std::fmt::Debug for OxSession {
 /// Random padding text: length uniform in `1..=RPAD_MAX`, characters uniform
 /// over the 64-character radix-64 alphabet, all from the `Env`.
 pub(crate) fn rpad(env: &mut Env) -> String {
-    const ALPHA: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let len = 1 + usize::from(env.random_array::<1>()[0]) % RPAD_MAX;
-    let mut bytes = vec![0u8; len];
-    env.fill(&mut bytes);
-    bytes
-        .iter()
-        .map(|b| char::from(ALPHA[usize::from(b & 63)]))
-        .collect()
+    env.rpad(RPAD_MAX)
 }
 
 /// The `<signcrypt>` content element for `payload` children addressed to `to`.
