@@ -107,6 +107,10 @@ pub fn entries() -> &'static [Entry] {
                 || Box::new(hooks::otr::Otr::v2()),
             ),
             Entry::new(
+                || Box::new(e2elab_omemo::Omemo::new()),
+                || Box::new(hooks::omemo::Omemo),
+            ),
+            Entry::new(
                 || Box::new(PlainControlProfile(PlainControl::SignedClear)),
                 || Box::new(hooks::Generic),
             ),

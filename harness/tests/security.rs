@@ -320,3 +320,8 @@ fn xep0290_dsig() {
 fn xmlenc_dsig() {
     check("xmlenc-dsig", "HHHHFFFHFFFHHFHHHHHH");
 }
+
+#[test]
+fn omemo() {
+    check("omemo", "HHHHFHFHFFFFFFHHHHHH");
+}

@@ -387,6 +387,116 @@ impl Replayer {
                     d.derive_to_vec().map(|_| ()).map_err(crate::Error::msg)
                 })
             }
+            Op::X25519Keygen { lib } => match lib {
+                Lib::RustCrypto => Box::new(|| {
+                    e2elab_omemo::olm_primitives::x25519_keygen();
+                    Ok(())
+                }),
+                _ => Box::new(|| {
+                    PKey::generate_x25519()
+                        .map(|_| ())
+                        .map_err(crate::Error::msg)
+                }),
+            },
+            Op::X25519Dh { lib } => match lib {
+                Lib::RustCrypto => {
+                    let (mine, _) = e2elab_omemo::olm_primitives::x25519_keygen();
+                    let (_, theirs) = e2elab_omemo::olm_primitives::x25519_keygen();
+                    Box::new(move || {
+                        if e2elab_omemo::olm_primitives::x25519_dh(&mine, &theirs) {
+                            Ok(())
+                        } else {
+                            Err("X25519: not contributory".into())
+                        }
+                    })
+                }
+                _ => {
+                    let mine = PKey::generate_x25519().map_err(e("x25519"))?;
+                    let peer = PKey::generate_x25519().map_err(e("x25519"))?;
+                    let theirs = PKey::public_key_from_raw_bytes(
+                        &peer.raw_public_key().map_err(e("x25519"))?,
+                        openssl::pkey::Id::X25519,
+                    )
+                    .map_err(e("x25519"))?;
+                    Box::new(move || {
+                        let mut d =
+                            openssl::derive::Deriver::new(&mine).map_err(crate::Error::msg)?;
+                        d.set_peer(&theirs).map_err(crate::Error::msg)?;
+                        d.derive_to_vec().map(|_| ()).map_err(crate::Error::msg)
+                    })
+                }
+            },
+            Op::Hkdf { hash, lib } => {
+                // `n` output bytes from a 32-byte secret and a 32-byte salt.
+                let ikm = self.bytes(32);
+                let salt = self.bytes(32);
+                let len = n.max(1);
+                match lib {
+                    Lib::RustCrypto => {
+                        if hash != HashAlg::Sha256 {
+                            return Err(crate::fail!(
+                                "no RustCrypto HKDF floor for {}",
+                                hash.name()
+                            ));
+                        }
+                        Box::new(move || {
+                            let mut out = vec![0u8; len];
+                            if e2elab_omemo::olm_primitives::hkdf_sha256(
+                                &salt, &ikm, b"floor", &mut out,
+                            ) {
+                                Ok(())
+                            } else {
+                                Err("HKDF: output too long".into())
+                            }
+                        })
+                    }
+                    _ => {
+                        let m = match hash {
+                            HashAlg::Sha1 => openssl::md::Md::sha1(),
+                            HashAlg::Sha256 => openssl::md::Md::sha256(),
+                            HashAlg::Sha512 => openssl::md::Md::sha512(),
+                        };
+                        Box::new(move || {
+                            let mut ctx =
+                                openssl::pkey_ctx::PkeyCtx::new_id(openssl::pkey::Id::HKDF)
+                                    .map_err(crate::Error::msg)?;
+                            ctx.derive_init().map_err(crate::Error::msg)?;
+                            ctx.set_hkdf_md(m).map_err(crate::Error::msg)?;
+                            ctx.set_hkdf_salt(&salt).map_err(crate::Error::msg)?;
+                            ctx.set_hkdf_key(&ikm).map_err(crate::Error::msg)?;
+                            ctx.add_hkdf_info(b"floor").map_err(crate::Error::msg)?;
+                            let mut out = vec![0u8; len];
+                            ctx.derive(Some(&mut out))
+                                .map(|_| ())
+                                .map_err(crate::Error::msg)
+                        })
+                    }
+                }
+            }
+            Op::Cipher {
+                alg,
+                decrypt,
+                lib: Lib::RustCrypto,
+            } => {
+                if alg != CipherAlg::Aes256Cbc {
+                    return Err(crate::fail!("no RustCrypto floor for {}", alg.name()));
+                }
+                // Whole blocks; decryption of an encryption of the same length.
+                let key: [u8; 32] = self.env.random_array();
+                let iv: [u8; 16] = self.env.random_array();
+                let data = self.bytes(n.div_ceil(16).max(1) * 16 - 1);
+                let ct = e2elab_omemo::olm_primitives::aes256_cbc_encrypt(&key, &iv, &data);
+                Box::new(move || {
+                    if decrypt {
+                        e2elab_omemo::olm_primitives::aes256_cbc_decrypt(&key, &iv, &ct)
+                            .map(|_| ())
+                            .ok_or_else(|| "AES-256-CBC: bad padding".into())
+                    } else {
+                        e2elab_omemo::olm_primitives::aes256_cbc_encrypt(&key, &iv, &data);
+                        Ok(())
+                    }
+                })
+            }
             Op::OtrDhKeypair => {
                 let p = self.otr()?;
                 Box::new(move || p.borrow_mut().dh_keygen().map_err(crate::Error::msg))
@@ -480,9 +590,16 @@ impl Replayer {
                 })
             }
             Op::Hmac { hash, lib } => {
+                if lib == Lib::RustCrypto && hash != HashAlg::Sha256 {
+                    return Err(crate::fail!("no RustCrypto HMAC floor for {}", hash.name()));
+                }
                 let key = self.bytes(32);
                 let data = self.bytes(n);
                 match lib {
+                    Lib::RustCrypto => Box::new(move || {
+                        e2elab_omemo::olm_primitives::hmac_sha256(&key, &data);
+                        Ok(())
+                    }),
                     Lib::Libgcrypt => {
                         let sha1 = hash == HashAlg::Sha1;
                         Box::new(move || {
@@ -695,6 +812,30 @@ mod tests {
             Op::Ed25519Verify,
             Op::X25519Encrypt,
             Op::X25519Decrypt,
+            Op::X25519Keygen {
+                lib: Lib::RustCrypto,
+            },
+            Op::X25519Dh {
+                lib: Lib::RustCrypto,
+            },
+            Op::X25519Dh { lib: Lib::Openssl },
+            Op::Hkdf {
+                hash: HashAlg::Sha256,
+                lib: Lib::RustCrypto,
+            },
+            Op::Hkdf {
+                hash: HashAlg::Sha256,
+                lib: Lib::Openssl,
+            },
+            Op::Cipher {
+                alg: CipherAlg::Aes256Cbc,
+                decrypt: true,
+                lib: Lib::RustCrypto,
+            },
+            Op::Hmac {
+                hash: HashAlg::Sha256,
+                lib: Lib::RustCrypto,
+            },
             Op::Cipher {
                 alg: CipherAlg::Aes256Cbc,
                 decrypt: true,

@@ -13,6 +13,7 @@
 //! [`esessions`] and [`otr`] serve the handshake protocols.
 
 pub mod esessions;
+pub mod omemo;
 pub mod otr;
 
 use super::world::{Solo, World};
@@ -376,6 +377,12 @@ impl SessionAttacker {
             )?;
         }
         Ok(SessionAttacker { receivers })
+    }
+
+    /// One more receiving session: it reads what the initiator sends when
+    /// `reads_initiator`, else what the responder sends.
+    pub fn add_receiver(&mut self, reads_initiator: bool, label: String, solo: Solo) {
+        self.receivers.push((reads_initiator, label, solo));
     }
 }
 

@@ -1,0 +1,149 @@
+//! OMEMO's attack hooks: everything through the profile's own sessions
+//! (like [`super::Generic`]), plus an attacker who holds a compromised
+//! device's session state. She rebuilds the Olm session from the export
+//! (`e2elab_omemo::restore`, without the device's account) and runs it
+//! beside the victim on what she observes: she reads what the state's keys
+//! decrypt and follows the ratchet exactly as far as the keys she holds
+//! let her. Nothing here decides an outcome: the ratchet does.
+//!
+//! Actively ([`Attacker::hijack`]), she uses a second copy of the leaked
+//! state as an impostor: every stanza the victim sends is replaced by one
+//! the impostor writes (with a ratchet key of the attacker's own, which is
+//! the healing value), and every stanza to the victim is fed to the
+//! impostor, which reads what the peer's ratchet, now keyed to hers, lets it.
+//!
+//! Not built yet: Bob's own simulation of Alice's stanzas for the
+//! repudiation judges. Olm's 3DH lets Bob compute every secret of a key
+//! exchange "from Alice" with his own private keys, and the ratchet's chain
+//! keys are shared, so Bob can write what the judges accept; the default
+//! simulation used here is a forger's own key, which the judges refuse. The
+//! `message_repudiation` (online) and `participation_repudiation` rows of
+//! `omemo` therefore measure a Bob who does not simulate: their `fails` is
+//! what this hook can show, not what the protocol allows.
+
+use super::{Attacker, Hooks, Knowledge, Reading, Seen, SessionAttacker};
+use crate::driver::full_jid;
+use crate::security::world::{Solo, World};
+use crate::security::R;
+use e2elab_core::{stanza, Env, Role, SessionConfig, StateExport, Timestamp};
+
+fn rebuilt(w: &World, st: &StateExport, label: &str) -> R<(usize, Solo)> {
+    let me = usize::from(st.role == Role::Responder);
+    let cfg = SessionConfig {
+        role: st.role,
+        local_jid: crate::driver::jid(&full_jid(me))?,
+        peer_jid: crate::driver::jid(&full_jid(1 - me))?,
+        identity: w.ids()[me].clone(),
+        peer_public: Some(w.ids()[1 - me].public.clone()),
+        options: w.options.clone(),
+    };
+    let s = e2elab_omemo::restore(st, cfg)
+        .map_err(|e| crate::fail!("restoring the leaked OMEMO state: {e}"))?;
+    let env = Env::for_party(w.next_seed(), label);
+    Ok((me, Solo::new((Box::new(s), env), Timestamp::DEFAULT_START)))
+}
+
+/// The readers of [`SessionAttacker`] plus impostors built from leaked
+/// states (one per state: it replaces what its side sends).
+struct OmemoAttacker {
+    readers: SessionAttacker,
+    impostors: Vec<(usize, Solo)>,
+    replaced: usize,
+}
+
+impl Attacker for OmemoAttacker {
+    fn observe(&mut self, s: &Seen) -> R<Reading> {
+        self.readers.observe(s)
+    }
+
+    fn hijack(&mut self, s: &Seen) -> R<(Option<String>, Reading)> {
+        let from = usize::from(!s.from_initiator);
+        for (side, imp) in &mut self.impostors {
+            imp.env.set_now(s.at);
+            if *side == from {
+                // The victim's stanza: replaced by the impostor's own,
+                // under the victim's addresses, with her own ratchet key.
+                let Ok(orig) = stanza::parse(&s.xml) else {
+                    continue;
+                };
+                if orig.name() != "message" {
+                    continue;
+                }
+                let mut m = stanza::new(e2elab_core::StanzaKind::Message);
+                for a in ["from", "to", "type", "id"] {
+                    if let Some(v) = orig.attr(a) {
+                        stanza::set_attr(&mut m, a, v).map_err(crate::Error::msg)?;
+                    }
+                }
+                m.append_child(stanza::text_element(
+                    "body",
+                    stanza::NS_CLIENT,
+                    &format!("the attacker's message #{}", self.replaced + 1),
+                ));
+                let out = imp.send(m);
+                if let Some(x) = out.into_iter().max_by_key(String::len) {
+                    self.replaced += 1;
+                    let r = self.readers.observe(&Seen {
+                        from_initiator: s.from_initiator,
+                        xml: x.clone(),
+                        at: s.at,
+                    })?;
+                    return Ok((Some(x), r));
+                }
+            } else {
+                let n = imp.feed(&s.xml);
+                if n > 0 {
+                    if let Some(d) = imp.delivered.last() {
+                        return Ok((
+                            None,
+                            Reading {
+                                content: Some(stanza::serialize(d)),
+                                how: Some(
+                                    "the impostor (the leaked state, ratcheting with the attacker's own keys)"
+                                        .into(),
+                                ),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        Ok((None, self.readers.observe(s)?))
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!(
+            "the impostor replaced {} stanza(s) with its own",
+            self.replaced
+        )]
+    }
+}
+
+/// The `omemo` hooks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Omemo;
+
+impl Hooks for Omemo {
+    fn attacker(&self, w: &World, k: &Knowledge) -> R<Box<dyn Attacker>> {
+        let mut readers = SessionAttacker::new(w, k)?;
+        let mut impostors = Vec::new();
+        for st in &k.states {
+            // Alice's state reads what Bob sends, and vice versa.
+            let (me, solo) = rebuilt(w, st, "attacker")?;
+            readers.add_receiver(
+                me == 1,
+                format!(
+                    "the Olm session rebuilt from {}'s leaked state",
+                    if me == 0 { "Alice" } else { "Bob" }
+                ),
+                solo,
+            );
+            impostors.push(rebuilt(w, st, "impostor")?);
+        }
+        Ok(Box::new(OmemoAttacker {
+            readers,
+            impostors,
+            replaced: 0,
+        }))
+    }
+}
