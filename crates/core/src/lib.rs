@@ -20,6 +20,7 @@ pub mod error;
 pub mod identity;
 pub mod ops;
 pub mod outbox;
+pub mod sce;
 pub mod secret;
 pub mod session;
 pub mod stanza;

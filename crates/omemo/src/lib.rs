@@ -153,7 +153,7 @@ pub const ID: &str = "omemo";
 /// XEP-0384 v0.9's namespace.
 pub const NS_OMEMO: &str = "urn:xmpp:omemo:2";
 /// XEP-0420's namespace.
-pub const NS_SCE: &str = "urn:xmpp:sce:1";
+pub const NS_SCE: &str = e2elab_core::sce::NS_SCE;
 /// XEP-0334 hints.
 pub const NS_HINTS: &str = "urn:xmpp:hints";
 /// Our bundle extension (DECISIONS 2).

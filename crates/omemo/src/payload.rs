@@ -1,8 +1,7 @@
-//! XEP-0384 §4.4 message encryption (on OpenSSL) and the XEP-0420 envelope.
+//! XEP-0384 §4.4 message encryption, on OpenSSL.
 
-use crate::NS_SCE;
 use e2elab_core::ops::{self, CipherAlg, HashAlg, Lib, Op};
-use e2elab_core::{stanza, DecodeError, Element, Error, PeerMisbehaved, Result};
+use e2elab_core::{DecodeError, Error, Result};
 use openssl::hash::MessageDigest;
 use openssl::md::Md;
 use openssl::pkey::{Id, PKey};
@@ -108,77 +107,4 @@ pub(crate) fn open(km: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         ct.len(),
     );
     Ok(Zeroizing::new(plain))
-}
-
-/// The XEP-0420 envelope of `content` with OMEMO's affixes (DECISIONS 8).
-pub(crate) fn envelope(content: Vec<Element>, rpad: &str, from: &str) -> Result<Element> {
-    let mut env = Element::bare("envelope", NS_SCE);
-    let mut c = Element::bare("content", NS_SCE);
-    for child in content {
-        c.append_child(child);
-    }
-    env.append_child(c);
-    env.append_child(stanza::text_element("rpad", NS_SCE, rpad));
-    let mut f = Element::bare("from", NS_SCE);
-    stanza::set_attr(&mut f, "jid", from)?;
-    env.append_child(f);
-    Ok(env)
-}
-
-/// What a decrypted envelope holds.
-pub(crate) struct Opened {
-    /// The `<content>` children.
-    pub content: Vec<Element>,
-    /// The `<from jid>`, if present.
-    pub from: Option<String>,
-}
-
-/// Parse a decrypted envelope (XEP-0420 §4: exactly one `<content>`, at
-/// most one of each affix).
-pub(crate) fn parse_envelope(xml: &str) -> Result<Opened> {
-    let el = stanza::parse(xml)?;
-    if !el.is("envelope", NS_SCE) {
-        return Err(DecodeError::UnexpectedStanza(format!(
-            "<{} xmlns='{}'> (expected an SCE <envelope>)",
-            el.name(),
-            el.ns()
-        ))
-        .into());
-    }
-    let mut content = None;
-    let mut from = None;
-    let mut rpads = 0;
-    for c in el.children().filter(|c| c.ns() == NS_SCE) {
-        match c.name() {
-            "content" => {
-                if content.is_some() {
-                    return Err(DecodeError::invalid("<content>", "more than one").into());
-                }
-                content = Some(c.children().cloned().collect::<Vec<_>>());
-            }
-            "from" => {
-                if from.is_some() {
-                    return Err(DecodeError::invalid("<from>", "more than one").into());
-                }
-                from = Some(
-                    c.attr("jid")
-                        .ok_or_else(|| DecodeError::Missing("<from jid>".into()))?
-                        .to_string(),
-                );
-            }
-            "rpad" => rpads += 1,
-            _ => {}
-        }
-    }
-    if rpads > 1 {
-        return Err(DecodeError::invalid("<rpad>", "more than one").into());
-    }
-    let content = content.ok_or_else(|| DecodeError::Missing("<content>".into()))?;
-    if content.iter().any(|c| c.ns() == NS_SCE) {
-        return Err(PeerMisbehaved::IllegalParameter(
-            "an SCE element inside <content> (XEP-0420 §4)".into(),
-        )
-        .into());
-    }
-    Ok(Opened { content, from })
 }

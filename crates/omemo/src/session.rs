@@ -324,7 +324,7 @@ impl OmemoSession {
             return Err(ApiMisuse::CannotProtect("text directly inside the stanza".into()).into());
         }
         let pad = env.rpad(RPAD_MAX);
-        let envelope = payload::envelope(content, &pad, &self.local_bare)?;
+        let envelope = e2elab_core::sce::envelope(content, Some(&pad), &self.local_bare)?;
         let plain = Zeroizing::new(stanza::serialize(&envelope));
         let key = Zeroizing::new(env.random_array::<32>());
         let (ct, km) = payload::seal(&key, plain.as_bytes())?;
@@ -607,19 +607,9 @@ impl OmemoSession {
         let plain = payload::open(km, ct)?;
         let xml = std::str::from_utf8(&plain)
             .map_err(|_| DecodeError::invalid("<envelope>", "not UTF-8"))?;
-        let opened = payload::parse_envelope(xml)?;
+        let opened = e2elab_core::sce::parse_envelope(xml)?;
         // XEP-0420 §5: the <from> affix must name the stanza's sender.
-        let peer_bare = self.peer_jid.to_bare().to_string();
-        match &opened.from {
-            Some(f) if stanza::same_jid(f, &peer_bare, SenderMatch::Bare) => {}
-            Some(f) => {
-                return Err(PeerMisbehaved::WrongAddress(format!(
-                    "the envelope's <from> is {f}, the peer is {peer_bare}"
-                ))
-                .into())
-            }
-            None => return Err(DecodeError::Missing("<from> affix".into()).into()),
-        }
+        e2elab_core::sce::check_from(&opened, &self.peer_jid.to_bare().to_string())?;
         let mut d = m.clone();
         let _ = d.take_nodes();
         for c in opened.content {

@@ -298,16 +298,16 @@ fn decision_kex_is_answered_by_an_empty_message() {
 
 #[test]
 fn decision_envelope_affixes() {
-    let env = payload::envelope(
+    let env = e2elab_core::sce::envelope(
         vec![stanza::text_element("body", stanza::NS_CLIENT, "hi")],
-        "pad",
+        Some("pad"),
         ALICE,
     )
     .unwrap();
     let xml = stanza::serialize(&env);
     assert!(xml.contains("<rpad>pad</rpad>") && xml.contains("<from jid='alice@example.org'/>"));
     assert!(!xml.contains("<time") && !xml.contains("<to "));
-    let o = payload::parse_envelope(&xml).unwrap();
+    let o = e2elab_core::sce::parse_envelope(&xml).unwrap();
     assert_eq!(o.from.as_deref(), Some(ALICE));
     // A sender whose envelope names someone else (Alice's session claims to
     // be Mallory; the stanza has no 'from' to check): refused.
