@@ -108,7 +108,11 @@ pub fn entries() -> &'static [Entry] {
             ),
             Entry::new(
                 || Box::new(e2elab_omemo::Omemo::new()),
-                || Box::new(hooks::omemo::Omemo),
+                || Box::new(hooks::restoring::Restoring::omemo()),
+            ),
+            Entry::new(
+                || Box::new(e2elab_mls::Mls::new()),
+                || Box::new(hooks::restoring::Restoring::mls()),
             ),
             Entry::new(
                 || Box::new(PlainControlProfile(PlainControl::SignedClear)),

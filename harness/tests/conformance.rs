@@ -10,6 +10,7 @@ e2elab::conformance_suite!(rfc3923_modern, "rfc3923-modern");
 e2elab::conformance_suite!(xep0290_dsig, "xep0290-dsig");
 e2elab::conformance_suite!(xmlenc_dsig, "xmlenc-dsig");
 e2elab::conformance_suite!(omemo, "omemo");
+e2elab::conformance_suite!(mls, "mls");
 e2elab::conformance_suite!(jep0027, "jep0027");
 e2elab::conformance_suite!(xep0373_ox, "xep0373-ox");
 e2elab::conformance_suite!(otr_v3, "otr-v3");

@@ -325,3 +325,8 @@ fn xmlenc_dsig() {
 fn omemo() {
     check("omemo", "HHHHFHFHFFFFFFHHHHHH");
 }
+
+#[test]
+fn mls() {
+    check("mls", "HHHHFHFHFFFHHFHHHHHH");
+}

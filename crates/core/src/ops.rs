@@ -203,6 +203,16 @@ pub enum Op {
     Ed25519Sign,
     /// Ed25519 verification. OpenSSL.
     Ed25519Verify,
+    /// Ed25519 signature in another library than OpenSSL.
+    Ed25519SignWith {
+        /// Library.
+        lib: Lib,
+    },
+    /// Ed25519 verification in another library than OpenSSL.
+    Ed25519VerifyWith {
+        /// Library.
+        lib: Lib,
+    },
     /// X25519 key transport, sender: ephemeral key generation + agreement. OpenSSL.
     X25519Encrypt,
     /// X25519 key transport, receiver: one agreement. OpenSSL.
@@ -282,8 +292,13 @@ impl Op {
             | Op::X25519Dh { .. }
             | Op::OtrDhKeypair
             | Op::OtrDhSession => OpClass::Modexp,
-            Op::RsaSign { .. } | Op::Ed25519Sign | Op::OtrDsaSign => OpClass::Sign,
-            Op::RsaVerify { .. } | Op::Ed25519Verify | Op::OtrDsaVerify => OpClass::Verify,
+            Op::RsaSign { .. } | Op::Ed25519Sign | Op::Ed25519SignWith { .. } | Op::OtrDsaSign => {
+                OpClass::Sign
+            }
+            Op::RsaVerify { .. }
+            | Op::Ed25519Verify
+            | Op::Ed25519VerifyWith { .. }
+            | Op::OtrDsaVerify => OpClass::Verify,
             Op::RsaEncrypt { .. } | Op::RsaOaepEncrypt { .. } | Op::X25519Encrypt => {
                 OpClass::PkEncrypt
             }
@@ -319,6 +334,8 @@ impl Op {
             Op::Cipher { lib, .. }
             | Op::X25519Keygen { lib }
             | Op::X25519Dh { lib }
+            | Op::Ed25519SignWith { lib }
+            | Op::Ed25519VerifyWith { lib }
             | Op::Hkdf { lib, .. }
             | Op::Hmac { lib, .. }
             | Op::Digest { lib, .. }
@@ -353,7 +370,12 @@ impl Op {
             OpClass::Symmetric | OpClass::Encoding | OpClass::Xml
         ) || matches!(
             self,
-            Op::RsaSign { .. } | Op::RsaVerify { .. } | Op::Ed25519Sign | Op::Ed25519Verify
+            Op::RsaSign { .. }
+                | Op::RsaVerify { .. }
+                | Op::Ed25519Sign
+                | Op::Ed25519Verify
+                | Op::Ed25519SignWith { .. }
+                | Op::Ed25519VerifyWith { .. }
         )
     }
 }
@@ -396,6 +418,8 @@ impl fmt::Display for Op {
             ),
             Op::Ed25519Sign => f.write_str("Ed25519 sign"),
             Op::Ed25519Verify => f.write_str("Ed25519 verify"),
+            Op::Ed25519SignWith { lib } => write!(f, "Ed25519 sign ({})", lib.name()),
+            Op::Ed25519VerifyWith { lib } => write!(f, "Ed25519 verify ({})", lib.name()),
             Op::X25519Encrypt => f.write_str("X25519 keygen + derive"),
             Op::X25519Decrypt => f.write_str("X25519 derive"),
             Op::X25519Keygen { lib } => write!(f, "X25519 keygen ({})", lib.name()),

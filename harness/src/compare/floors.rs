@@ -387,6 +387,31 @@ impl Replayer {
                     d.derive_to_vec().map(|_| ()).map_err(crate::Error::msg)
                 })
             }
+            Op::Ed25519SignWith { lib } | Op::Ed25519VerifyWith { lib } => {
+                if lib != Lib::RustCrypto {
+                    return Err(crate::fail!("no Ed25519 floor in {}", lib.name()));
+                }
+                // openmls's RustCrypto provider: the same calls a session made.
+                let p = e2elab_mls::mls_primitives::provider();
+                let (sk, pk) = e2elab_mls::mls_primitives::ed25519_keygen(&p)
+                    .ok_or_else(|| crate::fail!("Ed25519 keygen"))?;
+                let data = self.bytes(n);
+                let sig = e2elab_mls::mls_primitives::ed25519_sign(&p, &data, &sk)
+                    .ok_or_else(|| crate::fail!("Ed25519 sign"))?;
+                let verify = matches!(op, Op::Ed25519VerifyWith { .. });
+                Box::new(move || {
+                    let ok = if verify {
+                        e2elab_mls::mls_primitives::ed25519_verify(&p, &data, &pk, &sig)
+                    } else {
+                        e2elab_mls::mls_primitives::ed25519_sign(&p, &data, &sk).is_some()
+                    };
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err("Ed25519 (RustCrypto) failed".into())
+                    }
+                })
+            }
             Op::X25519Keygen { lib } => match lib {
                 Lib::RustCrypto => Box::new(|| {
                     e2elab_omemo::olm_primitives::x25519_keygen();
@@ -474,13 +499,10 @@ impl Replayer {
                 }
             }
             Op::Cipher {
-                alg,
+                alg: CipherAlg::Aes256Cbc,
                 decrypt,
                 lib: Lib::RustCrypto,
             } => {
-                if alg != CipherAlg::Aes256Cbc {
-                    return Err(crate::fail!("no RustCrypto floor for {}", alg.name()));
-                }
                 // Whole blocks; decryption of an encryption of the same length.
                 let key: [u8; 32] = self.env.random_array();
                 let iv: [u8; 16] = self.env.random_array();
@@ -534,6 +556,38 @@ impl Replayer {
                     e2elab_otr::ffi::gcry::aes128_ctr(&key, &mut data).map_err(crate::Error::msg)
                 })
             }
+            Op::Cipher {
+                alg: CipherAlg::Aes128Gcm,
+                decrypt,
+                lib: Lib::RustCrypto,
+            } => {
+                let p = e2elab_mls::mls_primitives::provider();
+                let key: [u8; 16] = self.env.random_array();
+                let nonce: [u8; 12] = self.env.random_array();
+                // `n` bytes of plaintext (encrypt) or of ciphertext with its tag.
+                let data = self.bytes(n.saturating_sub(if decrypt { 16 } else { 0 }));
+                let ct = e2elab_mls::mls_primitives::aes128gcm_encrypt(&p, &key, &nonce, &data)
+                    .ok_or_else(|| crate::fail!("AES-128-GCM (RustCrypto)"))?;
+                Box::new(move || {
+                    let ok = if decrypt {
+                        e2elab_mls::mls_primitives::aes128gcm_decrypt(&p, &key, &nonce, &ct)
+                            .is_some()
+                    } else {
+                        e2elab_mls::mls_primitives::aes128gcm_encrypt(&p, &key, &nonce, &data)
+                            .is_some()
+                    };
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err("AES-128-GCM (RustCrypto) failed".into())
+                    }
+                })
+            }
+            Op::Cipher {
+                alg,
+                lib: Lib::RustCrypto,
+                ..
+            } => return Err(crate::fail!("no RustCrypto floor for {}", alg.name())),
             Op::Cipher {
                 alg: CipherAlg::Aes128Gcm,
                 decrypt,
@@ -621,7 +675,18 @@ impl Replayer {
             }
             Op::Digest { hash, lib } => {
                 let data = self.bytes(n);
+                if lib == Lib::RustCrypto && hash != HashAlg::Sha256 {
+                    return Err(crate::fail!("no RustCrypto floor for {}", hash.name()));
+                }
                 match lib {
+                    Lib::RustCrypto => {
+                        let p = e2elab_mls::mls_primitives::provider();
+                        Box::new(move || {
+                            e2elab_mls::mls_primitives::sha256(&p, &data)
+                                .map(|_| ())
+                                .ok_or_else(|| "SHA-256 (RustCrypto) failed".into())
+                        })
+                    }
                     Lib::Libgcrypt => {
                         let sha1 = hash == HashAlg::Sha1;
                         Box::new(move || {
@@ -819,6 +884,21 @@ mod tests {
                 lib: Lib::RustCrypto,
             },
             Op::X25519Dh { lib: Lib::Openssl },
+            Op::Ed25519SignWith {
+                lib: Lib::RustCrypto,
+            },
+            Op::Ed25519VerifyWith {
+                lib: Lib::RustCrypto,
+            },
+            Op::Cipher {
+                alg: CipherAlg::Aes128Gcm,
+                decrypt: false,
+                lib: Lib::RustCrypto,
+            },
+            Op::Digest {
+                hash: HashAlg::Sha256,
+                lib: Lib::RustCrypto,
+            },
             Op::Hkdf {
                 hash: HashAlg::Sha256,
                 lib: Lib::RustCrypto,

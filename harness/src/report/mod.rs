@@ -770,6 +770,14 @@ fn message_notes(r: &Results) -> Vec<Block> {
             } else {
                 None
             };
+            if h.messages == 0 && l.protocol == "omemo" {
+                notes.push(format!(
+                    "{}: no handshake; its first message carries the key exchange (Olm's 3DH, XEP-0384 §4.2: \"just-in-time\") and is answered by an empty message, so the time to first message includes both, while the per-message sweep at {} B ({} wire bytes, median) carries only the ratchet's steps.",
+                    l.protocol,
+                    compare::FIRST_MESSAGE_SIZE,
+                    sig3(m.wire_bytes.median)
+                ));
+            }
             if let (0, Some(why)) = (h.messages, why) {
                 notes.push(format!(
                     "{}: no handshake; its first message carries the sender's certificate ({why}; attached again at most every 5 minutes of virtual time), so the time to first message includes sending and parsing it, while the per-message sweep at {} B ({} wire bytes, median) mostly does not.",

@@ -13,8 +13,8 @@
 //! [`esessions`] and [`otr`] serve the handshake protocols.
 
 pub mod esessions;
-pub mod omemo;
 pub mod otr;
+pub mod restoring;
 
 use super::world::{Solo, World};
 use super::R;
@@ -490,10 +490,21 @@ pub fn messages_show_participation<H: Hooks + ?Sized>(
     w: &World,
     t: &[Seen],
 ) -> R<ParticipationTest> {
+    messages_show_participation_to(h, w, t, None)
+}
+
+/// The same, the judge holding Bob's session state (`bob_state`) as well
+/// as his key: what a member of a group or ratchet shows.
+pub fn messages_show_participation_to<H: Hooks + ?Sized>(
+    h: &H,
+    w: &World,
+    t: &[Seen],
+    bob_state: Option<StateExport>,
+) -> R<ParticipationTest> {
     let mut j = JudgeKnowledge {
         alice: w.alice.id.public.clone(),
         judge_identity: w.bob.id.clone(),
-        state: None,
+        state: bob_state,
         online: true,
         at: Timestamp::DEFAULT_START,
     };

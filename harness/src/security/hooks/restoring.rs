@@ -1,10 +1,12 @@
-//! OMEMO's attack hooks: everything through the profile's own sessions
+//! The attack hooks of the ratcheting profiles whose crates can rebuild a
+//! session from its exported state (`omemo`: `e2elab_omemo::restore`,
+//! without the device's account; `mls`: `e2elab_mls::restore`, the
+//! member's whole store): everything through the profile's own sessions
 //! (like [`super::Generic`]), plus an attacker who holds a compromised
-//! device's session state. She rebuilds the Olm session from the export
-//! (`e2elab_omemo::restore`, without the device's account) and runs it
-//! beside the victim on what she observes: she reads what the state's keys
-//! decrypt and follows the ratchet exactly as far as the keys she holds
-//! let her. Nothing here decides an outcome: the ratchet does.
+//! state. She runs the rebuilt session beside the victim on what she
+//! observes: she reads what the state's keys decrypt and follows the
+//! ratchet or the key schedule exactly as far as the keys she holds let
+//! her. Nothing here decides an outcome: the protocol does.
 //!
 //! Actively ([`Attacker::hijack`]), she uses a second copy of the leaked
 //! state as an impostor: every stanza the victim sends is replaced by one
@@ -12,8 +14,8 @@
 //! the healing value), and every stanza to the victim is fed to the
 //! impostor, which reads what the peer's ratchet, now keyed to hers, lets it.
 //!
-//! Not built yet: Bob's own simulation of Alice's stanzas for the
-//! repudiation judges. Olm's 3DH lets Bob compute every secret of a key
+//! Not built yet for `omemo`: Bob's own simulation of Alice's stanzas for
+//! the repudiation judges. Olm's 3DH lets Bob compute every secret of a key
 //! exchange "from Alice" with his own private keys, and the ratchet's chain
 //! keys are shared, so Bob can write what the judges accept; the default
 //! simulation used here is a forger's own key, which the judges refuse. The
@@ -21,13 +23,19 @@
 //! `omemo` therefore measure a Bob who does not simulate: their `fails` is
 //! what this hook can show, not what the protocol allows.
 
-use super::{Attacker, Hooks, Knowledge, Reading, Seen, SessionAttacker};
+use super::{
+    Attacker, Hooks, JudgeKnowledge, Knowledge, ParticipationTest, Reading, Seen, SessionAttacker,
+    Verdict,
+};
 use crate::driver::full_jid;
 use crate::security::world::{Solo, World};
 use crate::security::R;
-use e2elab_core::{stanza, Env, Role, SessionConfig, StateExport, Timestamp};
+use e2elab_core::{stanza, Env, Role, Session, SessionConfig, StateExport, Timestamp};
 
-fn rebuilt(w: &World, st: &StateExport, label: &str) -> R<(usize, Solo)> {
+/// A crate's function that rebuilds a session from its exported state.
+pub type Restore = fn(&StateExport, SessionConfig) -> e2elab_core::Result<Box<dyn Session>>;
+
+fn rebuilt(w: &World, restore: Restore, st: &StateExport, label: &str) -> R<(usize, Solo)> {
     let me = usize::from(st.role == Role::Responder);
     let cfg = SessionConfig {
         role: st.role,
@@ -37,10 +45,9 @@ fn rebuilt(w: &World, st: &StateExport, label: &str) -> R<(usize, Solo)> {
         peer_public: Some(w.ids()[1 - me].public.clone()),
         options: w.options.clone(),
     };
-    let s = e2elab_omemo::restore(st, cfg)
-        .map_err(|e| crate::fail!("restoring the leaked OMEMO state: {e}"))?;
+    let s = restore(st, cfg).map_err(|e| crate::fail!("restoring the leaked state: {e}"))?;
     let env = Env::for_party(w.next_seed(), label);
-    Ok((me, Solo::new((Box::new(s), env), Timestamp::DEFAULT_START)))
+    Ok((me, Solo::new((s, env), Timestamp::DEFAULT_START)))
 }
 
 /// The readers of [`SessionAttacker`] plus impostors built from leaked
@@ -119,26 +126,90 @@ impl Attacker for OmemoAttacker {
     }
 }
 
-/// The `omemo` hooks.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Omemo;
+/// The hooks of a profile whose states can be rebuilt.
+#[derive(Debug, Clone, Copy)]
+pub struct Restoring {
+    /// The crate's rebuilder.
+    pub restore: Restore,
+    /// What a rebuilt state is called in evidence.
+    pub what: &'static str,
+}
 
-impl Hooks for Omemo {
+impl Restoring {
+    /// `omemo`'s.
+    pub fn omemo() -> Self {
+        Restoring {
+            restore: |st, cfg| Ok(Box::new(e2elab_omemo::restore(st, cfg)?)),
+            what: "the Olm session rebuilt from",
+        }
+    }
+
+    /// `mls`'s.
+    pub fn mls() -> Self {
+        Restoring {
+            restore: |st, cfg| Ok(Box::new(e2elab_mls::restore(st, cfg)?)),
+            what: "the MLS group loaded from",
+        }
+    }
+}
+
+impl Hooks for Restoring {
+    /// The online judge holds Bob's state: the state rebuilt reads the
+    /// stanza first (a message inside a ratchet or group needs it); what it
+    /// does not read goes to the session judge built from the judge's key.
+    fn judge(&self, w: &World, xml: &str, j: &JudgeKnowledge) -> R<Verdict> {
+        if let Some(st) = &j.state {
+            let cfg = SessionConfig {
+                role: st.role,
+                local_jid: crate::driver::jid(&full_jid(1))?,
+                peer_jid: crate::driver::jid(&full_jid(0))?,
+                identity: j.judge_identity.clone(),
+                peer_public: Some(j.alice.clone()),
+                options: w.options.clone(),
+            };
+            if let Ok(s) = (self.restore)(st, cfg) {
+                let env = Env::for_party(w.next_seed(), "judge");
+                let mut solo = Solo::new((s, env), j.at);
+                solo.feed(xml);
+                if let Some(d) = solo.delivered.first() {
+                    return Ok(Verdict {
+                        authentic: true,
+                        content: Some(stanza::serialize(d)),
+                        reason: format!("{} Bob's state accepted it as protected", self.what),
+                    });
+                }
+            }
+        }
+        super::session_judge(w, xml, j)
+    }
+
+    /// Participation: Alice's stanzas judged by a judge holding Bob's state
+    /// after the exchange began (it reads what Bob's session reads).
+    fn participation(
+        &self,
+        w: &World,
+        t: &[Seen],
+        bob_state: &StateExport,
+    ) -> R<ParticipationTest> {
+        super::messages_show_participation_to(self, w, t, Some(bob_state.clone()))
+    }
+
     fn attacker(&self, w: &World, k: &Knowledge) -> R<Box<dyn Attacker>> {
         let mut readers = SessionAttacker::new(w, k)?;
         let mut impostors = Vec::new();
         for st in &k.states {
             // Alice's state reads what Bob sends, and vice versa.
-            let (me, solo) = rebuilt(w, st, "attacker")?;
+            let (me, solo) = rebuilt(w, self.restore, st, "attacker")?;
             readers.add_receiver(
                 me == 1,
                 format!(
-                    "the Olm session rebuilt from {}'s leaked state",
+                    "{} {}'s leaked state",
+                    self.what,
                     if me == 0 { "Alice" } else { "Bob" }
                 ),
                 solo,
             );
-            impostors.push(rebuilt(w, st, "impostor")?);
+            impostors.push(rebuilt(w, self.restore, st, "impostor")?);
         }
         Ok(Box::new(OmemoAttacker {
             readers,
