@@ -43,8 +43,8 @@
 //! 4. **Last-resort KeyPackage.** Each identity publishes one KeyPackage,
 //!    marked last-resort (reused by every session, as the draft MLS
 //!    extensions allow) since the harness's identities are immutable. A
-//!    client remembers the groups it joined and refuses a second Welcome for
-//!    one (`Replay`). The KeyPackage's private init key therefore stays in
+//!    client remembers the Welcomes it accepted (by SHA-256) and refuses one
+//!    again (`Replay`). The KeyPackage's private init key therefore stays in
 //!    the identity: a *leaked identity* opens the Welcome and, through it,
 //!    the group's first epoch (the forward-secrecy row measures this; a
 //!    single-use KeyPackage whose key is deleted would not). (tests:
@@ -97,7 +97,7 @@ const OPTIONS: &[(&str, &str)] = &[(
 )];
 
 /// The `mls` profile: one value is one client, with its memory of the
-/// groups it joined (DECISIONS 4).
+/// Welcomes it accepted (DECISIONS 4).
 #[derive(Debug, Clone, Default)]
 pub struct Mls {
     joined: Arc<Mutex<HashSet<Vec<u8>>>>,

@@ -273,12 +273,19 @@ impl MlsSession {
             .into_group(&self.provider)
             .map_err(peer_err("Welcome"))?;
         self.check_peer_member(&group)?;
-        let gid = group.group_id().as_slice().to_vec();
+        // The Welcome itself, not the group id, identifies a join: a group
+        // id can repeat (it comes from the Env), a Welcome's HPKE
+        // ciphertexts cannot.
+        let digest = self
+            .provider
+            .crypto()
+            .hash(openmls_traits::types::HashType::Sha2_256, bytes)
+            .map_err(|e| mls_err("hash")(format!("{e:?}")))?;
         let mut joined = self
             .joined
             .lock()
             .map_err(|_| Error::Backend("MLS client memory poisoned".into()))?;
-        if !joined.insert(gid) {
+        if !joined.insert(digest) {
             return Err(PeerMisbehaved::Replay.into());
         }
         drop(joined);

@@ -185,6 +185,11 @@ fn decision_welcome_replay_refused() {
     let mut a2 = session_on(&Mls::new(), 0, 4, Options::new());
     let w2 = start(&mut a2);
     recv(&mut b2, &w2[0]).unwrap();
+    // A new Welcome for a group id seen before (the same seed): not a replay.
+    let mut a3 = session_on(&Mls::new(), 0, 1, Options::new());
+    let w3 = start(&mut a3);
+    let mut b3 = session_on(&bob, 1, 5, Options::new());
+    recv(&mut b3, &w3[0]).unwrap();
 }
 
 #[test]
