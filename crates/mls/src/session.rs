@@ -347,7 +347,7 @@ impl MlsSession {
         }
     }
 
-    fn open(&mut self, env: &mut Env, m: &Element, out: &mut Outbox) -> Result<()> {
+    fn open(&mut self, m: &Element, out: &mut Outbox) -> Result<()> {
         let parts: Vec<&Element> = m.children().filter(|c| c.is("mls", NS_MLS)).collect();
         if parts.is_empty() {
             out.deliver_unprotected(self.group.is_some(), m.clone());
@@ -431,7 +431,6 @@ impl MlsSession {
             let w = self.protect(h)?;
             out.send(w);
         }
-        let _ = env;
         Ok(())
     }
 }
@@ -522,7 +521,7 @@ impl Session for MlsSession {
         Ok(())
     }
 
-    fn handle_inbound(&mut self, env: &mut Env, stanza: Element, out: &mut Outbox) -> Result<()> {
+    fn handle_inbound(&mut self, _env: &mut Env, stanza: Element, out: &mut Outbox) -> Result<()> {
         self.check_open()?;
         let cp = out.checkpoint();
         // DECISIONS 7: a copy of the store, restored if the stanza fails.
@@ -530,7 +529,7 @@ impl Session for MlsSession {
         let had_group = self.group.is_some();
         let (announced, owe, held) = (self.announced, self.owe_update, self.held.clone());
         let r = match StanzaKind::of(&stanza) {
-            Some(StanzaKind::Message) => self.open(env, &stanza, out),
+            Some(StanzaKind::Message) => self.open(&stanza, out),
             Some(_) => {
                 out.deliver_unprotected(self.group.is_some(), stanza);
                 Ok(())
