@@ -323,7 +323,7 @@ fn xmlenc_dsig() {
 
 #[test]
 fn omemo() {
-    check("omemo", "HHHHFHFHFFFFFFHHHHHH");
+    check("omemo", "HHHHFHFHHHFFFFHHHHHH");
 }
 
 #[test]

@@ -135,6 +135,7 @@ mod bundle;
 pub mod olm_primitives;
 mod payload;
 mod session;
+pub mod simulate;
 #[cfg(test)]
 mod tests;
 

@@ -166,6 +166,41 @@ impl OmemoSession {
         })
     }
 
+    /// A session on the peer's side, holding `olm` (made by
+    /// [`crate::simulate`]): it writes as the peer's device would. It holds
+    /// no account and no peer secret.
+    pub(crate) fn mirror(
+        config: &SessionConfig,
+        peer: Bundle,
+        own: Bundle,
+        olm: Olm,
+    ) -> Result<Self> {
+        Ok(Self {
+            own_ik: peer.ik,
+            own_spk: peer.spk,
+            role: match config.role {
+                Role::Initiator => Role::Responder,
+                Role::Responder => Role::Initiator,
+            },
+            local_jid: config.peer_jid.to_string(),
+            local_bare: config.peer_jid.to_bare().to_string(),
+            peer_jid: config.local_jid.clone(),
+            identity: config.identity.clone(),
+            own_device: peer.device,
+            peer: own,
+            account: None,
+            memory: Arc::default(),
+            olm: Some(olm),
+            complete_kex: false,
+            announced: true,
+            closed: false,
+            inactive: false,
+            seen_remote: VecDeque::new(),
+            completed: None,
+            state_only: true,
+        })
+    }
+
     fn memory(&self) -> Result<std::sync::MutexGuard<'_, DeviceMemory>> {
         self.memory
             .lock()
@@ -314,7 +349,7 @@ impl OmemoSession {
         Ok(enc)
     }
 
-    fn protect(&mut self, env: &mut Env, m: Element) -> Result<Element> {
+    pub(crate) fn protect(&mut self, env: &mut Env, m: Element) -> Result<Element> {
         if m.has_child("encrypted", NS_OMEMO) {
             return Err(ApiMisuse::CannotProtect("already carries <encrypted>".into()).into());
         }

@@ -485,3 +485,52 @@ mod props {
         }
     }
 }
+
+/// Olm's deniability (module `simulate`): with only his own account and
+/// Alice's public bundle, Bob writes a key exchange "from Alice" that a
+/// device holding Bob's keys accepts as hers, exactly as it accepts her
+/// genuine one; a changed copy of either is refused.
+#[test]
+fn bob_writes_what_his_device_accepts_as_alices() {
+    let [mut a, _] = pair();
+    let genuine = send(&mut a, msg(0, "g", "Alice wrote this"));
+    let mut env = Env::for_party(77, "bob-simulating");
+    let bob_cfg = config(1, BOB, ids()[0].public.clone(), Options::new());
+    let sim = simulate::simulate_from_peer(
+        bob_cfg,
+        &mut env,
+        msg(0, "s", "Bob wrote this in Alice's name"),
+    )
+    .unwrap();
+    let sim = stanza::parse(&stanza::serialize(&sim)).unwrap();
+    assert_eq!(sim.attr("from"), Some(full(ALICE).as_str()));
+    assert_eq!(key_el(&sim).attr("kex"), Some("true"));
+    assert!(!stanza::serialize(&sim).contains("Bob wrote"));
+    for (w, text) in [
+        (&genuine[0], "Alice wrote this"),
+        (&sim, "Bob wrote this in Alice's name"),
+    ] {
+        // A judge: a fresh device holding Bob's keys.
+        let mut judge = session_with(1, 5, Options::new());
+        assert!(recv(&mut judge, &forge_payload(w)).is_err());
+        let (_, d) = recv(&mut judge, w).unwrap();
+        assert_eq!(body(&d[0]), text);
+    }
+    // A config with a stranger's identity cannot simulate: no account
+    // holds Bob's one-time prekeys.
+    let stranger = Arc::new(
+        Omemo::new()
+            .generate_identity(&mut Env::for_party(3, "s"), BOB)
+            .unwrap(),
+    );
+    let mut cfg = config(1, BOB, ids()[0].public.clone(), Options::new());
+    cfg.identity = stranger;
+    let mut judge = session_with(1, 6, Options::new());
+    match simulate::simulate_from_peer(cfg, &mut env, msg(0, "t", "x")) {
+        Err(_) => {}
+        Ok(w) => {
+            let w = stanza::parse(&stanza::serialize(&w)).unwrap();
+            assert!(recv(&mut judge, &w).is_err());
+        }
+    }
+}

@@ -14,26 +14,30 @@
 //! the healing value), and every stanza to the victim is fed to the
 //! impostor, which reads what the peer's ratchet, now keyed to hers, lets it.
 //!
-//! Not built yet for `omemo`: Bob's own simulation of Alice's stanzas for
-//! the repudiation judges. Olm's 3DH lets Bob compute every secret of a key
-//! exchange "from Alice" with his own private keys, and the ratchet's chain
-//! keys are shared, so Bob can write what the judges accept; the default
-//! simulation used here is a forger's own key, which the judges refuse. The
-//! `message_repudiation` (online) and `participation_repudiation` rows of
-//! `omemo` therefore measure a Bob who does not simulate: their `fails` is
-//! what this hook can show, not what the protocol allows.
+//! Bob's simulation for the repudiation judges ([`Hooks::simulate`]):
+//! for `omemo`, Olm's 3DH lets Bob compute every secret of a key exchange
+//! "from Alice" with his own private keys
+//! ([`e2elab_omemo::simulate::simulate_from_peer`]), so the online judge is
+//! shown a stanza Bob wrote in her name beside her genuine one. For `mls`
+//! Bob has no such construction (application messages carry Alice's
+//! signature inside the encryption); the default simulation, a forger's own
+//! key, is what he can do.
 
 use super::{
-    Attacker, Hooks, JudgeKnowledge, Knowledge, ParticipationTest, Reading, Seen, SessionAttacker,
-    Verdict,
+    forger_stanza, Attacker, Hooks, JudgeKnowledge, Knowledge, ParticipationTest, Reading, Seen,
+    SessionAttacker, Verdict,
 };
 use crate::driver::full_jid;
 use crate::security::world::{Solo, World};
 use crate::security::R;
-use e2elab_core::{stanza, Env, Role, Session, SessionConfig, StateExport, Timestamp};
+use e2elab_core::{stanza, Element, Env, Role, Session, SessionConfig, StateExport, Timestamp};
 
 /// A crate's function that rebuilds a session from its exported state.
 pub type Restore = fn(&StateExport, SessionConfig) -> e2elab_core::Result<Box<dyn Session>>;
+
+/// A crate's function with which Bob (his own `SessionConfig`) writes a
+/// stanza in Alice's name.
+pub type Simulate = fn(SessionConfig, &mut Env, Element) -> e2elab_core::Result<Element>;
 
 fn rebuilt(w: &World, restore: Restore, st: &StateExport, label: &str) -> R<(usize, Solo)> {
     let me = usize::from(st.role == Role::Responder);
@@ -133,6 +137,9 @@ pub struct Restoring {
     pub restore: Restore,
     /// What a rebuilt state is called in evidence.
     pub what: &'static str,
+    /// Bob's own simulation of Alice's stanzas, where the protocol gives
+    /// him one (else a forger's own key is what he has).
+    pub simulate: Option<Simulate>,
 }
 
 impl Restoring {
@@ -141,6 +148,7 @@ impl Restoring {
         Restoring {
             restore: |st, cfg| Ok(Box::new(e2elab_omemo::restore(st, cfg)?)),
             what: "the Olm session rebuilt from",
+            simulate: Some(e2elab_omemo::simulate::simulate_from_peer),
         }
     }
 
@@ -149,6 +157,7 @@ impl Restoring {
         Restoring {
             restore: |st, cfg| Ok(Box::new(e2elab_mls::restore(st, cfg)?)),
             what: "the MLS group loaded from",
+            simulate: None,
         }
     }
 }
@@ -181,6 +190,42 @@ impl Hooks for Restoring {
             }
         }
         super::session_judge(w, xml, j)
+    }
+
+    /// Online (Bob cooperates), Bob writes in Alice's name with the crate's
+    /// own simulation where there is one: his identity, her public key, the
+    /// genuine stanza's addresses. Offline, and without one, a forger's own
+    /// key.
+    fn simulate(
+        &self,
+        w: &World,
+        genuine: &str,
+        content: &Element,
+        j: &JudgeKnowledge,
+    ) -> R<Option<String>> {
+        let Some(sim) = self.simulate.filter(|_| j.online) else {
+            return forger_stanza(w, content, j.at);
+        };
+        let cfg = SessionConfig {
+            role: Role::Responder,
+            local_jid: crate::driver::jid(&full_jid(1))?,
+            peer_jid: crate::driver::jid(&full_jid(0))?,
+            identity: j.judge_identity.clone(),
+            peer_public: Some(j.alice.clone()),
+            options: w.options.clone(),
+        };
+        let mut m = content.clone();
+        if let Ok(g) = stanza::parse(genuine) {
+            for a in ["type", "id"] {
+                if let Some(v) = g.attr(a) {
+                    stanza::set_attr(&mut m, a, v).map_err(crate::Error::msg)?;
+                }
+            }
+        }
+        let mut env = Env::for_party(w.next_seed(), "bob-simulating");
+        let x = sim(cfg, &mut env, m)
+            .map_err(|e| crate::fail!("Bob's simulation of Alice's stanza: {e}"))?;
+        Ok(Some(stanza::serialize(&x)))
     }
 
     /// Participation: Alice's stanzas judged by a judge holding Bob's state
