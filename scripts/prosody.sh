@@ -14,6 +14,9 @@
 # no byte counters, this module counts each session's bytes in Prosody's own
 # bytes/in and bytes/out filters and answers them to the session on an iq.
 # Waits until the port answers. Stop it by its pid file.
+# With E2ELAB_PROSODY_OFFLINE=1 it also keeps messages for offline users
+# (mod_offline: XEP-0160 storage, XEP-0203 delay stamps), which the
+# measurements leave off: only `e2elab requirements` (Offline Sessions) uses it.
 set -euo pipefail
 cmd=${1:?start|stop}
 dir=${2:?directory}
@@ -74,6 +77,12 @@ LUA
       -addext "subjectAltName=DNS:localhost" -addext "basicConstraints=critical,CA:TRUE" \
       -keyout "$dir/localhost.key" -out "$dir/localhost.crt" 2>/dev/null
   fi
+  offline_on=""
+  offline_off=', "offline"'
+  if [ "${E2ELAB_PROSODY_OFFLINE:-}" = 1 ]; then
+    offline_on=', "offline"'
+    offline_off=""
+  fi
   cat > "$cfg" <<CFG
 run_as_root = true
 daemonize = false
@@ -88,9 +97,9 @@ http_ports = { }
 https_ports = { }
 c2s_stanza_size_limit = $limit
 plugin_paths = { "$dir/plugins" }
-modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "e2elab_bytes" }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "e2elab_bytes"$offline_on }
 ssl = { certificate = "$dir/localhost.crt"; key = "$dir/localhost.key" }
-modules_disabled = { "s2s", "offline" }
+modules_disabled = { "s2s"$offline_off }
 -- Nagle on (Prosody's default) stalls every stanza larger than one TCP segment
 -- by the peer's 40 ms delayed ACK on loopback (measured here: ~50 ms for a
 -- 16 KiB message instead of ~2 ms): a server artefact that would hide protocol

@@ -191,7 +191,7 @@ pub fn report(dir: &Path) -> crate::Result<ExitCode> {
 pub const REPRODUCE_RUNS: usize = 2;
 
 /// `e2elab reproduce`: the full comparison and its report into `out`.
-pub fn reproduce(out: &Path, seed: u64) -> crate::Result<ExitCode> {
+pub fn reproduce(out: &Path, seed: u64, specs: &Path) -> crate::Result<ExitCode> {
     let t0 = std::time::Instant::now();
     if !crate::xmpp::server::installed() {
         return Err("reproduce measures through Prosody too, which is not installed (scripts/setup.sh installs it)".into());
@@ -200,6 +200,14 @@ pub fn reproduce(out: &Path, seed: u64) -> crate::Result<ExitCode> {
     let mut cfg = compare::Config::new(false, Vec::new(), seed);
     cfg.runs = REPRODUCE_RUNS;
     let mut r = measure(cfg, out, Some(xmpp))?;
+    let t_req = std::time::Instant::now();
+    let req = crate::requirements::run(out, seed, Some(specs), |m| eprintln!("{m}"))?;
+    crate::requirements::write(&req, out)?;
+    r.provenance.phases.push(compare::PhaseTime {
+        name: "XEP-0210 requirements".into(),
+        seconds: t_req.elapsed().as_secs_f64(),
+    });
+    compare::write(&r, out)?;
     let t_rep = std::time::Instant::now();
     report::generate(out)?;
     // The report's closing note gives the whole wall time by phase: record
@@ -217,5 +225,13 @@ pub fn reproduce(out: &Path, seed: u64) -> crate::Result<ExitCode> {
         t0.elapsed().as_secs_f64(),
         out.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `e2elab requirements`.
+pub fn requirements(dir: &Path, seed: u64, specs: &Path) -> crate::Result<ExitCode> {
+    let r = crate::requirements::run(dir, seed, Some(specs), |m| eprintln!("{m}"))?;
+    crate::requirements::write(&r, dir)?;
+    println!("{}", dir.join("requirements.md").display());
     Ok(ExitCode::SUCCESS)
 }

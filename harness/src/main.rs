@@ -190,12 +190,36 @@ enum Cmd {
         #[arg(long = "in")]
         input: PathBuf,
     },
-    /// The full evaluation (compare + report) into results/.
+    /// The full evaluation (compare + security + server + requirements + report) into results/.
     Reproduce {
         #[arg(long, default_value = "results")]
         out: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The specification texts (XEP-0210's Implementability counts their words).
+        #[arg(long, default_value = "../shared/specs")]
+        specs: PathBuf,
+    },
+    /// The paper's generated inputs (numbers.tex, tab-*.tex, provenance.json,
+    /// inputs.sha256) from the result files in RESULTS.
+    Paper {
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        #[arg(long, default_value = "paper/gen")]
+        out: PathBuf,
+    },
+    /// The XEP-0210 requirement matrix from DIR's results plus its own
+    /// experiments (offline sessions through Prosody, object encryption,
+    /// generality, usability, interoperability tools, implementability):
+    /// DIR/requirements.json and DIR/requirements.md.
+    Requirements {
+        #[arg(long = "in", default_value = "results")]
+        input: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The specification texts (Implementability counts their words).
+        #[arg(long, default_value = "../shared/specs")]
+        specs: PathBuf,
     },
     /// (Internal) a measurement in a fresh process, for `compare`.
     #[command(hide = true)]
@@ -532,7 +556,16 @@ fn dispatch(cmd: Cmd) -> e2elab::Result<ExitCode> {
             dir,
             targets,
         } => fuzz_cmd(&action, &dir, &targets),
-        Cmd::Reproduce { out, seed } => e2elab::cli_compare::reproduce(&out, seed),
+        Cmd::Reproduce { out, seed, specs } => e2elab::cli_compare::reproduce(&out, seed, &specs),
+        Cmd::Paper { results, out } => {
+            for f in e2elab::paper::generate(&results, &out)? {
+                println!("{}", f.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Requirements { input, seed, specs } => {
+            e2elab::cli_compare::requirements(&input, seed, &specs)
+        }
         Cmd::Conformance { protocols } => {
             let protos = registry::resolve(&protocols)?;
             let mut t = Table::new(&["protocol", "check", "result"]);

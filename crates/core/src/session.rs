@@ -298,6 +298,13 @@ pub trait Protocol: Send + Sync {
 
     /// Create a session.
     fn new_session(&self, env: &mut Env, config: SessionConfig) -> Result<Box<dyn Session>>;
+
+    /// The Rust path of the implementing type (`crate::Type`), taken from
+    /// the compiler: which crate implements the profile (the harness
+    /// counts that crate's code for XEP-0210's Implementability).
+    fn implementation(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,19 @@ pub fn generate(dir: &Path) -> crate::Result<Vec<PathBuf>> {
         d.extend(server::section(&r, sv, &ids, dir, &mut files)?);
     }
     d.extend(crate::security::render::blocks(&sec));
+    // The XEP-0210 matrix, when the run made one (`e2elab reproduce` does).
+    let req = dir.join("requirements.json");
+    if req.exists() {
+        d.extend(crate::requirements::blocks(
+            &crate::requirements::ReqRun::read(&req)?,
+        ));
+    } else {
+        d.push(crate::doc::Block::P(format!(
+            "No XEP-0210 requirement matrix in this report: {} has no requirements.json (`e2elab requirements --in {}` writes it; `e2elab reproduce` runs it).",
+            dir.display(),
+            dir.display()
+        )));
+    }
     // The fuzzing campaign is not part of a comparison run (it takes hours:
     // scripts/fuzz.sh); its section is shown from DIR/fuzz.json when there
     // is one, and its absence is said, not hidden.

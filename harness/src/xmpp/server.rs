@@ -42,13 +42,14 @@ fn free_port() -> crate::Result<u16> {
 /// Exit status the script uses when another process took the port.
 const PORT_TAKEN: i32 = 3;
 
-fn script(args: &[String]) -> Result<(), (Option<i32>, String)> {
+fn script(args: &[String], offline: bool) -> Result<(), (Option<i32>, String)> {
     let out = Command::new("bash")
         .arg("-c")
         .arg(SCRIPT)
         .arg("prosody.sh")
         .args(args)
         .env("E2ELAB_OWNER_PID", std::process::id().to_string())
+        .env("E2ELAB_PROSODY_OFFLINE", if offline { "1" } else { "0" })
         .output()
         .map_err(|e| (None, format!("running bash: {e}")))?;
     if out.status.success() {
@@ -69,12 +70,22 @@ fn script(args: &[String]) -> Result<(), (Option<i32>, String)> {
 impl Prosody {
     /// Start one in a fresh temporary directory on a free loopback port.
     pub fn start(stanza_limit: u64, users: usize) -> crate::Result<Prosody> {
+        Prosody::start_opts(stanza_limit, users, false)
+    }
+
+    /// [`Prosody::start`] with offline storage on (`mod_offline`), the
+    /// default stanza limit, and `users` accounts.
+    pub fn start_with_offline(users: usize) -> crate::Result<Prosody> {
+        Prosody::start_opts(262_144, users, true)
+    }
+
+    fn start_opts(stanza_limit: u64, users: usize, offline: bool) -> crate::Result<Prosody> {
         let tmp = tempfile::Builder::new()
             .prefix("e2elab-prosody-")
             .tempdir()
             .map_err(|e| crate::fail!("temporary directory: {e}"))?;
         let dir = tmp.path().to_path_buf();
-        let mut p = Prosody::start_in(&dir, stanza_limit, users)?;
+        let mut p = Prosody::start_in_opts(&dir, stanza_limit, users, offline)?;
         p._tmp = Some(tmp);
         Ok(p)
     }
@@ -83,19 +94,31 @@ impl Prosody {
     /// chosen but may be taken before Prosody binds it (tests start servers in
     /// parallel): the script then reports it and another port is tried.
     pub fn start_in(dir: &Path, stanza_limit: u64, users: usize) -> crate::Result<Prosody> {
+        Prosody::start_in_opts(dir, stanza_limit, users, false)
+    }
+
+    fn start_in_opts(
+        dir: &Path,
+        stanza_limit: u64,
+        users: usize,
+        offline: bool,
+    ) -> crate::Result<Prosody> {
         if stanza_limit == 0 {
             return Err("a stanza size limit of 0 bytes would refuse every stanza".into());
         }
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port()?;
-            match script(&[
-                "start".into(),
-                dir.display().to_string(),
-                port.to_string(),
-                stanza_limit.to_string(),
-                users.to_string(),
-            ]) {
+            match script(
+                &[
+                    "start".into(),
+                    dir.display().to_string(),
+                    port.to_string(),
+                    stanza_limit.to_string(),
+                    users.to_string(),
+                ],
+                offline,
+            ) {
                 Ok(()) => {
                     return Ok(Prosody {
                         dir: dir.to_path_buf(),
@@ -126,7 +149,7 @@ impl Prosody {
 
     /// Stop it (also done on drop).
     pub fn stop(&self) -> crate::Result<()> {
-        script(&["stop".into(), self.dir.display().to_string()])
+        script(&["stop".into(), self.dir.display().to_string()], false)
             .map_err(|(_, e)| crate::Error::tool("prosody", e))
     }
 }
