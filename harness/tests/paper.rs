@@ -156,3 +156,62 @@ fn the_committed_pdf_was_built_from_the_committed_includes() {
         "paper/paper.pdf does not carry {needle}: rebuild it with bash scripts/paper.sh"
     );
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The paper builds from the committed sources and includes (in a copy:
+/// the work tree is not touched), to the length the issue asks for.
+#[test]
+fn the_paper_builds() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("paper"), &tmp.path().join("paper"));
+    std::fs::create_dir_all(tmp.path().join("results")).unwrap();
+    for e in std::fs::read_dir(root().join("results")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "png") {
+            std::fs::copy(&p, tmp.path().join("results").join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let dir = tmp.path().join("paper");
+    for f in ["paper.pdf", "paper.aux", "paper.bbl", "paper.log"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let out = std::process::Command::new("latexmk")
+        .args([
+            "-pdf",
+            "-interaction=nonstopmode",
+            "-halt-on-error",
+            "paper.tex",
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("latexmk (scripts/setup.sh installs it)");
+    let log = std::fs::read_to_string(dir.join("paper.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "latexmk failed:\n{}",
+        &log[log.len().saturating_sub(3000)..]
+    );
+    assert!(
+        !log.contains("There were undefined references") && !log.contains("Citation `"),
+        "undefined references or citations"
+    );
+    let pages: usize = log
+        .split("Output written on paper.pdf (")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("page count in the log");
+    assert!((8..=12).contains(&pages), "{pages} pages");
+}

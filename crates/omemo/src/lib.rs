@@ -45,6 +45,13 @@
 //! keys live in `Zeroizing` buffers; `Debug` prints no key material; the
 //! payload tag is compared in constant time.
 //!
+//! ## Deniability, executable
+//! [`simulate::simulate_from_peer`] is what Bob can write in Alice's name
+//! with his own account and her public bundle: Olm's 3DH needs none of her
+//! private keys on his side. The security experiments' online judges are
+//! shown it beside her genuine stanzas (`message_repudiation` online and
+//! `participation_repudiation` hold for `omemo` because of it).
+//!
 //! ## DECISIONS
 //! Byte interop with OMEMO clients is not the goal: measurement parity is.
 //! Where vodozemac's Olm differs from OMEMO 2's exact key derivation, the

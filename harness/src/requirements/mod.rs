@@ -442,8 +442,20 @@ pub fn run(
             Some(s) => {
                 let intact = s.delivered_exact + s.delivered_with_stamp;
                 let ok = s.altered == 0 && s.lost == 0 && s.error.is_none();
+                let rec = &lr.attack["recovery"];
+                let recovery = match (rec["messages_lost"].as_u64(), rec["messages"].as_u64()) {
+                    (Some(l), Some(m)) => format!(
+                        "; one dropped stanza: {l} of {m} messages lost, {}",
+                        match rec["recovery_ms"].as_u64() {
+                            Some(0) => "nothing to recover".to_string(),
+                            Some(ms) => format!("recovered in {ms} ms"),
+                            None => "not recovered in the window".to_string(),
+                        }
+                    ),
+                    _ => String::new(),
+                };
                 push("robustness", Verdict::of(ok && holds(lr)),
-                    format!("through Prosody: {} stanza(s), {} altered, {} lost{}; loss/reorder tolerance {}",
+                    format!("through Prosody: {} stanza(s), {} altered, {} lost{}; loss/reorder tolerance {}{recovery}",
                         s.stanzas, s.altered, s.lost,
                         s.error.as_deref().map(|e| format!(", error: {e}")).unwrap_or_default(),
                         lr.outcome.name()),
