@@ -466,10 +466,30 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
                     .find(|f| f.protocol == *id && f.size == Some(1024));
             Some(vec![
                 id.to_string(),
-                sig3(m.wire_bytes.median),
-                sig3(m.total_cpu_us.median),
-                f.map(|f| sig3(f.ratio.median))
-                    .unwrap_or_else(|| "--".into()),
+                reg(
+                    "messages",
+                    id,
+                    "wire",
+                    sig3(m.wire_bytes.median),
+                    format!("results.json: messages[{id}, 1024].wire_bytes.median"),
+                ),
+                reg(
+                    "messages",
+                    id,
+                    "cpu",
+                    sig3(m.total_cpu_us.median),
+                    format!("results.json: messages[{id}, 1024].total_cpu_us.median"),
+                ),
+                match f {
+                    Some(f) => reg(
+                        "messages",
+                        id,
+                        "ratio",
+                        sig3(f.ratio.median),
+                        format!("results.json: floors[{id}, 1024].ratio.median"),
+                    ),
+                    None => "--".into(),
+                },
             ])
         })
         .collect();
@@ -489,15 +509,22 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
         }
     }
     let mut head = vec!["profile".to_string()];
-    head.extend(nets.iter().map(|n| {
+    for net in &nets {
         let rtt =
             i.r.latency
                 .iter()
-                .find(|l| &l.network == n)
+                .find(|l| &l.network == net)
                 .map(|l| l.rtt_ms)
                 .unwrap_or(0.0);
-        format!("{n} ({} ms)", sig3(rtt))
-    }));
+        let t = reg(
+            "ttfm",
+            "rtt",
+            net,
+            sig3(rtt),
+            format!("results.json: latency[*, {net}].rtt_ms"),
+        );
+        head.push(format!("{net} ({t} ms)"));
+    }
     let rows: Vec<Vec<String>> = ids
         .iter()
         .map(|id| {

@@ -106,7 +106,7 @@ fn every_number_in_the_includes_comes_from_the_results() {
     // numbers.tex defines exactly the registered texts.
     for line in fresh["numbers.tex"]
         .lines()
-        .filter(|l| l.contains("\\csname e2elab@"))
+        .filter(|l| l.starts_with("\\expandafter\\def\\csname e2elab@"))
     {
         let key = line
             .split("e2elab@")
