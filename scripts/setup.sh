@@ -21,6 +21,8 @@ PACKAGES=(
   # the real-server transport: Prosody 0.12 (and the Lua modules it recommends,
   # so a fresh machine runs the same server as the one the figures came from)
   prosody lua-event lua-unbound
+  # the paper (scripts/paper.sh): pdfLaTeX, BibTeX, booktabs/microtype, Times and wasy fonts, latexmk
+  texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk
 )
 
 missing=()

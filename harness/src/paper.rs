@@ -82,10 +82,27 @@ pub fn tex(s: &str) -> String {
     o
 }
 
+/// A header cell starting with this is set rotated (`\\rot{...}`, defined
+/// in `numbers.tex`).
+const ROT: &str = "\u{1}rot:";
+
+fn head_cell(h: &str) -> String {
+    match h.strip_prefix(ROT) {
+        Some(r) => format!("\\rot{{{}}}", tex(r)),
+        None => tex(h),
+    }
+}
+
 /// A bare booktabs `tabular` (`spec` like `lrrr`); cells are escaped.
 pub fn tabular(spec: &str, head: &[String], rows: &[Vec<String>]) -> String {
     let mut s = format!("\\begin{{tabular}}{{{spec}}}\n\\toprule\n");
-    s.push_str(&head.iter().map(|h| tex(h)).collect::<Vec<_>>().join(" & "));
+    s.push_str(
+        &head
+            .iter()
+            .map(|h| head_cell(h))
+            .collect::<Vec<_>>()
+            .join(" & "),
+    );
     s.push_str(" \\\\\n\\midrule\n");
     for r in rows {
         s.push_str(&r.iter().map(|c| tex(c)).collect::<Vec<_>>().join(" & "));
@@ -237,6 +254,19 @@ pub fn numbers(i: &Inputs) -> Numbers {
         i.sec.control_failures().len() as u64,
         "security.json: controls with ok=false (count)".into(),
     );
+    if let Some(ins) = &i.r.instructions {
+        let max = ins
+            .rows
+            .iter()
+            .filter(|r| r.headline)
+            .map(|r| r.spread_percent)
+            .fold(0.0, f64::max);
+        n.num(
+            "instr.spread",
+            max,
+            "results.json: instructions.rows[headline].spread_percent (largest)".into(),
+        );
+    }
     n.int(
         "req.checks",
         i.req.checks.len() as u64,
@@ -317,6 +347,54 @@ pub fn numbers(i: &Inputs) -> Numbers {
                 f.ratio.median,
                 format!("results.json: floors[{id}, 1024].ratio.median"),
             );
+            if let Some(l) = &f.ratio_library {
+                n.num(
+                    &format!("msg.{id}.libratio"),
+                    l.median,
+                    format!("results.json: floors[{id}, 1024].ratio_library.median"),
+                );
+            }
+        }
+        if let Some(f) =
+            i.r.floors
+                .iter()
+                .find(|f| f.protocol == id && f.phase == "handshake")
+        {
+            n.num(
+                &format!("hs.{id}.ratio"),
+                f.ratio.median,
+                format!("results.json: floors[{id}, handshake].ratio.median"),
+            );
+        }
+        if let Some(c) = i
+            .sec
+            .cells
+            .iter()
+            .find(|c| c.protocol == id && c.property == "loss_reorder_tolerance")
+        {
+            let rec = &c.attack["recovery"];
+            let from =
+                format!("security.json: cells[{id}, loss_reorder_tolerance].attack.recovery");
+            if let (Some(sent), Some(lost)) =
+                (rec["messages"].as_u64(), rec["messages_lost"].as_u64())
+            {
+                n.int(&format!("rob.{id}.sent"), sent, format!("{from}.messages"));
+                n.int(
+                    &format!("rob.{id}.lost"),
+                    lost,
+                    format!("{from}.messages_lost"),
+                );
+                let (text, raw) = match rec["recovery_ms"].as_u64() {
+                    Some(ms) => (format!("{ms} ms"), ms.to_string()),
+                    None => ("not in the window".to_string(), "null".to_string()),
+                };
+                n.put(
+                    &format!("rob.{id}.recover"),
+                    text,
+                    format!("{from}.recovery_ms"),
+                    raw,
+                );
+            }
         }
         for l in i.r.latency.iter().filter(|l| l.protocol == id) {
             let net = l.network.to_lowercase();
@@ -660,7 +738,7 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
     ));
     // Security matrix: rows x profiles.
     let mut head = vec!["property".to_string()];
-    head.extend(ids.iter().map(|s| s.to_string()));
+    head.extend(ids.iter().map(|s| format!("{ROT}{s}")));
     let rows: Vec<Vec<String>> = i
         .sec
         .rows
@@ -707,47 +785,64 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
         })
         .collect();
     let mut head = vec!["requirement".to_string()];
-    head.extend(ids.iter().map(|s| s.to_string()));
+    head.extend(ids.iter().map(|s| format!("{ROT}{s}")));
     out.push((
         "tab-requirements.tex",
         tabular(&format!("l{}", "c".repeat(ids.len())), &head, &rows),
     ));
-    // Disagreements with the specs, and with the SoK.
-    for (file, against) in [("tab-claims.tex", "spec"), ("tab-sok.tex", "sok")] {
-        let rows: Vec<Vec<String>> = i
-            .sec
-            .findings
-            .iter()
-            .filter(|f| f.against == against)
-            .map(|f| {
-                vec![
-                    f.protocol.clone(),
-                    format!("{} {}", row_key(&f.property, &f.variant), "")
-                        .trim()
-                        .to_string(),
-                    f.expected.clone(),
-                    f.measured.name().to_string(),
-                ]
-            })
-            .collect();
-        out.push((
-            file,
-            tabular(
-                "llll",
-                &s(&[
-                    "profile",
-                    "row",
-                    if against == "spec" {
-                        "the spec says"
-                    } else {
-                        "SoK rating"
-                    },
-                    "measured",
-                ]),
-                &rows,
+    // Disagreements with the specs.
+    let rows: Vec<Vec<String>> = i
+        .sec
+        .findings
+        .iter()
+        .filter(|f| f.against == "spec")
+        .map(|f| {
+            vec![
+                f.protocol.clone(),
+                row_key(&f.property, &f.variant),
+                f.expected.clone(),
+                f.measured.name().to_string(),
+            ]
+        })
+        .collect();
+    out.push((
+        "tab-claims.tex",
+        tabular(
+            "llp{0.5\\linewidth}l",
+            &s(&["profile", "row", "the spec says", "measured"]),
+            &rows,
+        ),
+    ));
+    // Every cell the SoK rates, beside the measurement; a disagreement is
+    // marked (security.json's findings against the SoK).
+    let mut rows = Vec::new();
+    for (c, (_, sok)) in i.sec.cells.iter().zip(&i.sec.references) {
+        let Some(sok) = sok else { continue };
+        let disagrees = i.sec.findings.iter().any(|f| {
+            f.against == "sok"
+                && f.protocol == c.protocol
+                && f.property == c.property
+                && f.variant == c.variant
+        });
+        rows.push(vec![
+            c.protocol.clone(),
+            row_key(&c.property, &c.variant),
+            format!("{}: {}", sok.column, sok.rating),
+            format!(
+                "{}{}",
+                c.outcome.name(),
+                if disagrees { " (disagrees)" } else { "" }
             ),
-        ));
+        ]);
     }
+    out.push((
+        "tab-sok.tex",
+        tabular(
+            "llp{0.4\\linewidth}l",
+            &s(&["profile", "row", "SoK column: rating", "measured"]),
+            &rows,
+        ),
+    ));
     out
 }
 
@@ -773,7 +868,7 @@ fn s(v: &[&str]) -> Vec<String> {
 /// `numbers.tex`.
 pub fn numbers_tex(n: &Numbers) -> String {
     let mut s = String::from(
-        "% Generated by `e2elab paper` from results/: do not edit.\n\\makeatletter\n\\newcommand{\\res}[1]{\\ifcsname e2elab@#1\\endcsname\\csname e2elab@#1\\endcsname\\else\\PackageError{e2elab}{unknown result #1}{}\\fi}\n",
+        "% Generated by `e2elab paper` from results/: do not edit.\n\\providecommand{\\rot}[1]{\\rotatebox{90}{#1}}\n\\makeatletter\n\\newcommand{\\res}[1]{\\ifcsname e2elab@#1\\endcsname\\csname e2elab@#1\\endcsname\\else\\PackageError{e2elab}{unknown result #1}{}\\fi}\n",
     );
     for (k, v) in &n.0 {
         s.push_str(&format!(

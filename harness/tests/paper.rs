@@ -184,7 +184,16 @@ fn the_paper_builds() {
         }
     }
     let dir = tmp.path().join("paper");
-    for f in ["paper.pdf", "paper.aux", "paper.bbl", "paper.log"] {
+    for f in [
+        "paper.pdf",
+        "paper.aux",
+        "paper.bbl",
+        "paper.blg",
+        "paper.log",
+        "paper.out",
+        "paper.fls",
+        "paper.fdb_latexmk",
+    ] {
         let _ = std::fs::remove_file(dir.join(f));
     }
     let out = std::process::Command::new("latexmk")
@@ -200,7 +209,9 @@ fn the_paper_builds() {
     let log = std::fs::read_to_string(dir.join("paper.log")).unwrap_or_default();
     assert!(
         out.status.success(),
-        "latexmk failed:\n{}",
+        "latexmk failed:\n{}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
         &log[log.len().saturating_sub(3000)..]
     );
     assert!(
