@@ -173,13 +173,13 @@ pub fn numbers(i: &Inputs) -> Numbers {
     n.put(
         "run.rev",
         rev,
-        "results.json: provenance.git_revision".into(),
+        "results.json: provenance.git_revision (prefix 7)".into(),
         &p.git_revision,
     );
     n.put(
         "run.date",
         p.date.chars().take(10).collect(),
-        "results.json: provenance.date".into(),
+        "results.json: provenance.date (prefix 10)".into(),
         &p.date,
     );
     n.int(
@@ -242,7 +242,7 @@ pub fn numbers(i: &Inputs) -> Numbers {
     n.int(
         "sec.controls",
         i.sec.profiles.iter().filter(|x| x.control).count() as u64,
-        "security.json: profiles with control=true (count)".into(),
+        "security.json: profiles[control=true] (count)".into(),
     );
     n.int(
         "sec.checks",
@@ -252,7 +252,7 @@ pub fn numbers(i: &Inputs) -> Numbers {
     n.int(
         "sec.wrong",
         i.sec.control_failures().len() as u64,
-        "security.json: controls with ok=false (count)".into(),
+        "security.json: controls[ok=false] (count)".into(),
     );
     if let Some(ins) = &i.r.instructions {
         let max = ins
@@ -264,7 +264,7 @@ pub fn numbers(i: &Inputs) -> Numbers {
         n.num(
             "instr.spread",
             max,
-            "results.json: instructions.rows[headline].spread_percent (largest)".into(),
+            "results.json: instructions.rows[headline=true].spread_percent (max)".into(),
         );
     }
     n.int(
@@ -275,7 +275,7 @@ pub fn numbers(i: &Inputs) -> Numbers {
     n.int(
         "req.wrong",
         i.req.checks.iter().filter(|c| !c.ok).count() as u64,
-        "requirements.json: checks with ok=false (count)".into(),
+        "requirements.json: checks[ok=false] (count)".into(),
     );
     for prof in &i.r.profiles {
         let id = prof.id.as_str();
@@ -283,29 +283,29 @@ pub fn numbers(i: &Inputs) -> Numbers {
             n.int(
                 &format!("hs.{id}.stanzas"),
                 h.messages,
-                format!("results.json: handshake[{id}].messages"),
+                format!("results.json: handshake[protocol={id}].messages"),
             );
             n.num(
                 &format!("hs.{id}.rtt"),
                 h.round_trips,
-                format!("results.json: handshake[{id}].round_trips"),
+                format!("results.json: handshake[protocol={id}].round_trips"),
             );
             n.num(
                 &format!("hs.{id}.bytes"),
                 h.bytes_initiator.median + h.bytes_responder.median,
                 format!(
-                    "results.json: handshake[{id}].bytes_initiator.median + bytes_responder.median"
+                    "results.json: handshake[protocol={id}].bytes_initiator.median + handshake[protocol={id}].bytes_responder.median"
                 ),
             );
             n.num(
                 &format!("hs.{id}.cpu"),
                 h.cpu_us_total.median / 1000.0,
-                format!("results.json: handshake[{id}].cpu_us_total.median / 1000"),
+                format!("results.json: handshake[protocol={id}].cpu_us_total.median / 1000"),
             );
             n.put(
                 &format!("hs.{id}.pk"),
                 pk_text(&h.ops_initiator),
-                format!("results.json: handshake[{id}].ops_initiator"),
+                format!("results.json: handshake[protocol={id}].ops_initiator (pk)"),
                 pk_text(&h.ops_initiator),
             );
         }
@@ -313,12 +313,12 @@ pub fn numbers(i: &Inputs) -> Numbers {
             n.num(
                 &format!("cold.{id}"),
                 c.cold_cpu_us.median / 1000.0,
-                format!("results.json: cold[{id}].cold_cpu_us.median / 1000"),
+                format!("results.json: cold[protocol={id}].cold_cpu_us.median / 1000"),
             );
             n.num(
                 &format!("warm.{id}"),
                 c.warm_cpu_us.median / 1000.0,
-                format!("results.json: cold[{id}].warm_cpu_us.median / 1000"),
+                format!("results.json: cold[protocol={id}].warm_cpu_us.median / 1000"),
             );
         }
         if let Some(m) =
@@ -329,12 +329,12 @@ pub fn numbers(i: &Inputs) -> Numbers {
             n.num(
                 &format!("msg.{id}.cpu"),
                 m.total_cpu_us.median,
-                format!("results.json: messages[{id}, 1024].total_cpu_us.median"),
+                format!("results.json: messages[protocol={id},size=1024].total_cpu_us.median"),
             );
             n.num(
                 &format!("msg.{id}.wire"),
                 m.wire_bytes.median,
-                format!("results.json: messages[{id}, 1024].wire_bytes.median"),
+                format!("results.json: messages[protocol={id},size=1024].wire_bytes.median"),
             );
         }
         if let Some(f) =
@@ -345,13 +345,13 @@ pub fn numbers(i: &Inputs) -> Numbers {
             n.num(
                 &format!("msg.{id}.ratio"),
                 f.ratio.median,
-                format!("results.json: floors[{id}, 1024].ratio.median"),
+                format!("results.json: floors[protocol={id},size=1024].ratio.median"),
             );
             if let Some(l) = &f.ratio_library {
                 n.num(
                     &format!("msg.{id}.libratio"),
                     l.median,
-                    format!("results.json: floors[{id}, 1024].ratio_library.median"),
+                    format!("results.json: floors[protocol={id},size=1024].ratio_library.median"),
                 );
             }
         }
@@ -363,7 +363,7 @@ pub fn numbers(i: &Inputs) -> Numbers {
             n.num(
                 &format!("hs.{id}.ratio"),
                 f.ratio.median,
-                format!("results.json: floors[{id}, handshake].ratio.median"),
+                format!("results.json: floors[protocol={id},phase=handshake].ratio.median"),
             );
         }
         if let Some(c) = i
@@ -374,7 +374,7 @@ pub fn numbers(i: &Inputs) -> Numbers {
         {
             let rec = &c.attack["recovery"];
             let from =
-                format!("security.json: cells[{id}, loss_reorder_tolerance].attack.recovery");
+                format!("security.json: cells[protocol={id},property=loss_reorder_tolerance].attack.recovery");
             if let (Some(sent), Some(lost)) =
                 (rec["messages"].as_u64(), rec["messages_lost"].as_u64())
             {
@@ -391,7 +391,7 @@ pub fn numbers(i: &Inputs) -> Numbers {
                 n.put(
                     &format!("rob.{id}.recover"),
                     text,
-                    format!("{from}.recovery_ms"),
+                    format!("{from}.recovery_ms (ms)"),
                     raw,
                 );
             }
@@ -401,7 +401,10 @@ pub fn numbers(i: &Inputs) -> Numbers {
             n.num(
                 &format!("ttfm.{id}.{net}"),
                 l.ttfm_ms.median,
-                format!("results.json: latency[{id}, {}].ttfm_ms.median", l.network),
+                format!(
+                    "results.json: latency[protocol={id},network={}].ttfm_ms.median",
+                    l.network
+                ),
             );
         }
         if let Some(s) =
@@ -414,7 +417,7 @@ pub fn numbers(i: &Inputs) -> Numbers {
                 &format!("mem.{id}"),
                 s.heap_bytes_per_session,
                 format!(
-                    "results.json: scale[{id}, {} pairs, run {}].heap_bytes_per_session",
+                    "results.json: scale[protocol={id},pairs={},run={}].heap_bytes_per_session",
                     s.pairs, s.run
                 ),
             );
@@ -428,12 +431,12 @@ pub fn numbers(i: &Inputs) -> Numbers {
             n.int(
                 &format!("srv.{id}.intact"),
                 s.delivered_exact + s.delivered_with_stamp,
-                format!("server.json: profiles[{id}, tcp].delivered_exact + delivered_with_stamp"),
+                format!("server.json: profiles[protocol={id},mode=tcp].delivered_exact + profiles[protocol={id},mode=tcp].delivered_with_stamp"),
             );
             n.int(
                 &format!("srv.{id}.stanzas"),
                 s.stanzas,
-                format!("server.json: profiles[{id}, tcp].stanzas"),
+                format!("server.json: profiles[protocol={id},mode=tcp].stanzas"),
             );
         }
         for c in i.sec.cells.iter().filter(|c| c.protocol == id) {
@@ -442,7 +445,7 @@ pub fn numbers(i: &Inputs) -> Numbers {
                 &format!("sec.{id}.{k}"),
                 c.outcome.name().into(),
                 format!(
-                    "security.json: cells[{id}, {} {}].outcome",
+                    "security.json: cells[protocol={id},property={},variant={}].outcome",
                     c.property, c.variant
                 ),
                 c.outcome.name(),
@@ -452,7 +455,10 @@ pub fn numbers(i: &Inputs) -> Numbers {
             n.put(
                 &format!("req.{id}.{}", c.requirement),
                 c.verdict.name().into(),
-                format!("requirements.json: cells[{id}, {}].verdict", c.requirement),
+                format!(
+                    "requirements.json: cells[protocol={id},requirement={}].verdict (verdict)",
+                    c.requirement
+                ),
                 c.verdict.name(),
             );
         }
@@ -474,7 +480,7 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
         .filter_map(|id| i.r.handshake.iter().find(|h| h.protocol == *id))
         .map(|h| {
             let id = h.protocol.as_str();
-            let f = |c: &str| format!("results.json: handshake[{id}].{c}");
+            let f = |c: &str| format!("results.json: handshake[protocol={id}].{c}");
             vec![
                 h.protocol.clone(),
                 reg(
@@ -496,7 +502,7 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
                     id,
                     "bytes",
                     sig3(h.bytes_initiator.median + h.bytes_responder.median),
-                    f("bytes_initiator.median + bytes_responder.median"),
+                    format!("results.json: handshake[protocol={id}].bytes_initiator.median + handshake[protocol={id}].bytes_responder.median"),
                 ),
                 reg(
                     "handshake",
@@ -510,7 +516,7 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
                     id,
                     "pk",
                     pk_text(&h.ops_initiator),
-                    f("ops_initiator"),
+                    f("ops_initiator (pk)"),
                 ),
             ]
         })
@@ -549,14 +555,14 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
                     id,
                     "wire",
                     sig3(m.wire_bytes.median),
-                    format!("results.json: messages[{id}, 1024].wire_bytes.median"),
+                    format!("results.json: messages[protocol={id},size=1024].wire_bytes.median"),
                 ),
                 reg(
                     "messages",
                     id,
                     "cpu",
                     sig3(m.total_cpu_us.median),
-                    format!("results.json: messages[{id}, 1024].total_cpu_us.median"),
+                    format!("results.json: messages[protocol={id},size=1024].total_cpu_us.median"),
                 ),
                 match f {
                     Some(f) => reg(
@@ -564,7 +570,7 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
                         id,
                         "ratio",
                         sig3(f.ratio.median),
-                        format!("results.json: floors[{id}, 1024].ratio.median"),
+                        format!("results.json: floors[protocol={id},size=1024].ratio.median"),
                     ),
                     None => "--".into(),
                 },
@@ -599,7 +605,7 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
             "rtt",
             net,
             sig3(rtt),
-            format!("results.json: latency[*, {net}].rtt_ms"),
+            format!("results.json: latency[network={net}].rtt_ms"),
         );
         head.push(format!("{net} ({t} ms)"));
     }
@@ -618,7 +624,7 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
                                 id,
                                 net,
                                 sig3(l.ttfm_ms.median),
-                                format!("results.json: latency[{id}, {net}].ttfm_ms.median"),
+                                format!("results.json: latency[protocol={id},network={net}].ttfm_ms.median"),
                             )
                         })
                         .unwrap_or_else(|| "--".into()),
@@ -642,7 +648,7 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
                     .max_by_key(|s| (s.pairs, s.run))?;
             let f = |c: &str| {
                 format!(
-                    "results.json: scale[{id}, {} pairs, run {}].{c}",
+                    "results.json: scale[protocol={id},pairs={},run={}].{c}",
                     s.pairs, s.run
                 )
             };
@@ -690,7 +696,7 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
                 .profiles
                 .iter()
                 .find(|s| s.protocol == *id && s.mode == "tcp")?;
-            let f = |c: &str| format!("server.json: profiles[{id}, tcp].{c}");
+            let f = |c: &str| format!("server.json: profiles[protocol={id},mode=tcp].{c}");
             Some(vec![
                 id.to_string(),
                 reg(
@@ -713,7 +719,7 @@ pub fn tables(i: &Inputs, n: &mut Numbers) -> Vec<(&'static str, String)> {
                     id,
                     "intact",
                     (r.delivered_exact + r.delivered_with_stamp).to_string(),
-                    f("delivered_exact + delivered_with_stamp"),
+                    format!("server.json: profiles[protocol={id},mode=tcp].delivered_exact + profiles[protocol={id},mode=tcp].delivered_with_stamp"),
                 ),
                 reg("server", id, "altered", r.altered.to_string(), f("altered")),
                 reg("server", id, "lost", r.lost.to_string(), f("lost")),

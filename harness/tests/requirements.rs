@@ -115,7 +115,10 @@ fn the_openpgp_probe_recognizes_gnupg_output_and_not_noise() {
             .any(|t| t.recognized && t.tool.starts_with("gpg")),
         "{found:?}"
     );
-    // Random base64 of the same length is no OpenPGP message.
+    let _ = Command::new("gpgconf")
+        .args(["--homedir", h, "--kill", "all"])
+        .status();
+    // Random base64 is no OpenPGP message.
     let noise: String = (0..600u32)
         .map(|i| {
             char::from(
@@ -124,13 +127,29 @@ fn the_openpgp_probe_recognizes_gnupg_output_and_not_noise() {
             )
         })
         .collect();
-    let carrier = format!(
-        "<message xmlns='jabber:client' to='b@x/r' from='a@x/r'><x xmlns='urn:e2elab:test'>{noise}</x></message>"
-    );
-    assert!(interop::probe(&carrier)
-        .unwrap()
-        .iter()
-        .all(|t| !t.recognized));
+    // Nor are packets gpg lists that are no message: a public-key encrypted
+    // session key packet with an unknown version, and one of version 3 with
+    // an algorithm the registry does not have.
+    let mut inputs = vec![noise];
+    for (version, algo) in [(7u8, 1u8), (3, 99)] {
+        let mut pkt = vec![0x84, 20, version];
+        pkt.extend_from_slice(&[0x11; 8]);
+        pkt.push(algo);
+        pkt.extend_from_slice(&[0x22; 10]);
+        inputs.push(e2elab_core::b64::encode(&pkt));
+    }
+    for text in inputs {
+        let carrier = format!(
+            "<message xmlns='jabber:client' to='b@x/r' from='a@x/r'><x xmlns='urn:e2elab:test'>{text}</x></message>"
+        );
+        assert!(
+            interop::probe(&carrier)
+                .unwrap()
+                .iter()
+                .all(|t| !t.recognized),
+            "{text} taken for a protected object"
+        );
+    }
 }
 
 #[test]

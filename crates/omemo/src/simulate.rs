@@ -14,11 +14,12 @@
 //! [`simulate_from_peer`] does exactly that, through vodozemac: it builds an
 //! Olm session on Alice's side whose root and chain keys come from the
 //! three agreements above (HKDF-SHA-256, info `OLM_ROOT`, as vodozemac's
-//! `shared_secret.rs` and the Olm spec's "Initial setup" say), and lets
+//! `shared_secret.rs` and the Olm spec's "Initial setup" say) with
+//! `Session::from_root_key_material` (vodozemac's `low-level-api`), and lets
 //! vodozemac write the pre-key message and the OMEMO payload as Alice's
-//! client would. The session is rebuilt from a pickle vodozemac itself
-//! made for a throwaway account (so its layout is vodozemac's own); only
-//! the identity key, the base key and the two derived keys are replaced.
+//! client would. Every secret lives in a zeroizing buffer; Bob's one-time
+//! prekey is read from his account pickle into vodozemac's own (zeroizing)
+//! key type, nothing else of the pickle is kept.
 //!
 //! XEP-0384 §2 says X3DH "provides no online deniability". That is about a
 //! judge who takes part while the exchange happens (it can make Bob use a
@@ -30,40 +31,21 @@ use crate::bundle::{self, Bundle};
 use crate::session::OmemoSession;
 use crate::{olm_primitives, republished, ID};
 use e2elab_core::{Element, Env, Error, IdentityError, Result, SessionConfig};
-use serde_json::Value;
-use vodozemac::olm::{Account, Session as Olm, SessionPickle};
+use std::collections::BTreeMap;
+use vodozemac::olm::{Session as Olm, SessionKeys};
 use vodozemac::{Curve25519PublicKey, Curve25519SecretKey};
 use zeroize::Zeroizing;
 
-fn layout(what: &str) -> Error {
-    Error::Backend(format!(
-        "vodozemac's pickle layout is not the one this simulation knows ({what})"
-    ))
+/// The one part of vodozemac's account pickle read here: the one-time
+/// prekeys' private halves, straight into vodozemac's key type.
+#[derive(serde::Deserialize)]
+struct AccountOtks {
+    one_time_keys: OtkStore,
 }
 
-/// Replace the 32-byte array at `path` in `v`, checking it is one.
-fn put_array(v: &mut Value, path: &[&str], bytes: &[u8; 32]) -> Result<()> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get_mut(*p).ok_or_else(|| layout(p))?;
-    }
-    match cur {
-        Value::Array(a) if a.len() == 32 => {
-            *cur = Value::Array(bytes.iter().map(|b| Value::from(*b)).collect());
-            Ok(())
-        }
-        _ => Err(layout(&path.join("."))),
-    }
-}
-
-/// Replace the public key at `path` (vodozemac's own serialization).
-fn put_key(v: &mut Value, path: &[&str], key: Curve25519PublicKey) -> Result<()> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get_mut(*p).ok_or_else(|| layout(p))?;
-    }
-    *cur = serde_json::to_value(key).map_err(|e| layout(&e.to_string()))?;
-    Ok(())
+#[derive(serde::Deserialize)]
+struct OtkStore {
+    private_keys: BTreeMap<u64, Curve25519SecretKey>,
 }
 
 /// The private key of one of our one-time prekeys `otk`, from our account.
@@ -71,21 +53,21 @@ fn otk_secret(
     account: &vodozemac::olm::AccountPickle,
     otk: &[u8; 32],
 ) -> Result<Curve25519SecretKey> {
-    let v = Zeroizing::new(serde_json::to_string(account).map_err(|e| layout(&e.to_string()))?);
-    let v: Value = serde_json::from_str(&v).map_err(|e| layout(&e.to_string()))?;
-    let keys = v
-        .get("one_time_keys")
-        .and_then(|k| k.get("private_keys"))
-        .and_then(Value::as_object)
-        .ok_or_else(|| layout("one_time_keys.private_keys"))?;
-    for k in keys.values() {
-        let s: Curve25519SecretKey =
-            serde_json::from_value(k.clone()).map_err(|e| layout(&e.to_string()))?;
-        if Curve25519PublicKey::from(&s).to_bytes() == *otk {
-            return Ok(s);
-        }
-    }
-    Err(IdentityError::UnknownKey("a one-time prekey our account does not hold".into()).into())
+    let text = Zeroizing::new(
+        serde_json::to_string(account)
+            .map_err(|_| Error::Backend("the account pickle does not serialize".into()))?,
+    );
+    let store: AccountOtks = serde_json::from_str(&text).map_err(|_| {
+        Error::Backend("vodozemac's account pickle has no one-time keys where expected".into())
+    })?;
+    store
+        .one_time_keys
+        .private_keys
+        .into_values()
+        .find(|s| Curve25519PublicKey::from(s).to_bytes() == *otk)
+        .ok_or_else(|| {
+            IdentityError::UnknownKey("a one-time prekey our account does not hold".into()).into()
+        })
 }
 
 /// Bob's stanza in Alice's name: `config` is Bob's own (his identity, his
@@ -127,20 +109,22 @@ pub fn simulate_from_peer(
     let otk = fresh[(env.next_u64() % fresh.len() as u64) as usize];
     let o_b = otk_secret(&secret.account, &otk)?;
     // The base key "Alice" sends: Bob's own.
-    let e_a = Curve25519SecretKey::from_slice(&env.random_array::<32>());
+    let e_a = Curve25519SecretKey::from_slice(&Zeroizing::new(env.random_array::<32>()));
     let i_a = Curve25519PublicKey::from_bytes(alice.cik);
     let i_b = Curve25519PublicKey::from_bytes(bob.cik);
     let o_b_pub = Curve25519PublicKey::from_bytes(otk);
-    let agree = |s: &Curve25519SecretKey, p: &Curve25519PublicKey| {
-        s.diffie_hellman(p)
-            .map(|x| *x.as_bytes())
-            .ok_or_else(|| Error::from(IdentityError::Malformed("a low-order key".into())))
-    };
-    // S = DH(I_A, O_B) || DH(E_A, I_B) || DH(E_A, O_B), each on Bob's side.
+    // S = DH(I_A, O_B) || DH(E_A, I_B) || DH(E_A, O_B), each on Bob's side,
+    // written straight into a zeroizing buffer.
     let mut s = Zeroizing::new([0u8; 96]);
-    s[..32].copy_from_slice(&agree(&o_b, &i_a)?);
-    s[32..64].copy_from_slice(&agree(&e_a, &i_b)?);
-    s[64..].copy_from_slice(&agree(&e_a, &o_b_pub)?);
+    for (i, (k, p)) in [(&o_b, &i_a), (&e_a, &i_b), (&e_a, &o_b_pub)]
+        .into_iter()
+        .enumerate()
+    {
+        let shared = k
+            .diffie_hellman(p)
+            .ok_or_else(|| Error::from(IdentityError::Malformed("a low-order key".into())))?;
+        s[32 * i..32 * (i + 1)].copy_from_slice(shared.as_bytes());
+    }
     let mut rk = Zeroizing::new([0u8; 64]);
     if !olm_primitives::hkdf_sha256(&[0], &s[..], b"OLM_ROOT", &mut rk[..]) {
         return Err(Error::Backend("HKDF".into()));
@@ -149,36 +133,20 @@ pub fn simulate_from_peer(
     let mut chain = Zeroizing::new([0u8; 32]);
     root.copy_from_slice(&rk[..32]);
     chain.copy_from_slice(&rk[32..]);
-    // A session vodozemac made, on a throwaway account, to the same prekey:
-    // its layout, with Alice's identity key, our base key and the keys above.
-    let template = Account::new()
-        .create_outbound_session(vodozemac::olm::SessionConfig::version_1(), i_b, o_b_pub)
-        .map_err(|e| Error::Backend(format!("template session: {e}")))?
-        .pickle();
-    let text =
-        Zeroizing::new(serde_json::to_string(&template).map_err(|e| layout(&e.to_string()))?);
-    let mut v: Value = serde_json::from_str(&text).map_err(|e| layout(&e.to_string()))?;
-    put_key(&mut v, &["session_keys", "identity_key"], i_a)?;
-    put_key(
-        &mut v,
-        &["session_keys", "base_key"],
-        Curve25519PublicKey::from(&e_a),
-    )?;
-    put_array(
-        &mut v,
-        &["sending_ratchet", "active_ratchet", "root_key"],
-        &root,
-    )?;
-    put_array(
-        &mut v,
-        &["sending_ratchet", "symmetric_key_ratchet", "key"],
-        &chain,
-    )?;
-    if v["sending_ratchet"]["symmetric_key_ratchet"]["index"] != 0 {
-        return Err(layout("a fresh chain not at index 0"));
-    }
-    let pickle: SessionPickle = serde_json::from_value(v).map_err(|e| layout(&e.to_string()))?;
-    let olm = Olm::from_pickle(pickle);
+    // "Alice's" first ratchet key: Bob's choice, as the base key is.
+    let ratchet = Zeroizing::new(env.random_array::<32>());
+    let keys = SessionKeys {
+        identity_key: i_a,
+        base_key: Curve25519PublicKey::from(&e_a),
+        one_time_key: o_b_pub,
+    };
+    let olm = Olm::from_root_key_material(
+        vodozemac::olm::SessionConfig::version_1(),
+        keys,
+        *root,
+        *chain,
+        *ratchet,
+    );
     let mut mirror = OmemoSession::mirror(&config, alice, bob, olm)?;
     let mut m = stanza;
     e2elab_core::stanza::set_attr(&mut m, "from", &config.peer_jid.to_string())?;

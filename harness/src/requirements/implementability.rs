@@ -34,8 +34,8 @@ pub struct ImplOut {
     pub primitives: Vec<String>,
     /// Specifications named, with their words (`None`: not on this machine).
     pub specs: BTreeMap<String, Option<u64>>,
-    /// Pages at 500 words of the specifications found.
-    pub spec_pages: f64,
+    /// Pages at 500 words of the specifications found (`None`: none found).
+    pub spec_pages: Option<f64>,
 }
 
 fn count_lines(dir: &Path, top: bool, n: &mut u64) {
@@ -174,19 +174,24 @@ impl Graph {
             .id_of("e2elab-core")
             .ok_or("no workspace package e2elab-core")?;
         let shared = self.closure(&core);
-        let path = |id: &str| -> Option<PathBuf> {
-            self.packages[id]["manifest_path"]
-                .as_str()
+        let path = |id: &str| -> crate::Result<PathBuf> {
+            self.packages
+                .get(id)
+                .and_then(|p| p["manifest_path"].as_str())
                 .map(PathBuf::from)
+                .ok_or_else(|| crate::fail!("cargo metadata: no manifest for {id}"))
         };
-        let crate_lines = path(&id).map(|p| package_lines(&p)).unwrap_or(0);
+        let crate_lines = package_lines(&path(&id)?);
         let mut own = BTreeMap::new();
         let mut native = Vec::new();
         for d in self.closure(&id) {
             if d == id || shared.contains(&d) {
                 continue;
             }
-            let p = &self.packages[&d];
+            let p = self
+                .packages
+                .get(&d)
+                .ok_or_else(|| crate::fail!("cargo metadata: no package {d}"))?;
             let label = format!(
                 "{} {}",
                 p["name"].as_str().unwrap_or("?"),
@@ -199,7 +204,7 @@ impl Graph {
             {
                 native.push(format!("{l} (linked by {label})"));
             }
-            own.insert(label, path(&d).map(|p| package_lines(&p)).unwrap_or(0));
+            own.insert(label, package_lines(&path(&d)?));
         }
         Ok((crate_lines, own, native))
     }
@@ -275,16 +280,19 @@ pub fn spec_files(spec: &str, dir: &Path) -> BTreeMap<String, Option<PathBuf>> {
     out.into_values().collect()
 }
 
-/// `0.9` and `0.9.0` are one version.
+/// The file's version `a` is the named version `b` when `b`'s components
+/// begin `a`'s (`0.9` names the 0.9 series: `0.9.0`, `0.9.1`; trailing
+/// zero components are ignored, so `1.4` is `1.4.0`).
 fn same_version(a: &str, b: &str) -> bool {
     let norm = |s: &str| {
-        let mut v: Vec<&str> = s.split('.').collect();
-        while v.len() > 1 && v.last() == Some(&"0") {
+        let mut v: Vec<String> = s.split('.').map(str::to_string).collect();
+        while v.len() > 1 && v.last().is_some_and(|x| x == "0") {
             v.pop();
         }
-        v.join(".")
+        v
     };
-    norm(a) == norm(b)
+    let (a, b) = (norm(a), norm(b));
+    a.len() >= b.len() && a[..b.len()] == b[..]
 }
 
 fn latest_version(xml: &str) -> Option<String> {

@@ -153,3 +153,128 @@ pub fn probe(carrier: &str) -> crate::Result<Vec<ToolOut>> {
         },
     ])
 }
+
+fn carrier_of(text: &str) -> String {
+    let mut m = Element::bare("message", stanza::NS_CLIENT);
+    m.append_child(stanza::text_element(
+        "x",
+        "urn:e2elab:requirements:probe",
+        text,
+    ));
+    stanza::serialize(&m)
+}
+
+/// The probe's baseline, run with it: an OpenPGP message GnuPG encrypts and
+/// a CMS enveloped object `openssl cms` writes, each in a stanza, must be
+/// recognized by the tool of its kind (libotr has no tool that writes a data
+/// message on its own; `otr-v3`'s stanzas, written by libotr, stand for it).
+pub fn self_check() -> crate::Result<Vec<(String, bool)>> {
+    let dir = tempfile::tempdir().map_err(|e| crate::fail!("temporary directory: {e}"))?;
+    let home = dir.path().join("gnupg");
+    std::fs::create_dir_all(&home).map_err(|e| crate::Error::io(home.display().to_string(), e))?;
+    let h = home.display().to_string();
+    let base = ["--homedir", h.as_str(), "--batch", "--yes"];
+    let (ok, _) = run(
+        "gpg",
+        &[
+            &base[..],
+            &[
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "probe@example.org",
+                "default",
+                "default",
+                "never",
+            ],
+        ]
+        .concat(),
+        b"",
+    )?;
+    if !ok {
+        return Err(crate::Error::tool(
+            "gpg",
+            "could not make a key for the probe's baseline",
+        ));
+    }
+    let (ok, armored) = run(
+        "gpg",
+        &[
+            &base[..],
+            &[
+                "--trust-model",
+                "always",
+                "-r",
+                "probe@example.org",
+                "-e",
+                "-a",
+            ],
+        ]
+        .concat(),
+        b"probe",
+    )?;
+    let _ = run("gpgconf", &["--homedir", &h, "--kill", "all"], b"");
+    if !ok {
+        return Err(crate::Error::tool(
+            "gpg",
+            "could not encrypt the probe's baseline",
+        ));
+    }
+    let gpg_ok = probe(&carrier_of(&armored))?
+        .iter()
+        .any(|t| t.recognized && t.tool.starts_with("gpg"));
+    let key = dir.path().join("k.pem");
+    let cert = dir.path().join("c.pem");
+    let (ok, _) = run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=probe",
+            "-keyout",
+            &key.display().to_string(),
+            "-out",
+            &cert.display().to_string(),
+        ],
+        b"",
+    )?;
+    if !ok {
+        return Err(crate::Error::tool(
+            "openssl",
+            "could not make a certificate for the probe's baseline",
+        ));
+    }
+    let out = Command::new("openssl")
+        .args(["cms", "-encrypt", "-aes256", "-outform", "DER", "-recip"])
+        .arg(&cert)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            if let Some(mut i) = c.stdin.take() {
+                let _ = i.write_all(b"probe");
+            }
+            c.wait_with_output()
+        })
+        .map_err(|e| crate::Error::tool("openssl", e))?;
+    if !out.status.success() {
+        return Err(crate::Error::tool(
+            "openssl",
+            "could not encrypt the probe's baseline",
+        ));
+    }
+    let cms_ok = probe(&carrier_of(&e2elab_core::b64::encode(&out.stdout)))?
+        .iter()
+        .any(|t| t.recognized && t.tool.starts_with("openssl"));
+    Ok(vec![
+        ("gpg (GnuPG's own message)".into(), gpg_ok),
+        ("openssl cms (openssl's own enveloped data)".into(), cms_ok),
+    ])
+}
