@@ -101,6 +101,18 @@ fn leaked(parts: &[(String, String)], wires: &[(Dir, String)]) -> Vec<String> {
         .collect()
 }
 
+/// Alice sends canary message `n` over `link` and everything she emits is
+/// delivered: whether Bob delivered it intact as protected.
+fn delivers(link: &mut Link, n: u64) -> R<bool> {
+    let (el, _) = canary_stanza(StanzaKind::Message, 0, n)?;
+    link.send(0, el.clone())
+        .map_err(|e| crate::fail!("send: {e}"))?;
+    let wires = link.take_in_flight();
+    Ok(deliver_all(link, &wires)
+        .iter()
+        .any(|g| same_content(g, &el)))
+}
+
 fn generality(w: &World) -> R<Vec<KindOut>> {
     let mut out = Vec::new();
     for (i, kind) in [StanzaKind::Message, StanzaKind::Presence, StanzaKind::Iq]
@@ -166,13 +178,7 @@ fn object(w: &World) -> R<ObjectOut> {
         }
     }
     let delivered_alone = link.party(1).delivered.iter().any(|g| same_content(g, &el));
-    let mut base = w.established()?;
-    base.send(0, el.clone())
-        .map_err(|e| crate::fail!("baseline send: {e}"))?;
-    let wires = base.take_in_flight();
-    let baseline_delivered = deliver_all(&mut base, &wires)
-        .iter()
-        .any(|g| same_content(g, &el));
+    let baseline_delivered = delivers(&mut w.established()?, 800)?;
     Ok(ObjectOut {
         alice_stanzas: alice,
         bob_dropped: dropped,
@@ -204,14 +210,7 @@ fn usability(w: &World) -> R<UsabilityOut> {
         let b = w.side_session(w.bob.client.as_ref(), 1, w.bob.id.clone(), None, None)?;
         let mut link = Link::new(a, b);
         link.handshake()?;
-        let (el, _) = canary_stanza(StanzaKind::Message, 0, 810)?;
-        link.send(0, el.clone())
-            .map_err(|e| crate::fail!("send: {e}"))?;
-        let wires = link.take_in_flight();
-        if deliver_all(&mut link, &wires)
-            .iter()
-            .any(|g| same_content(g, &el))
-        {
+        if delivers(&mut link, 810)? {
             Ok(())
         } else {
             Err("the message was not delivered".into())
@@ -238,14 +237,7 @@ fn self_keys(w: &World, seed: u64) -> R<SelfKeysOut> {
             [&crate::driver::full_jid(0), &crate::driver::full_jid(1)],
         )?;
         link.handshake()?;
-        let (el, _) = canary_stanza(StanzaKind::Message, 0, 820)?;
-        link.send(0, el.clone())
-            .map_err(|e| crate::fail!("send: {e}"))?;
-        let wires = link.take_in_flight();
-        if deliver_all(&mut link, &wires)
-            .iter()
-            .any(|g| same_content(g, &el))
-        {
+        if delivers(&mut link, 820)? {
             Ok(())
         } else {
             Err("the message was not delivered".into())
